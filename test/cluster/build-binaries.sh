@@ -23,6 +23,13 @@ if [ ${#missing_k8s[@]} -eq 0 ] && [ $need_etcd -eq 0 ] && [ $need_kwok -eq 0 ];
   echo "$bin"; exit 0
 fi
 
+# Two test processes starting at once must not build into the same folder together.
+exec 9>"$cache_root/build.lock"
+flock 9
+missing_k8s=(); for p in "${k8s_parts[@]}"; do [ -x "$bin/$p" ] || missing_k8s+=("$p"); done
+[ -x "$bin/etcd" ] && need_etcd=0
+[ -x "$bin/kwok" ] && need_kwok=0
+
 if ! command -v go >/dev/null 2>&1; then
   for g in /usr/local/go/bin/go "$HOME/go/bin/go"; do [ -x "$g" ] && export PATH="$(dirname "$g"):$PATH" && break; done
 fi
