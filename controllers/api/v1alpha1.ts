@@ -1,6 +1,8 @@
 // The public contract of ServiceGroup (see shared PRODUCT.md "Fixed names"): API group, labels and
 // annotations. The controllers and the wrapper both import these, so a name lives in one place.
 
+import type { V1Condition, V1DeploymentSpec, V1ObjectMeta, V1ServiceSpec } from '@kubernetes/client-node';
+
 export const GROUP = 'servicegroup.io';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
@@ -16,3 +18,118 @@ export const MANAGED_BY = 'servicegroup-controller';
 export const ANNOTATION_TOPOLOGY_KEYS = 'servicegroup.io/topology-keys';
 /** SuperEdge's spelling of the same annotation, honoured so its users can switch unchanged. */
 export const ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE = 'topologyKeys';
+
+// ---------------------------------------------------------------------------------------------
+// Custom resource types. The embedded DeploymentSpec/ServiceSpec are the Kubernetes core types;
+// the CRD schemas in crds/ are generated from the apiserver's OpenAPI so both agree.
+
+
+export const KIND_DEPLOYMENT_GRID = 'DeploymentGrid';
+export const KIND_SERVICE_GRID = 'ServiceGrid';
+export const PLURAL_DEPLOYMENT_GRID = 'deploymentgrids';
+export const PLURAL_SERVICE_GRID = 'servicegrids';
+
+/** The name `templates`/`defaultTemplateName` use for the grid's own `template`. */
+export const DEFAULT_TEMPLATE_NAME = 'default';
+
+/** One RFC 6902 operation, applied to a unit's DeploymentSpec (paths like `/replicas`, `/template/spec/...`). */
+export interface JsonPatchOperation {
+  op: 'add' | 'remove' | 'replace' | 'move' | 'copy' | 'test';
+  path: string;
+  from?: string;
+  value?: unknown;
+}
+
+/** Per-unit adjustments, applied in list order to every unit named in `units`. */
+export interface DeploymentGridOverride {
+  units: string[];
+  replicas?: number;
+  patch?: JsonPatchOperation[];
+}
+
+interface GridSpecCommon<T> {
+  /** Node label key whose distinct values are the NodeUnits. */
+  gridUniqKey: string;
+  template: T;
+  /** Named alternative templates (e.g. a canary). */
+  templatePool?: Record<string, T>;
+  /** Unit value → templatePool entry name. */
+  templates?: Record<string, string>;
+  /** Template for units not in `templates`: empty or `default` means `template`. */
+  defaultTemplateName?: string;
+}
+
+export interface DeploymentGridSpec extends GridSpecCommon<V1DeploymentSpec> {
+  overrides?: DeploymentGridOverride[];
+}
+
+export type UnitServicesMode = 'Headless' | 'ClusterIP' | 'None';
+
+export interface ServiceGridSpec extends GridSpecCommon<V1ServiceSpec> {
+  /** Node label keys tried in order when a node's own unit has no ready endpoint; `*` means any. */
+  topologyFallback?: string[];
+  /** Kind of per-unit Service; Headless by default. */
+  unitServices?: UnitServicesMode;
+}
+
+export interface DeploymentGridUnitStatus {
+  /** Raw unit value. */
+  name: string;
+  deployment: string;
+  replicas: number;
+  readyReplicas: number;
+  updatedReplicas: number;
+  template: string;
+  /** Set when the unit could not be rendered or applied. */
+  error?: string;
+}
+
+export interface ServiceGridUnitStatus {
+  name: string;
+  /** Per-unit Service name; empty when `unitServices: None`. */
+  service: string;
+  readyEndpoints: number;
+  template: string;
+  error?: string;
+}
+
+export interface GridStatus<U> {
+  observedGeneration?: number;
+  /** Name of the shared Service (ServiceGrid only). */
+  service?: string;
+  totalUnits?: number;
+  readyUnits?: number;
+  units?: U[];
+  conditions?: V1Condition[];
+}
+
+export type DeploymentGridStatus = GridStatus<DeploymentGridUnitStatus>;
+export type ServiceGridStatus = GridStatus<ServiceGridUnitStatus>;
+
+export interface DeploymentGrid {
+  apiVersion: typeof API_VERSION;
+  kind: typeof KIND_DEPLOYMENT_GRID;
+  metadata: V1ObjectMeta;
+  spec: DeploymentGridSpec;
+  status?: DeploymentGridStatus;
+}
+
+export interface ServiceGrid {
+  apiVersion: typeof API_VERSION;
+  kind: typeof KIND_SERVICE_GRID;
+  metadata: V1ObjectMeta;
+  spec: ServiceGridSpec;
+  status?: ServiceGridStatus;
+}
+
+export const CONDITION_READY = 'Ready';
+export const CONDITION_PROGRESSING = 'Progressing';
+export const CONDITION_DEGRADED = 'Degraded';
+export const REASON_CONFLICT = 'Conflict';
+export const REASON_INVALID_OVERRIDE = 'InvalidOverride';
+export const REASON_INVALID_TEMPLATE = 'InvalidTemplate';
+export const REASON_NAME_COLLISION = 'NameCollision';
+export const REASON_APPLY_FAILED = 'ApplyFailed';
+
+/** Annotation on rendered objects: hash of what the controller last applied, to skip no-op writes. */
+export const ANNOTATION_RENDER_HASH = 'servicegroup.io/render-hash';

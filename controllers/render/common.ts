@@ -1,0 +1,80 @@
+// Pieces shared by both grid renderers: template choice per unit, owner references, labels and
+// the render hash that lets reconcile skip writes when nothing changed.
+
+import { createHash } from 'node:crypto';
+import type { V1ObjectMeta, V1OwnerReference } from '@kubernetes/client-node';
+import {
+  ANNOTATION_RENDER_HASH,
+  API_VERSION,
+  DEFAULT_TEMPLATE_NAME,
+  LABEL_GRID,
+  LABEL_MANAGED_BY,
+  LABEL_UNIT,
+  MANAGED_BY,
+} from '../api/v1alpha1.ts';
+
+export interface GridLike<T> {
+  kind: string;
+  metadata: V1ObjectMeta;
+  spec: {
+    template: T;
+    templatePool?: Record<string, T>;
+    templates?: Record<string, string>;
+    defaultTemplateName?: string;
+  };
+}
+
+export type TemplateChoice<T> = { name: string; template: T } | { name: string; error: string };
+
+/** `templates[unit]` → pool entry, else `defaultTemplateName` (unless empty/`default`), else `template`. */
+export function chooseTemplate<T>(grid: GridLike<T>, unit: string): TemplateChoice<T> {
+  const { template, templatePool = {}, templates = {}, defaultTemplateName } = grid.spec;
+  const fromPool = (name: string, why: string): TemplateChoice<T> => {
+    if (name === DEFAULT_TEMPLATE_NAME && !Object.hasOwn(templatePool, name)) return { name, template };
+    if (!Object.hasOwn(templatePool, name)) return { name, error: `${why} names template ${JSON.stringify(name)}, which is not in templatePool` };
+    return { name, template: templatePool[name]! };
+  };
+  if (Object.hasOwn(templates, unit)) return fromPool(templates[unit]!, `templates[${JSON.stringify(unit)}]`);
+  if (defaultTemplateName) return fromPool(defaultTemplateName, 'defaultTemplateName');
+  return { name: DEFAULT_TEMPLATE_NAME, template };
+}
+
+export function controllerRef(grid: GridLike<unknown>): V1OwnerReference {
+  return {
+    apiVersion: API_VERSION,
+    kind: grid.kind,
+    name: grid.metadata.name!,
+    uid: grid.metadata.uid!,
+    controller: true,
+    blockOwnerDeletion: true,
+  };
+}
+
+export function gridLabels(grid: GridLike<unknown>, unit?: string): Record<string, string> {
+  const labels: Record<string, string> = { [LABEL_GRID]: grid.metadata.name!, [LABEL_MANAGED_BY]: MANAGED_BY };
+  if (unit !== undefined) labels[LABEL_UNIT] = unit;
+  return labels;
+}
+
+/** JSON with object keys sorted, so equal objects hash equally whatever their key order. */
+export function stableStringify(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map((v) => stableStringify(v === undefined ? null : v)).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableStringify(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** Stamps the hash of the object's desired content into its annotations and returns it. */
+export function withRenderHash<T extends { metadata?: V1ObjectMeta }>(obj: T): T {
+  const hash = createHash('sha256').update(stableStringify(obj)).digest('hex').slice(0, 16);
+  obj.metadata = { ...obj.metadata, annotations: { ...obj.metadata?.annotations, [ANNOTATION_RENDER_HASH]: hash } };
+  return obj;
+}
+
+export function clone<T>(value: T): T {
+  return structuredClone(value);
+}

@@ -1,0 +1,98 @@
+// DeploymentGrid rendering: grid + unit set → one desired Deployment per unit, or a per-unit
+// error. Pure: no I/O, no clock.
+
+import type { V1Deployment, V1DeploymentSpec } from '@kubernetes/client-node';
+import fastJsonPatch from 'fast-json-patch';
+import {
+  type DeploymentGrid,
+  LABEL_GRID,
+  LABEL_UNIT,
+  REASON_INVALID_OVERRIDE,
+  REASON_INVALID_TEMPLATE,
+  REASON_NAME_COLLISION,
+} from '../api/v1alpha1.ts';
+import { chooseTemplate, clone, controllerRef, gridLabels, withRenderHash } from './common.ts';
+import { assignNames, unitDeploymentName } from './names.ts';
+
+export interface UnitError {
+  reason: string;
+  message: string;
+}
+
+export interface RenderedUnitDeployment {
+  unit: string;
+  /** Deployment name; empty when no name could be assigned. */
+  name: string;
+  template: string;
+  deployment?: V1Deployment;
+  error?: UnitError;
+}
+
+/** Applies the grid's overrides for `unit` to a copy of `spec`. Throws with a message on failure. */
+export function applyOverrides(grid: DeploymentGrid, unit: string, spec: V1DeploymentSpec): V1DeploymentSpec {
+  let out = spec;
+  for (const [i, override] of (grid.spec.overrides ?? []).entries()) {
+    if (!override.units?.includes(unit)) continue;
+    if (override.replicas !== undefined && override.replicas !== null) out = { ...out, replicas: override.replicas };
+    if (override.patch?.length) {
+      try {
+        out = fastJsonPatch.applyPatch(clone(out), clone(override.patch) as fastJsonPatch.Operation[], true, true).newDocument;
+      } catch (err) {
+        const e = err as Error & { index?: number; operation?: { op?: string; path?: string } };
+        const at = e.index !== undefined ? `[${e.index}] (${e.operation?.op} ${e.operation?.path})` : '';
+        throw new Error(`overrides[${i}].patch${at}: ${e.message.split('\n')[0]}`);
+      }
+    }
+  }
+  if (!out || typeof out !== 'object' || !out.template || typeof out.template !== 'object') {
+    throw new Error('overrides leave no pod template');
+  }
+  return out;
+}
+
+/** The unit's Deployment: the chosen spec pinned to the unit's nodes and labelled with the unit. */
+export function renderUnitDeployment(grid: DeploymentGrid, unit: string, name: string, spec: V1DeploymentSpec): V1Deployment {
+  const key = grid.spec.gridUniqKey;
+  const unitLabels = { [LABEL_GRID]: grid.metadata.name!, [LABEL_UNIT]: unit };
+  const s = clone(spec);
+  const podMeta = s.template.metadata ?? {};
+  const podSpec = s.template.spec ?? { containers: [] };
+  return withRenderHash<V1Deployment>({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: {
+      name,
+      namespace: grid.metadata.namespace,
+      labels: gridLabels(grid, unit),
+      ownerReferences: [controllerRef(grid)],
+    },
+    spec: {
+      ...s,
+      selector: { ...s.selector, matchLabels: { ...s.selector?.matchLabels, ...unitLabels } },
+      template: {
+        ...s.template,
+        metadata: { ...podMeta, labels: { ...podMeta.labels, ...unitLabels } },
+        spec: { ...podSpec, nodeSelector: { ...podSpec.nodeSelector, [key]: unit } },
+      },
+    },
+  });
+}
+
+export function renderDeploymentGrid(grid: DeploymentGrid, units: readonly string[]): RenderedUnitDeployment[] {
+  const gridName = grid.metadata.name!;
+  const names = assignNames(units, (u) => unitDeploymentName(gridName, u));
+  return [...units].sort().map((unit): RenderedUnitDeployment => {
+    const assigned = names.get(unit)!;
+    const choice = chooseTemplate(grid, unit);
+    if ('error' in assigned) return { unit, name: '', template: choice.name, error: { reason: REASON_NAME_COLLISION, message: assigned.error } };
+    const { name } = assigned;
+    if ('error' in choice) return { unit, name, template: choice.name, error: { reason: REASON_INVALID_TEMPLATE, message: choice.error } };
+    let spec: V1DeploymentSpec;
+    try {
+      spec = applyOverrides(grid, unit, choice.template);
+    } catch (err) {
+      return { unit, name, template: choice.name, error: { reason: REASON_INVALID_OVERRIDE, message: (err as Error).message } };
+    }
+    return { unit, name, template: choice.name, deployment: renderUnitDeployment(grid, unit, name, spec) };
+  });
+}
