@@ -18,7 +18,9 @@ function killAllSync(): void {
 }
 process.once('exit', killAllSync);
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(signal, () => {
+  process.on(signal, () => {
+    // A program that handles the signal itself (e.g. to stop a cluster gracefully) goes first.
+    if (process.listenerCount(signal) > 1) return;
     killAllSync();
     process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1));
   });
