@@ -1,0 +1,69 @@
+// The wrapper's Prometheus metrics, kept as plain numbers and rendered in the text format.
+import type { ServedMetrics } from './served.ts';
+import type { ReflectorMetrics } from './upstream.ts';
+import type { ViewMetrics } from './view.ts';
+
+type Series = Map<string, number>;
+
+interface Family {
+  help: string;
+  type: 'counter' | 'gauge';
+  series: Series;
+}
+
+export class WrapperMetrics implements ServedMetrics, ReflectorMetrics, ViewMetrics {
+  private readonly families = new Map<string, Family>();
+
+  private family(name: string, type: Family['type'], help: string): Series {
+    let f = this.families.get(name);
+    if (!f) this.families.set(name, (f = { help, type, series: new Map() }));
+    return f.series;
+  }
+  private add(name: string, type: Family['type'], help: string, labels: string, delta: number): void {
+    const s = this.family(name, type, help);
+    s.set(labels, (s.get(labels) ?? 0) + delta);
+  }
+  private set(name: string, help: string, labels: string, value: number): void {
+    this.family(name, 'gauge', help).set(labels, value);
+  }
+
+  encoded(resource: string): void {
+    this.add('servicegroup_wrapper_watch_events_encoded_total', 'counter', 'Watch lines encoded (once per event and wire type, however many watchers get it).', `resource="${resource}"`, 1);
+  }
+  sent(resource: string): void {
+    this.add('servicegroup_wrapper_watch_events_sent_total', 'counter', 'Watch lines written to watchers.', `resource="${resource}"`, 1);
+  }
+  slowWatcherClosed(resource: string): void {
+    this.add('servicegroup_wrapper_slow_watchers_closed_total', 'counter', 'Watches ended because the client did not read fast enough.', `resource="${resource}"`, 1);
+  }
+  watchers(resource: string, delta: number): void {
+    this.add('servicegroup_wrapper_watchers', 'gauge', 'Open watches.', `resource="${resource}"`, delta);
+  }
+  relist(resource: string): void {
+    this.add('servicegroup_wrapper_upstream_relists_total', 'counter', 'Upstream relists after the initial list (410, restarts).', `resource="${resource}"`, 1);
+  }
+  endpoints(kept: number, dropped: number): void {
+    const help = 'Endpoints of topology-marked Services kept / dropped by the NodeUnit rule, now.';
+    this.set('servicegroup_wrapper_endpoints', help, 'decision="kept"', kept);
+    this.set('servicegroup_wrapper_endpoints', help, 'decision="dropped"', dropped);
+  }
+  requestRefused(reason: string): void {
+    this.add('servicegroup_wrapper_requests_refused_total', 'counter', 'Requests answered 400/403 without serving them.', `reason="${reason}"`, 1);
+  }
+  setGauge(name: string, help: string, labels: string, value: number): void {
+    this.set(name, help, labels, value);
+  }
+
+  value(name: string, labels: string): number {
+    return this.families.get(name)?.series.get(labels) ?? 0;
+  }
+
+  render(): string {
+    const out: string[] = [];
+    for (const [name, f] of this.families) {
+      out.push(`# HELP ${name} ${f.help}`, `# TYPE ${name} ${f.type}`);
+      for (const [labels, v] of f.series) out.push(`${name}{${labels}} ${v}`);
+    }
+    return `${out.join('\n')}\n`;
+  }
+}

@@ -1,0 +1,272 @@
+// The HTTP side: fastify with one plugin per route group (health, discovery, served resources,
+// forwarded events). Shared state is decorated on the instance. Anything not routed is refused
+// with 403: the wrapper holds its own credentials and must not lend them.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyReply } from 'fastify';
+import httpProxy from 'http-proxy';
+import type { Logger } from 'pino';
+import type { WrapperMetrics } from './metrics.ts';
+import { parseListWatchQuery, QueryError } from './query.ts';
+import { apiVersionOf, groupVersionPath, type ResourceSpec, supportedFields } from './resources.ts';
+import type { ServedResource } from './served.ts';
+import type { Upstream } from './upstream.ts';
+
+export interface WrapperState {
+  specs: readonly ResourceSpec[];
+  served: Record<string, ServedResource>;
+  ready(): boolean;
+  upstream: Upstream;
+  metrics: WrapperMetrics;
+  log: Logger;
+  bookmarkIntervalMs: number;
+  /** Watches without timeoutSeconds end after a random time in [min, 2*min), like the apiserver. */
+  minWatchTimeoutSeconds: number;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    wrapper: WrapperState;
+  }
+}
+
+export function status(code: number, reason: string, message: string, details?: object) {
+  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code, ...(details ? { details } : {}) };
+}
+
+function sendStatus(reply: FastifyReply, code: number, reason: string, message: string) {
+  return reply.code(code).type('application/json').send(JSON.stringify(status(code, reason, message)));
+}
+
+const healthRoutes: FastifyPluginAsync = async (app) => {
+  const { metrics } = app.wrapper;
+  app.get('/healthz', async (_req, reply) => reply.type('text/plain').send('ok'));
+  app.get('/readyz', async (_req, reply) =>
+    app.wrapper.ready() ? reply.type('text/plain').send('ok') : reply.code(503).type('text/plain').send('caches not synced'),
+  );
+  app.get('/metrics', async (_req, reply) => {
+    for (const [resource, s] of Object.entries(app.wrapper.served)) {
+      metrics.setGauge('servicegroup_wrapper_objects', 'Objects served.', `resource="${resource}"`, s.count);
+    }
+    metrics.setGauge('servicegroup_wrapper_ready', 'Whether caches have synced.', '', app.wrapper.ready() ? 1 : 0);
+    return reply.type('text/plain; version=0.0.4').send(metrics.render());
+  });
+};
+
+const EVENTS_CORE = { group: '', version: 'v1' };
+const EVENTS_V1 = { group: 'events.k8s.io', version: 'v1' };
+
+const discoveryRoutes: FastifyPluginAsync = async (app) => {
+  const { specs } = app.wrapper;
+  const resourceEntry = (spec: ResourceSpec) => ({
+    name: spec.resource,
+    singularName: spec.kind.toLowerCase(),
+    namespaced: spec.namespaced,
+    kind: spec.kind,
+    verbs: ['get', 'list', 'watch'],
+    ...(spec.shortNames ? { shortNames: spec.shortNames } : {}),
+  });
+  const eventsEntry = { name: 'events', singularName: 'event', namespaced: true, kind: 'Event', verbs: ['create', 'patch'], shortNames: ['ev'] };
+  const groupVersions = new Map<string, { group: string; version: string; resources: object[] }>();
+  for (const gv of [EVENTS_CORE, EVENTS_V1]) groupVersions.set(`${gv.group}/${gv.version}`, { ...gv, resources: [eventsEntry] });
+  for (const spec of specs) {
+    const k = `${spec.group}/${spec.version}`;
+    if (!groupVersions.has(k)) groupVersions.set(k, { group: spec.group, version: spec.version, resources: [] });
+    groupVersions.get(k)!.resources.unshift(resourceEntry(spec));
+  }
+  const json = (reply: FastifyReply, body: object) => reply.type('application/json').send(JSON.stringify(body));
+  app.get('/api', async (_req, reply) => json(reply, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [] }));
+  app.get('/apis', async (_req, reply) =>
+    json(reply, {
+      kind: 'APIGroupList',
+      apiVersion: 'v1',
+      groups: [...groupVersions.values()]
+        .filter((gv) => gv.group !== '')
+        .map((gv) => {
+          const v = { groupVersion: `${gv.group}/${gv.version}`, version: gv.version };
+          return { name: gv.group, versions: [v], preferredVersion: v };
+        }),
+    }),
+  );
+  for (const gv of groupVersions.values()) {
+    const groupVersion = gv.group === '' ? gv.version : `${gv.group}/${gv.version}`;
+    const path = gv.group === '' ? `/api/${gv.version}` : `/apis/${gv.group}/${gv.version}`;
+    app.get(path, async (_req, reply) => json(reply, { kind: 'APIResourceList', apiVersion: 'v1', groupVersion, resources: gv.resources }));
+    if (gv.group !== '') {
+      app.get(`/apis/${gv.group}`, async (_req, reply) => {
+        const v = { groupVersion, version: gv.version };
+        return json(reply, { kind: 'APIGroup', apiVersion: 'v1', name: gv.group, versions: [v], preferredVersion: v });
+      });
+    }
+  }
+};
+
+const resourceRoutes: FastifyPluginAsync = async (app) => {
+  const state = app.wrapper;
+  const { log } = state;
+  const openWatches = new Set<() => void>();
+  const bookmarkTimer = setInterval(() => {
+    for (const s of Object.values(state.served)) s.bookmark();
+  }, state.bookmarkIntervalMs);
+  app.addHook('onClose', async () => {
+    clearInterval(bookmarkTimer);
+    for (const close of [...openWatches]) close();
+  });
+
+  for (const spec of state.specs) {
+    const served = state.served[spec.resource]!;
+    const base = groupVersionPath(spec);
+    const fields = supportedFields(spec);
+    const listKind = `${spec.kind}List`;
+    const apiVersion = apiVersionOf(spec);
+
+    const refuse = (reply: FastifyReply, err: unknown) => {
+      if (err instanceof QueryError) {
+        state.metrics.requestRefused('bad_request');
+        return sendStatus(reply, 400, 'BadRequest', err.message);
+      }
+      throw err;
+    };
+
+    const collection = async (req: { url: string; params: unknown; raw: IncomingMessage }, reply: FastifyReply, forceWatch: boolean) => {
+      if (!state.ready()) return sendStatus(reply, 503, 'ServiceUnavailable', 'the application-grid-wrapper has not synced its caches yet');
+      const namespace = (req.params as { namespace?: string }).namespace;
+      const params = new URL(req.url, 'http://x').searchParams;
+      let q: ReturnType<typeof parseListWatchQuery>;
+      try {
+        q = parseListWatchQuery(params, fields);
+      } catch (err) {
+        return refuse(reply, err);
+      }
+      const selector = q.match;
+      const match =
+        namespace === undefined
+          ? selector
+          : (o: { metadata: { namespace?: string; labels?: Record<string, string> } }) =>
+              o.metadata.namespace === namespace && (!selector || selector(o));
+      if (q.continueToken !== undefined) {
+        return sendStatus(reply, 410, 'Expired', 'the provided continue parameter is not valid: this server does not paginate lists; list again without it');
+      }
+      if (!(q.watch || forceWatch)) {
+        const rv = q.resourceVersion;
+        if (rv !== undefined && rv !== 0) {
+          const tooNew = rv > served.clock.current;
+          const inexact = q.resourceVersionMatch === 'Exact' && rv !== served.clock.current;
+          if (tooNew || inexact || rv < served.clock.start) {
+            return sendStatus(reply, 410, 'Expired', `resourceVersion ${rv} cannot be served (current ${served.clock.current}); list without a resourceVersion`);
+          }
+        }
+        const { resourceVersion, items } = served.list(match);
+        return reply.type('application/json').send(JSON.stringify({ kind: listKind, apiVersion, metadata: { resourceVersion }, items }));
+      }
+
+      // Watch: start "at exact" from a given resourceVersion, else from the current state.
+      let fromRv: number | undefined;
+      let initialEventsEnd = false;
+      if (q.sendInitialEvents === true) {
+        fromRv = undefined;
+        initialEventsEnd = true;
+      } else if (q.resourceVersion === undefined || q.resourceVersion === 0) {
+        fromRv = q.sendInitialEvents === false ? served.clock.current : undefined;
+      } else {
+        fromRv = q.resourceVersion;
+      }
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
+      res.socket?.setNoDelay(true);
+      const expired = fromRv !== undefined ? served.expiredReason(fromRv) : undefined;
+      if (expired) {
+        res.end(`${JSON.stringify({ type: 'ERROR', object: status(410, 'Expired', expired) })}\n`);
+        return;
+      }
+      const watcher = served.watch(res, { fromRv, initialEventsEnd, bookmarks: q.allowWatchBookmarks, match });
+      const seconds = q.timeoutSeconds || state.minWatchTimeoutSeconds * (1 + Math.random());
+      const close = () => {
+        clearTimeout(timer);
+        openWatches.delete(close);
+        watcher.close();
+      };
+      const timer = setTimeout(close, seconds * 1000);
+      openWatches.add(close);
+      res.on('close', close);
+      log.debug({ resource: spec.resource, namespace, fromRv, timeoutSeconds: seconds }, 'watch started');
+    };
+
+    const item = async (req: { params: unknown }, reply: FastifyReply) => {
+      if (!state.ready()) return sendStatus(reply, 503, 'ServiceUnavailable', 'the application-grid-wrapper has not synced its caches yet');
+      const { namespace, name } = req.params as { namespace?: string; name: string };
+      const obj = served.get(namespace ? `${namespace}/${name}` : name);
+      if (!obj) return sendStatus(reply, 404, 'NotFound', `${spec.resource}${spec.group ? `.${spec.group}` : ''} "${name}" not found`);
+      return reply.type('application/json').send(JSON.stringify(obj));
+    };
+
+    const scopes = spec.namespaced ? ['', '/namespaces/:namespace'] : [''];
+    for (const scope of scopes) {
+      app.get(`${base}${scope}/${spec.resource}`, (req, reply) => collection(req, reply, false));
+      app.get(`${base}/watch${scope}/${spec.resource}`, (req, reply) => collection(req, reply, true));
+    }
+    app.get(`${base}${spec.namespaced ? '/namespaces/:namespace' : ''}/${spec.resource}/:name`, item);
+  }
+};
+
+/** POST/PATCH of Events, forwarded with the wrapper's credentials: the only writes kube-proxy needs. */
+const eventRoutes: FastifyPluginAsync = async (app) => {
+  const { upstream, log } = app.wrapper;
+  const proxy = httpProxy.createProxyServer({ target: upstream.server.origin, changeOrigin: true, xfwd: false });
+  proxy.on('error', (err, req, res) => {
+    log.warn({ err: err.message, url: req.url }, 'forwarding event write failed');
+    const r = res as ServerResponse;
+    if (!r.headersSent && typeof r.writeHead === 'function') {
+      r.writeHead(502, { 'Content-Type': 'application/json' });
+      r.end(JSON.stringify(status(502, 'BadGateway', `forwarding to the apiserver failed: ${err.message}`)));
+    } else {
+      r.destroy?.();
+    }
+  });
+  // The body is streamed to the apiserver as it came: leave it unparsed.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, _payload, done) => done(null));
+  const forward = async (req: { raw: IncomingMessage }, reply: FastifyReply) => {
+    const opts = await upstream.options();
+    reply.hijack();
+    const raw = req.raw;
+    // Never pass on a caller's identity or impersonation: the write is made as the wrapper.
+    for (const h of Object.keys(raw.headers)) {
+      if (h === 'authorization' || h.startsWith('impersonate-')) delete raw.headers[h];
+    }
+    proxy.web(raw, reply.raw, { agent: opts.agent, headers: (opts.headers ?? {}) as Record<string, string> });
+  };
+  for (const prefix of ['/api/v1', '/apis/events.k8s.io/v1']) {
+    app.post(`${prefix}/namespaces/:namespace/events`, forward);
+    app.patch(`${prefix}/namespaces/:namespace/events/:name`, forward);
+  }
+};
+
+export async function buildServer(state: WrapperState, opts: { withResources: boolean }): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: state.log.child({ component: 'http' }) as unknown as FastifyBaseLogger,
+    disableRequestLogging: true,
+    // Watches are long-lived; the server must not cut them.
+    requestTimeout: 0,
+    return503OnClosing: false,
+  });
+  app.decorate('wrapper', state);
+  await app.register(healthRoutes);
+  if (opts.withResources) {
+    await app.register(discoveryRoutes);
+    await app.register(resourceRoutes);
+    await app.register(eventRoutes);
+    app.setNotFoundHandler((req, reply) => {
+      state.metrics.requestRefused('forbidden');
+      return sendStatus(
+        reply,
+        403,
+        'Forbidden',
+        `the application-grid-wrapper does not serve ${req.method} ${req.url.split('?')[0]}: it serves get/list/watch of ${state.specs
+          .map((s) => s.resource)
+          .join(', ')} and create/patch of events only`,
+      );
+    });
+  }
+  return app;
+}

@@ -1,0 +1,199 @@
+// The node-local view: takes upstream objects as reflectors see them and keeps the served stores
+// equal to "upstream with the NodeUnit rule applied". Indexes (slices by Service, Services by
+// node) make each change recompute only the Services it can affect.
+import type { Logger } from 'pino';
+import { filterEndpointSlices, filterEndpoints, type FilterStats, type NodeUnitContext, type TopologyKeys, topologyKeysOf } from './filter.ts';
+import { type KubeObject, objectKey, SERVICE_NAME_LABEL } from './resources.ts';
+import type { ServedResource } from './served.ts';
+
+export interface ServedStores {
+  services: ServedResource;
+  endpointslices: ServedResource;
+  endpoints: ServedResource;
+  nodes: ServedResource;
+  servicecidrs: ServedResource;
+}
+
+export interface ViewMetrics {
+  endpoints(kept: number, dropped: number): void;
+}
+
+const addTo = <K, V>(m: Map<K, Set<V>>, k: K, v: V) => {
+  let s = m.get(k);
+  if (!s) m.set(k, (s = new Set()));
+  s.add(v);
+};
+const removeFrom = <K, V>(m: Map<K, Set<V>>, k: K, v: V) => {
+  const s = m.get(k);
+  if (s?.delete(v) && s.size === 0) m.delete(k);
+};
+const sameLabels = (a: Record<string, string> | undefined, b: Record<string, string> | undefined) =>
+  JSON.stringify(Object.entries(a ?? {}).sort()) === JSON.stringify(Object.entries(b ?? {}).sort());
+
+export class NodeUnitView {
+  readonly nodeName: string;
+  readonly served: ServedStores;
+  private readonly log: Logger;
+  private readonly metrics: ViewMetrics | undefined;
+  private readonly topology = new Map<string, TopologyKeys>();
+  /** Services whose endpoints are filtered (valid topology keys). */
+  private readonly marked = new Set<string>();
+  private readonly slices = new Map<string, KubeObject>();
+  private readonly sliceService = new Map<string, string>();
+  private readonly slicesByService = new Map<string, Set<string>>();
+  private readonly endpoints = new Map<string, KubeObject>();
+  private readonly nodeLabels = new Map<string, Record<string, string>>();
+  private readonly nodesOfService = new Map<string, Set<string>>();
+  private readonly servicesByNode = new Map<string, Set<string>>();
+  private readonly stats = new Map<string, FilterStats>();
+  private kept = 0;
+  private dropped = 0;
+  /** How many Service recomputations ran; tests use it to check work stays proportional. */
+  recomputations = 0;
+
+  constructor(nodeName: string, served: ServedStores, log: Logger, metrics?: ViewMetrics) {
+    this.nodeName = nodeName;
+    this.served = served;
+    this.log = log;
+    this.metrics = metrics;
+  }
+
+  private readonly lookupNode = (n: string) => this.nodeLabels.get(n);
+  private context(): NodeUnitContext {
+    return { localLabels: this.nodeLabels.get(this.nodeName), nodeLabels: this.lookupNode };
+  }
+
+  upsert(resource: string, obj: KubeObject): void {
+    this.change(resource, obj, false);
+  }
+  delete(resource: string, obj: KubeObject): void {
+    this.change(resource, obj, true);
+  }
+
+  private change(resource: string, obj: KubeObject, deleted: boolean): void {
+    const key = objectKey(obj);
+    switch (resource) {
+      case 'services':
+        this.served.services.apply(key, deleted ? undefined : obj);
+        this.serviceChanged(key, deleted ? undefined : obj);
+        break;
+      case 'endpointslices':
+        this.sliceChanged(key, deleted ? undefined : obj);
+        break;
+      case 'endpoints':
+        if (deleted) this.endpoints.delete(key);
+        else this.endpoints.set(key, obj);
+        this.recompute(key);
+        break;
+      case 'nodes':
+        this.served.nodes.apply(key, deleted ? undefined : obj);
+        this.nodeChanged(key, deleted ? undefined : (obj.metadata.labels ?? {}));
+        break;
+      case 'servicecidrs':
+        this.served.servicecidrs.apply(key, deleted ? undefined : obj);
+        break;
+      default:
+        throw new Error(`view: unknown resource ${resource}`);
+    }
+  }
+
+  private serviceChanged(key: string, svc: KubeObject | undefined): void {
+    const next = topologyKeysOf(svc);
+    const prev = this.topology.get(key) ?? { kind: 'none' };
+    if (next.kind === 'invalid' && JSON.stringify(prev) !== JSON.stringify(next)) {
+      this.log.warn({ service: key, error: next.error }, 'topology annotation invalid; service endpoints are not filtered');
+    }
+    if (next.kind === 'none') this.topology.delete(key);
+    else this.topology.set(key, next);
+    if (next.kind === 'keys') this.marked.add(key);
+    else this.marked.delete(key);
+    if (JSON.stringify(prev) !== JSON.stringify(next)) this.recompute(key);
+  }
+
+  private sliceChanged(key: string, slice: KubeObject | undefined): void {
+    const oldService = this.sliceService.get(key);
+    const ns = (slice ?? this.slices.get(key))?.metadata.namespace;
+    const svcName = slice?.metadata.labels?.[SERVICE_NAME_LABEL];
+    const newService = slice && svcName ? `${ns}/${svcName}` : undefined;
+    if (oldService !== undefined && oldService !== newService) {
+      removeFrom(this.slicesByService, oldService, key);
+      this.sliceService.delete(key);
+    }
+    if (slice) this.slices.set(key, slice);
+    else this.slices.delete(key);
+    if (newService !== undefined) {
+      addTo(this.slicesByService, newService, key);
+      this.sliceService.set(key, newService);
+    }
+    if (oldService !== undefined && oldService !== newService) this.recompute(oldService);
+    if (newService !== undefined) {
+      this.recompute(newService);
+    } else {
+      // A slice that names no Service belongs to no topology rule: served as is.
+      this.served.endpointslices.apply(key, slice);
+    }
+  }
+
+  private nodeChanged(name: string, labels: Record<string, string> | undefined): void {
+    const old = this.nodeLabels.get(name);
+    if (labels) this.nodeLabels.set(name, labels);
+    else this.nodeLabels.delete(name);
+    if ((old === undefined) === (labels === undefined) && sameLabels(old, labels)) return;
+    // The local node moving changes every marked Service; another node only those with
+    // endpoints on it.
+    const affected = name === this.nodeName ? this.marked : this.servicesByNode.get(name);
+    if (!affected) return;
+    for (const svc of [...affected]) if (this.marked.has(svc)) this.recompute(svc);
+  }
+
+  /** Recomputes the served slices and Endpoints of one Service from its current inputs. */
+  private recompute(svcKey: string): void {
+    this.recomputations++;
+    const keys = this.topology.get(svcKey) ?? { kind: 'none' };
+    const effective: TopologyKeys = keys.kind === 'keys' ? keys : { kind: 'none' };
+    const ctx = this.context();
+    const nodes = new Set<string>();
+    let kept = 0;
+    let dropped = 0;
+
+    const sliceKeys = [...(this.slicesByService.get(svcKey) ?? [])];
+    const inputs = sliceKeys.map((k) => this.slices.get(k)!);
+    for (const s of inputs) {
+      for (const e of (s.endpoints as { nodeName?: string }[] | undefined) ?? []) if (e.nodeName) nodes.add(e.nodeName);
+    }
+    const r = filterEndpointSlices(effective, inputs, ctx);
+    r.slices.forEach((s, i) => this.served.endpointslices.apply(sliceKeys[i]!, s));
+    if (effective.kind === 'keys') {
+      kept += r.stats.kept;
+      dropped += r.stats.dropped;
+    }
+
+    const ep = this.endpoints.get(svcKey);
+    if (ep) {
+      for (const s of (ep.subsets as { addresses?: { nodeName?: string }[]; notReadyAddresses?: { nodeName?: string }[] }[] | undefined) ?? []) {
+        for (const a of [...(s.addresses ?? []), ...(s.notReadyAddresses ?? [])]) if (a.nodeName) nodes.add(a.nodeName);
+      }
+      const f = filterEndpoints(effective, ep, ctx);
+      this.served.endpoints.apply(svcKey, f.endpoints);
+    } else {
+      this.served.endpoints.apply(svcKey, undefined);
+    }
+
+    const oldNodes = this.nodesOfService.get(svcKey) ?? new Set<string>();
+    for (const n of oldNodes) if (!nodes.has(n)) removeFrom(this.servicesByNode, n, svcKey);
+    for (const n of nodes) if (!oldNodes.has(n)) addTo(this.servicesByNode, n, svcKey);
+    if (nodes.size > 0) this.nodesOfService.set(svcKey, nodes);
+    else this.nodesOfService.delete(svcKey);
+
+    const old = this.stats.get(svcKey) ?? { kept: 0, dropped: 0 };
+    this.kept += kept - old.kept;
+    this.dropped += dropped - old.dropped;
+    if (kept || dropped) this.stats.set(svcKey, { kept, dropped });
+    else this.stats.delete(svcKey);
+    this.metrics?.endpoints(this.kept, this.dropped);
+  }
+
+  get endpointTotals(): FilterStats {
+    return { kept: this.kept, dropped: this.dropped };
+  }
+}
