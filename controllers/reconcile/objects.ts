@@ -1,0 +1,161 @@
+// The I/O both grid reconcilers share: apply an owned object unless it already matches, detect
+// same-name objects the grid does not control, delete leftovers, post events, write status.
+
+import type { V1Condition } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { ANNOTATION_RENDER_HASH, API_VERSION, GROUP, VERSION } from '../api/v1alpha1.ts';
+import { ApiError, isStatus, type KubeClient, resourcePath } from '../kube/client.ts';
+import type { Informer, KubeObject } from '../kube/informer.ts';
+import { stableStringify } from '../render/common.ts';
+
+export const FIELD_MANAGER = 'servicegroup-controller';
+
+export interface Resource {
+  group: string;
+  version: string;
+  plural: string;
+}
+
+export const DEPLOYMENTS: Resource = { group: 'apps', version: 'v1', plural: 'deployments' };
+export const SERVICES: Resource = { group: '', version: 'v1', plural: 'services' };
+export const ENDPOINT_SLICES: Resource = { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices' };
+export const NODES: Resource = { group: '', version: 'v1', plural: 'nodes' };
+export const DEPLOYMENT_GRIDS: Resource = { group: GROUP, version: VERSION, plural: 'deploymentgrids' };
+export const SERVICE_GRIDS: Resource = { group: GROUP, version: VERSION, plural: 'servicegrids' };
+
+export interface GridObject extends KubeObject {
+  kind: string;
+  metadata: { name: string; namespace: string; uid: string; generation?: number; [k: string]: any };
+  status?: { conditions?: V1Condition[]; [k: string]: any };
+}
+
+export function controllerUid(obj: KubeObject): string | undefined {
+  return (obj.metadata?.ownerReferences as { controller?: boolean; uid: string }[] | undefined)?.find((r) => r.controller)?.uid;
+}
+
+export function isControlledBy(obj: KubeObject, grid: GridObject): boolean {
+  return controllerUid(obj) === grid.metadata.uid;
+}
+
+export type ApplyOutcome =
+  | { kind: 'unchanged' | 'created' | 'updated'; live: KubeObject }
+  | { kind: 'conflict'; message: string }
+  | { kind: 'failed'; message: string; retry: boolean };
+
+/** What a grid sync needs from the controller. */
+export interface SyncContext {
+  client: KubeClient;
+  log: Logger;
+  recorder: EventRecorder;
+}
+
+/**
+ * Makes the live object match `desired` (server-side apply as FIELD_MANAGER, force: the grid owns
+ * the fields it renders), unless the live object carries the same render hash already. A
+ * same-name object the grid does not control is reported as a conflict and left untouched.
+ */
+export async function applyOwned(ctx: SyncContext, resource: Resource, cache: Informer<KubeObject>, desired: KubeObject, grid: GridObject): Promise<ApplyOutcome> {
+  const ns = desired.metadata!.namespace!;
+  const name = desired.metadata!.name!;
+  const path = resourcePath(resource, ns, name);
+  let live: KubeObject | undefined = cache.get(ns, name);
+  if (!live || !isControlledBy(live, grid)) {
+    // The cache only holds labelled objects and may lag our own writes: ask the apiserver.
+    try {
+      live = await ctx.client.get<KubeObject>(path);
+    } catch (err) {
+      if (!isStatus(err, 404)) return { kind: 'failed', message: (err as Error).message, retry: true };
+      live = undefined;
+    }
+  }
+  if (live && !isControlledBy(live, grid)) {
+    const owner = controllerUid(live);
+    const who = owner ? `is controlled by another owner (uid ${owner})` : 'exists and is not controlled by this grid';
+    return { kind: 'conflict', message: `${desired.kind} ${ns}/${name} ${who}` };
+  }
+  const hash = desired.metadata?.annotations?.[ANNOTATION_RENDER_HASH];
+  if (live && hash && live.metadata?.annotations?.[ANNOTATION_RENDER_HASH] === hash) return { kind: 'unchanged', live };
+  try {
+    const applied = await ctx.client.apply<KubeObject>(path, desired, FIELD_MANAGER, true);
+    return { kind: live ? 'updated' : 'created', live: applied };
+  } catch (err) {
+    const retry = !(err instanceof ApiError) || err.statusCode >= 500 || err.statusCode === 409 || err.statusCode === 429;
+    return { kind: 'failed', message: (err as Error).message, retry };
+  }
+}
+
+/** Deletes an owned object, only if it is still the one we saw (uid precondition). */
+export async function deleteOwned(ctx: SyncContext, resource: Resource, obj: KubeObject): Promise<boolean> {
+  const path = resourcePath(resource, obj.metadata!.namespace, obj.metadata!.name);
+  try {
+    await ctx.client.request('DELETE', path, {
+      body: { apiVersion: 'v1', kind: 'DeleteOptions', propagationPolicy: 'Background', preconditions: { uid: obj.metadata!.uid } },
+    });
+    return true;
+  } catch (err) {
+    if (isStatus(err, 404) || isStatus(err, 409)) return false;
+    throw err;
+  }
+}
+
+/** Posts events.k8s.io/v1 Events about a grid. Failures are logged, never fatal. */
+export class EventRecorder {
+  private readonly client: KubeClient;
+  private readonly log: Logger;
+  private readonly instance: string;
+  constructor(client: KubeClient, log: Logger, instance: string) {
+    this.client = client;
+    this.log = log;
+    this.instance = instance;
+  }
+
+  async record(grid: GridObject, type: 'Normal' | 'Warning', reason: string, action: string, note: string): Promise<void> {
+    const now = new Date().toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+    const ns = grid.metadata.namespace;
+    try {
+      await this.client.request('POST', `/apis/events.k8s.io/v1/namespaces/${ns}/events`, {
+        body: {
+          apiVersion: 'events.k8s.io/v1',
+          kind: 'Event',
+          metadata: { generateName: `${grid.metadata.name}.`, namespace: ns },
+          regarding: { apiVersion: API_VERSION, kind: grid.kind, name: grid.metadata.name, namespace: ns, uid: grid.metadata.uid },
+          reason,
+          action,
+          note: note.slice(0, 1024),
+          type,
+          eventTime: now,
+          reportingController: `${GROUP}/${FIELD_MANAGER}`,
+          reportingInstance: this.instance,
+        },
+      });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, grid: `${ns}/${grid.metadata.name}`, reason }, 'could not record event');
+    }
+  }
+}
+
+/** A condition that keeps its lastTransitionTime while its status does not change. */
+export function condition(old: V1Condition[] | undefined, type: string, status: boolean, reason: string, message: string, generation: number | undefined): V1Condition {
+  const s = status ? 'True' : 'False';
+  const prev = old?.find((c) => c.type === type);
+  const lastTransitionTime = prev && prev.status === s ? prev.lastTransitionTime : (new Date().toISOString().replace(/\.\d{3}Z$/, 'Z') as unknown as Date);
+  return { type, status: s, reason, message, lastTransitionTime, observedGeneration: generation };
+}
+
+/** Writes the grid's status (merge patch on the status subresource) when it differs. */
+export async function writeStatus(ctx: SyncContext, resource: Resource, grid: GridObject, status: Record<string, unknown>): Promise<boolean> {
+  if (stableStringify(grid.status ?? {}) === stableStringify(status)) return false;
+  const path = resourcePath(resource, grid.metadata.namespace, grid.metadata.name, 'status');
+  // Null out fields that disappeared so the merge patch really replaces the status.
+  const patch: Record<string, unknown> = {};
+  for (const k of Object.keys(grid.status ?? {})) patch[k] = null;
+  Object.assign(patch, status);
+  await ctx.client.mergePatch(path, { status: patch }, FIELD_MANAGER);
+  return true;
+}
+
+/** Short text for a list of units in messages. */
+export function listUnits(units: string[], max = 5): string {
+  const shown = units.slice(0, max).map((u) => JSON.stringify(u)).join(', ');
+  return units.length > max ? `${shown} and ${units.length - max} more` : shown;
+}
