@@ -2,7 +2,7 @@
 // forwarded events). Shared state is decorated on the instance. Anything not routed is refused
 // with 403: the wrapper holds its own credentials and must not lend them.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController, type FastifyPluginAsync, type FastifyReply } from 'fastify';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
 import type { WrapperMetrics } from './metrics.ts';
@@ -245,7 +245,7 @@ const eventRoutes: FastifyPluginAsync = async (app) => {
 export async function buildServer(state: WrapperState, opts: { withResources: boolean }): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: state.log.child({ component: 'http' }) as unknown as FastifyBaseLogger,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // Watches are long-lived; the server must not cut them.
     requestTimeout: 0,
     return503OnClosing: false,
