@@ -66,6 +66,8 @@ export interface Cluster {
   restartApiserver(): Promise<void>;
   /** GET a path on the apiserver as admin, returning the body. */
   rawGet(path: string): Promise<string>;
+  /** Process ids of the running components, by name (for memory measurements). */
+  pids(): Record<string, number>;
   keepFiles(): void;
   stop(): Promise<void>;
 }
@@ -452,6 +454,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       keepFiles: () => {
         keep = true;
       },
+      pids: () => Object.fromEntries(components.filter((c) => c.isRunning() && c.child.pid).map((c) => [c.name, c.child.pid as number])),
       stop,
     };
   } catch (err) {
