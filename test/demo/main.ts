@@ -1,0 +1,48 @@
+// `npm run demo`: ServiceGroup on the embedded local cluster. Starts the control plane with
+// simulated nodes in two NodeUnits, installs the CRDs and the RBAC of the install manifests, runs
+// the controller and, per node, a wrapper and a real kube-proxy pointed at it; applies the seed's
+// wordpress + mysql grids; shows what each node routes to; then moves one node to the other
+// NodeUnit and shows the view follow. `--once` runs the story without a live view, prints the
+// facts it checked and exits non-zero if any failed.
+import { parseArgs } from 'node:util';
+import { startCluster } from '../cluster/cluster.ts';
+import { startDemo } from './story.ts';
+
+const { values } = parseArgs({
+  options: {
+    once: { type: 'boolean', default: false },
+    'no-kube-proxy': { type: 'boolean', default: false },
+    'relabel-after': { type: 'string', default: '20' },
+  },
+});
+
+console.error('[demo] starting the local cluster (builds the Kubernetes binaries first if they are missing) ...');
+const cluster = await startCluster({ controllerManager: true, scheduler: true, kwok: true });
+console.error(`[demo] cluster folder: ${cluster.dir}`);
+let stopping = false;
+const shutdown = async (code: number) => {
+  if (stopping) return;
+  stopping = true;
+  await demo?.stop();
+  await cluster.stop();
+  process.exit(code);
+};
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void shutdown(0));
+
+let demo: Awaited<ReturnType<typeof startDemo>> | undefined;
+try {
+  demo = await startDemo(cluster, { kubeProxy: !values['no-kube-proxy'], log: (m) => console.error(`[demo] ${m}`) });
+} catch (err) {
+  console.error(`[demo] could not start: ${(err as Error).message}`);
+  cluster.keepFiles();
+  await shutdown(1);
+}
+
+if (values.once) {
+  const failed = await demo!.runStory();
+  if (failed > 0) cluster.keepFiles();
+  await shutdown(failed > 0 ? 1 : 0);
+} else {
+  console.log(demo!.howToUseKubectl());
+  await demo!.live(Number(values['relabel-after']) * 1000);
+}

@@ -1,0 +1,273 @@
+// The demo's moving parts and the facts it checks; main.ts only wires flags and the cluster.
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as k8s from '@kubernetes/client-node';
+import { LABEL_UNIT } from '../../controllers/api/v1alpha1.ts';
+import { type Cluster, freePort } from '../cluster/cluster.ts';
+import type { KubeProxy } from '../cluster/kube-proxy.ts';
+import { type Component, startComponent, waitFor } from '../cluster/processes.ts';
+import { installCrds, installRbac } from '../controllers-helpers.ts';
+import { httpText, installWrapperRbac, type RunningWrapper, startWrapper } from '../wrapper-harness.ts';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const KEY = 'zone';
+const UNITS = ['zone-a', 'zone-b'];
+const NODES = UNITS.flatMap((u) => [`${u}-node-1`, `${u}-node-2`]);
+const SERVICES = ['wordpress-svc', 'mysql-svc'];
+const MOVED_NODE = 'zone-a-node-2';
+const NAMESPACE = 'default';
+
+interface NodeParts {
+  name: string;
+  wrapper: RunningWrapper;
+  proxy?: KubeProxy;
+}
+
+interface Endpoint {
+  ip: string;
+  node: string;
+}
+
+/** What one node sees of one Service, next to what the apiserver holds. */
+interface ServiceView {
+  service: string;
+  apiserver: Endpoint[];
+  wrapper: Endpoint[];
+  kubeProxy?: string[];
+}
+
+export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; log: (m: string) => void }) {
+  const { log } = opts;
+  const kc = cluster.kubeConfig();
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const apps = kc.makeApiClient(k8s.AppsV1Api);
+  const discovery = kc.makeApiClient(k8s.DiscoveryV1Api);
+
+  for (const node of NODES) await cluster.createNode(node, { [KEY]: node.replace(/-node-\d+$/, '') });
+  log(`nodes: ${NODES.join(', ')} in NodeUnits ${UNITS.join(', ')} (label ${KEY})`);
+
+  await installCrds(cluster);
+  const controllerKubeconfig = await installRbac(cluster);
+  const wrapperKubeconfig = await installWrapperRbac(cluster);
+  log('installed the CRDs and the RBAC of examples/install/{controller,wrapper}.yaml');
+
+  const metricsPort = await freePort();
+  const controller: Component = startComponent(
+    'servicegroup-controller',
+    process.execPath,
+    [join(root, 'controllers/main.ts'), `--kubeconfig=${controllerKubeconfig}`, `--metrics-listen=127.0.0.1:${metricsPort}`],
+    { logDir: cluster.logDir },
+  );
+  await waitFor('the controller to be ready', async () => ((await httpText(`http://127.0.0.1:${metricsPort}/readyz`)).status === 200 ? true : undefined), {
+    components: [controller],
+    timeoutMs: 60_000,
+  });
+  log(`controller running (metrics http://127.0.0.1:${metricsPort}/metrics)`);
+
+  const nodes: NodeParts[] = [];
+  for (const name of NODES) {
+    const wrapper = await startWrapper(cluster, { nodeName: name, kubeconfig: wrapperKubeconfig });
+    nodes.push({ name, wrapper });
+  }
+  log(`one application-grid-wrapper per node: ${nodes.map((n) => `${n.name} ${n.wrapper.url}`).join(', ')}`);
+  if (opts.kubeProxy) {
+    for (const n of nodes) n.proxy = await cluster.startKubeProxy({ nodeName: n.name, target: n.wrapper.url });
+    log('one kube-proxy per node, each in its own network namespace with --master pointing at its wrapper');
+  }
+
+  const grids = await readFile(join(root, 'examples/wordpress/grid.yaml'), 'utf8');
+  await cluster.apply(grids);
+  log('applied examples/wordpress/grid.yaml (DeploymentGrid + ServiceGrid for wordpress and mysql)');
+
+  const unitOf = async () => {
+    const list = await core.listNode();
+    return new Map(list.items.map((n) => [n.metadata!.name!, n.metadata?.labels?.[KEY] ?? '']));
+  };
+
+  const apiserverEndpoints = async (service: string): Promise<Endpoint[]> => {
+    const list = await discovery.listNamespacedEndpointSlice({ namespace: NAMESPACE, labelSelector: `kubernetes.io/service-name=${service}` });
+    return list.items.flatMap((s) => (s.endpoints ?? []).filter((e) => e.conditions?.ready).flatMap((e) => e.addresses.map((ip) => ({ ip, node: e.nodeName ?? '' }))));
+  };
+
+  const wrapperEndpoints = async (w: RunningWrapper, service: string): Promise<Endpoint[]> => {
+    const r = await httpText(
+      `${w.url}/apis/discovery.k8s.io/v1/namespaces/${NAMESPACE}/endpointslices?labelSelector=${encodeURIComponent(`kubernetes.io/service-name=${service}`)}`,
+    );
+    if (r.status !== 200) throw new Error(`wrapper ${w.url}: ${r.status} ${r.body.slice(0, 200)}`);
+    const list = JSON.parse(r.body) as k8s.V1EndpointSliceList;
+    return list.items.flatMap((s) => (s.endpoints ?? []).filter((e) => e.conditions?.ready).flatMap((e) => e.addresses.map((ip) => ({ ip, node: e.nodeName ?? '' }))));
+  };
+
+  const kubeProxyEndpoints = async (p: KubeProxy, service: string): Promise<string[]> => {
+    const rules = await p.rules();
+    const ips = new Set<string>();
+    const re = new RegExp(`-A KUBE-SEP-\\S+ -s (\\S+)/32 -m comment --comment "?${NAMESPACE}/${service}[:"]`, 'g');
+    for (const m of rules.matchAll(re)) ips.add(m[1]!);
+    return [...ips].sort();
+  };
+
+  const snapshot = async () => {
+    const units = await unitOf();
+    const perNode = new Map<string, ServiceView[]>();
+    for (const n of nodes) {
+      const views: ServiceView[] = [];
+      for (const service of SERVICES) {
+        views.push({
+          service,
+          apiserver: await apiserverEndpoints(service),
+          wrapper: await wrapperEndpoints(n.wrapper, service),
+          kubeProxy: n.proxy ? await kubeProxyEndpoints(n.proxy, service) : undefined,
+        });
+      }
+      perNode.set(n.name, views);
+    }
+    const deployments = (await apps.listNamespacedDeployment({ namespace: NAMESPACE })).items;
+    const pods = (await core.listNamespacedPod({ namespace: NAMESPACE })).items;
+    return { units, perNode, deployments, pods };
+  };
+  type Snapshot = Awaited<ReturnType<typeof snapshot>>;
+
+  const render = (s: Snapshot): string => {
+    const ipList = (eps: { ip: string; node: string }[]) => eps.map((e) => e.ip).sort().join(' ') || '(none)';
+    const lines: string[] = [];
+    const unitValues = [...new Set(s.units.values())].filter(Boolean).sort();
+    for (const unit of unitValues) {
+      const members = [...s.units].filter(([, u]) => u === unit).map(([n]) => n);
+      lines.push(`NodeUnit ${KEY}=${unit}  nodes: ${members.join(', ')}`);
+      for (const d of s.deployments.filter((d) => d.metadata?.labels?.[LABEL_UNIT] === unit)) {
+        const pods = s.pods.filter((p) => Object.entries(d.spec?.selector?.matchLabels ?? {}).every(([k, v]) => p.metadata?.labels?.[k] === v));
+        const where = pods.map((p) => `${p.status?.podIP ?? '-'}@${p.spec?.nodeName ?? '-'}`).join(' ');
+        lines.push(`  ${(d.metadata?.name ?? '').padEnd(22)} ${d.status?.readyReplicas ?? 0}/${d.spec?.replicas ?? 0} ready   ${where}`);
+      }
+    }
+    lines.push('');
+    for (const service of SERVICES) {
+      const all = s.perNode.get(NODES[0]!)?.find((v) => v.service === service)?.apiserver ?? [];
+      lines.push(`${NAMESPACE}/${service}  apiserver holds: ${all.map((e) => `${e.ip}@${e.node}`).join(' ') || '(none)'}`);
+      lines.push(`  ${'node'.padEnd(15)} ${'unit'.padEnd(8)} ${'wrapper serves'.padEnd(34)} ${opts.kubeProxy ? 'kube-proxy routes to' : ''}`);
+      for (const n of nodes) {
+        const v = s.perNode.get(n.name)?.find((x) => x.service === service);
+        lines.push(
+          `  ${n.name.padEnd(15)} ${(s.units.get(n.name) ?? '').padEnd(8)} ${ipList(v?.wrapper ?? []).padEnd(34)} ${v?.kubeProxy ? v.kubeProxy.join(' ') || '(none)' : ''}`,
+        );
+      }
+      lines.push('');
+    }
+    return lines.join('\n');
+  };
+
+  /**
+   * The facts the demo stands for, checked on a snapshot: every unit has its Deployments with
+   * all pods ready on its own nodes; every node's wrapper (and kube-proxy) holds exactly the
+   * endpoints on nodes of its own NodeUnit, while the apiserver holds them all.
+   */
+  const facts = (s: Snapshot): { fact: string; ok: boolean; detail: string }[] => {
+    const out: { fact: string; ok: boolean; detail: string }[] = [];
+    const unitValues = [...new Set(s.units.values())].filter(Boolean).sort();
+    for (const unit of unitValues) {
+      for (const grid of ['wordpress', 'mysql']) {
+        const d = s.deployments.find((x) => x.metadata?.labels?.[LABEL_UNIT] === unit && x.metadata?.labels?.['servicegroup.io/grid'] === grid);
+        const ready = d ? (d.status?.readyReplicas ?? 0) === (d.spec?.replicas ?? -1) : false;
+        out.push({ fact: `NodeUnit ${unit} runs ${grid} with all replicas ready`, ok: ready, detail: d ? `${d.metadata?.name} ${d.status?.readyReplicas ?? 0}/${d.spec?.replicas}` : 'no Deployment' });
+      }
+    }
+    for (const n of nodes) {
+      const myUnit = s.units.get(n.name);
+      for (const v of s.perNode.get(n.name) ?? []) {
+        const expected = v.apiserver.filter((e) => s.units.get(e.node) === myUnit).map((e) => e.ip).sort();
+        const served = v.wrapper.map((e) => e.ip).sort();
+        out.push({
+          fact: `${n.name} (${myUnit}): wrapper serves only ${myUnit}'s endpoints of ${v.service}`,
+          ok: expected.length > 0 && JSON.stringify(expected) === JSON.stringify(served) && v.apiserver.length > served.length,
+          detail: `serves [${served.join(' ')}], own unit [${expected.join(' ')}], apiserver ${v.apiserver.length}`,
+        });
+        if (v.kubeProxy) {
+          out.push({
+            fact: `${n.name} (${myUnit}): kube-proxy routes ${v.service} only to ${myUnit}'s endpoints`,
+            ok: JSON.stringify(expected) === JSON.stringify(v.kubeProxy),
+            detail: `rules [${v.kubeProxy.join(' ')}]`,
+          });
+        }
+      }
+    }
+    return out;
+  };
+
+  const settle = async (what: string, timeoutMs = 60_000) => {
+    try {
+      return await waitFor(what, async () => {
+        const s = await snapshot();
+        return facts(s).every((f) => f.ok) ? s : undefined;
+      }, { timeoutMs, intervalMs: 500, components: [controller] });
+    } catch {
+      return snapshot();
+    }
+  };
+
+  const relabel = async () => {
+    const target = UNITS.find((u) => u !== MOVED_NODE.replace(/-node-\d+$/, ''))!;
+    await core.patchNode({ name: MOVED_NODE, body: { metadata: { labels: { [KEY]: target } } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+    return target;
+  };
+
+  return {
+    howToUseKubectl: () => `
+ServiceGroup demo is running. Use the cluster yourself:
+
+  export KUBECONFIG=${cluster.adminKubeconfigPath}
+  export PATH=${cluster.binDir}:$PATH
+  kubectl get dg,sg,deploy,svc -o wide
+  kubectl apply -f examples/echo/grid.yaml        # your own grids
+  kubectl -s ${nodes[0]!.wrapper.url} get endpointslices -o yaml   # what ${nodes[0]!.name}'s wrapper serves
+
+Component logs: ${cluster.logDir}. Ctrl-C stops everything.
+`,
+
+    /** Runs the story once, printing each fact; resolves to the number of failed facts. */
+    async runStory(): Promise<number> {
+      let failed = 0;
+      const report = (title: string, s: Snapshot) => {
+        console.log(`\n== ${title}\n${render(s)}`);
+        for (const f of facts(s)) {
+          console.log(`${f.ok ? 'ok  ' : 'FAIL'} ${f.fact}  (${f.detail})`);
+          if (!f.ok) failed++;
+        }
+      };
+      report('grids applied', await settle('every NodeUnit running and every node isolated'));
+      const target = await relabel();
+      log(`moved ${MOVED_NODE} to NodeUnit ${target}`);
+      const after = await settle(`the view to follow ${MOVED_NODE} into ${target}`);
+      report(`after moving ${MOVED_NODE} to ${KEY}=${target}`, after);
+      const moved = after.units.get(MOVED_NODE) === target;
+      console.log(`${moved ? 'ok  ' : 'FAIL'} ${MOVED_NODE} is in NodeUnit ${target}`);
+      if (!moved) failed++;
+      console.log(`\n${failed === 0 ? 'all facts hold' : `${failed} fact(s) failed`}`);
+      return failed;
+    },
+
+    /** Refreshes the view every 2 s; relabels one node after `relabelAfterMs`. Never resolves. */
+    async live(relabelAfterMs: number): Promise<never> {
+      const started = Date.now();
+      let moved = '';
+      for (;;) {
+        if (!moved && Date.now() - started > relabelAfterMs) {
+          moved = await relabel();
+        }
+        const s = await snapshot().catch((err: Error) => err);
+        const body = s instanceof Error ? `(refresh failed: ${s.message})` : render(s);
+        const note = moved
+          ? `moved ${MOVED_NODE} to ${KEY}=${moved}: its wrapper and kube-proxy now hold ${moved}'s endpoints`
+          : `in ${Math.max(0, Math.ceil((relabelAfterMs - (Date.now() - started)) / 1000))} s the demo moves ${MOVED_NODE} to the other NodeUnit`;
+        process.stdout.write(`\x1b[2J\x1b[H${new Date().toISOString()}  ${note}\n\n${body}\n(Ctrl-C stops; kubectl usage printed above the view: scroll up)\n`);
+        await new Promise((r) => setTimeout(r, 2000));
+      }
+    },
+
+    async stop() {
+      await Promise.all(nodes.map((n) => n.proxy?.stop()));
+      await Promise.all(nodes.map((n) => n.wrapper.stop()));
+      await controller.stop();
+    },
+  };
+}
