@@ -174,6 +174,9 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
       const res = reply.raw;
       res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
       res.socket?.setNoDelay(true);
+      // Clients wait for the response headers before reading events; a watch with nothing to
+      // replay must not leave them waiting for the first event.
+      res.flushHeaders();
       const expired = fromRv !== undefined ? served.expiredReason(fromRv) : undefined;
       if (expired) {
         res.end(`${JSON.stringify({ type: 'ERROR', object: status(410, 'Expired', expired) })}\n`);
@@ -223,9 +226,6 @@ const eventRoutes: FastifyPluginAsync = async (app) => {
       r.destroy?.();
     }
   });
-  // The body is streamed to the apiserver as it came: leave it unparsed.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', (_req, _payload, done) => done(null));
   const forward = async (req: { raw: IncomingMessage }, reply: FastifyReply) => {
     const opts = await upstream.options();
     reply.hijack();
@@ -251,6 +251,10 @@ export async function buildServer(state: WrapperState, opts: { withResources: bo
     return503OnClosing: false,
   });
   app.decorate('wrapper', state);
+  // No route reads a body: forwarded event writes stream it to the apiserver as it came, and a
+  // refused request must get its 403, not a body-parsing 400.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, _payload, done) => done(null));
   await app.register(healthRoutes);
   if (opts.withResources) {
     await app.register(discoveryRoutes);
