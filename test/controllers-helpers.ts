@@ -16,8 +16,13 @@ export async function installCrds(cluster: Cluster): Promise<void> {
   const texts: string[] = [];
   for (const f of ['servicegroup.io_deploymentgrids.yaml', 'servicegroup.io_servicegrids.yaml']) texts.push(await readFile(join(root, 'crds', f), 'utf8'));
   await cluster.apply(texts.join('\n---\n'));
-  const r = await cluster.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/deploymentgrids.servicegroup.io', 'crd/servicegrids.servicegroup.io']);
-  if (r.code !== 0) throw new Error(`CRDs not established: ${r.stderr}`);
+  const admin = new KubeClient(cluster.kubeConfig());
+  for (const name of ['deploymentgrids.servicegroup.io', 'servicegrids.servicegroup.io']) {
+    await until(`CRD ${name} established`, async () => {
+      const crd = await admin.get<Obj>(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`);
+      return (crd.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === 'Established' && c.status === 'True');
+    });
+  }
 }
 
 /** Applies everything in the install manifest except the controller's own Deployment. */
@@ -33,7 +38,17 @@ export function clientFor(kubeconfigPath: string): KubeClient {
   return new KubeClient(kc);
 }
 
-export async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
+/** Polls `check` until it returns a value other than undefined/false; `explain` adds context to a timeout. */
+export async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 60_000, explain?: () => Promise<string>): Promise<T> {
+  try {
+    return await poll(what, check, timeoutMs);
+  } catch (err) {
+    if (explain) (err as Error).message += `\n${await explain().catch((e) => String(e))}`;
+    throw err;
+  }
+}
+
+function poll<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
   return waitFor(what, async () => {
     const v = await check();
     return v === false ? undefined : v;

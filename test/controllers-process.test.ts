@@ -52,93 +52,106 @@ async function http(r: Replica, path: string): Promise<{ status: number; body: s
   return { status: res.status, body: await res.text() };
 }
 
-before(
-  async () => {
-    const c = cluster();
-    await installCrds(c);
-    kubeconfig = await installRbac(c);
-    admin = clientFor(c.adminKubeconfigPath);
-    await c.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }]);
-    await c.createNode('p-a', { zone: 'a' });
-    await c.createNode('p-b', { zone: 'b' });
-  },
-  { timeout: 30 * 60_000 },
-);
-
-after(() => {
-  for (const r of replicas) if (r.child.exitCode === null) r.child.kill('SIGKILL');
-});
-
-function grid(name: string) {
-  return {
-    apiVersion: 'servicegroup.io/v1alpha1',
-    kind: 'DeploymentGrid',
-    metadata: { name, namespace: ns },
-    spec: { gridUniqKey: 'zone', template: { replicas: 0, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'c', image: 'img:1' }] } } } },
-  };
-}
-
-async function deploymentExists(name: string): Promise<boolean> {
-  try {
-    await admin.get(`/apis/apps/v1/namespaces/${ns}/deployments/${name}`);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 describe('controller process', () => {
-  test('two replicas: one leads and reconciles; metrics, health and logs work', async () => {
-    const r1 = await startReplica('replica-1');
-    await until('replica-1 leads', async () => ((await admin.get<Obj>(LEASE).catch(() => undefined))?.spec.holderIdentity === 'replica-1' ? true : undefined), 30_000);
-    const r2 = await startReplica('replica-2');
-    await until('replica-2 serves health', async () => (await http(r2, '/healthz').catch(() => ({ status: 0 }))).status === 200);
-    await cluster().apply([grid('one')]);
-    await until('one-a and one-b', async () => (await deploymentExists('one-a')) && (await deploymentExists('one-b')));
-    assert.equal((await admin.get<Obj>(LEASE)).spec.holderIdentity, 'replica-1', 'the first replica still leads');
+  before(
+    async () => {
+      const c = cluster();
+      await installCrds(c);
+      kubeconfig = await installRbac(c);
+      admin = clientFor(c.adminKubeconfigPath);
+      await c.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }]);
+      await c.createNode('p-a', { zone: 'a' });
+      await c.createNode('p-b', { zone: 'b' });
+    },
+    { timeout: 30 * 60_000 },
+  );
 
-    assert.equal((await http(r1, '/healthz')).status, 200);
-    await until('leader ready', async () => (await http(r1, '/readyz')).status === 200);
-    assert.equal((await http(r2, '/readyz')).status, 200, 'a standby is ready: it can take over');
-    const metrics = (await http(r1, '/metrics')).body;
-    assert.match(metrics, /servicegroup_reconcile_total\{kind="DeploymentGrid",result="success"\} [1-9]/);
-    assert.match(metrics, /servicegroup_reconcile_duration_seconds_bucket\{kind="DeploymentGrid",le="\+Inf"\} [1-9]/);
-    assert.match(metrics, /servicegroup_workqueue_depth 0/);
-    assert.match(metrics, /servicegroup_units\{kind="DeploymentGrid"\} 2/);
-    assert.match(metrics, /servicegroup_leader 1/);
-    assert.match((await http(r2, '/metrics')).body, /servicegroup_leader 0/);
-    const logs = r1.output.join('');
-    assert.match(logs, /"grid":"proc\/one"/);
-    assert.match(logs, /"unit":"a"/);
-    assert.doesNotMatch(r2.output.join(''), /created deployment/, 'the standby writes nothing');
+  after(() => {
+    for (const r of replicas) if (r.child.exitCode === null) r.child.kill('SIGKILL');
   });
 
-  test('killing the leader: the other replica takes over within the lease duration', async () => {
-    const leaderId = (await admin.get<Obj>(LEASE)).spec.holderIdentity as string;
-    const leader = replicas.find((r) => r.id === leaderId)!;
-    const other = replicas.find((r) => r.id !== leaderId)!;
-    const killedAt = Date.now();
-    leader.child.kill('SIGKILL');
-    await until('other replica holds the lease', async () => (await admin.get<Obj>(LEASE)).spec.holderIdentity === other.id, 30_000);
-    const takeoverMs = Date.now() - killedAt;
-    console.error(`[failover] ${other.id} took over ${takeoverMs} ms after ${leaderId} was killed (lease ${LEASE_SECONDS}s, retry 1s)`);
-    // The standby first sees the lease at some point during its retry period, then waits a full
-    // lease duration from then: the bound is lease duration + one retry period.
-    assert.ok(takeoverMs <= (LEASE_SECONDS + 1) * 1000 + 500, `takeover took ${takeoverMs} ms`);
-    await cluster().apply([grid('two')]);
-    await until('new leader reconciles', async () => (await deploymentExists('two-a')) && (await deploymentExists('two-b')), 30_000);
-    assert.match((await http(other, '/metrics')).body, /servicegroup_leader 1/);
-  });
+  function grid(name: string) {
+    return {
+      apiVersion: 'servicegroup.io/v1alpha1',
+      kind: 'DeploymentGrid',
+      metadata: { name, namespace: ns },
+      spec: {
+        gridUniqKey: 'zone',
+        template: {
+          replicas: 0,
+          selector: { matchLabels: { app: name } },
+          template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'c', image: 'img:1' }] } },
+        },
+      },
+    };
+  }
 
-  test('SIGTERM on the leader releases the lease at once', async () => {
-    const standby = await startReplica('replica-3');
-    await until('replica-3 up', async () => (await http(standby, '/healthz').catch(() => ({ status: 0 }))).status === 200);
-    const leader = replicas.find((r) => r.child.exitCode === null && r.id !== 'replica-3')!;
-    const stoppedAt = Date.now();
-    leader.child.kill('SIGTERM');
-    await until('replica-3 leads', async () => (await admin.get<Obj>(LEASE)).spec.holderIdentity === 'replica-3', 30_000);
-    const ms = Date.now() - stoppedAt;
-    console.error(`[failover] graceful handover in ${ms} ms`);
-    assert.ok(ms < LEASE_SECONDS * 1000, `handover took ${ms} ms`);
+  async function deploymentExists(name: string): Promise<boolean> {
+    try {
+      await admin.get(`/apis/apps/v1/namespaces/${ns}/deployments/${name}`);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  describe('replicas', () => {
+    test('two replicas: one leads and reconciles; metrics, health and logs work', async () => {
+      const r1 = await startReplica('replica-1');
+      await until(
+        'replica-1 leads',
+        async () => ((await admin.get<Obj>(LEASE).catch(() => undefined))?.spec.holderIdentity === 'replica-1' ? true : undefined),
+        30_000,
+      );
+      const r2 = await startReplica('replica-2');
+      await until('replica-2 serves health', async () => (await http(r2, '/healthz').catch(() => ({ status: 0 }))).status === 200);
+      await cluster().apply([grid('one')]);
+      await until('one-a and one-b', async () => (await deploymentExists('one-a')) && (await deploymentExists('one-b')));
+      assert.equal((await admin.get<Obj>(LEASE)).spec.holderIdentity, 'replica-1', 'the first replica still leads');
+
+      assert.equal((await http(r1, '/healthz')).status, 200);
+      await until('leader ready', async () => (await http(r1, '/readyz')).status === 200);
+      assert.equal((await http(r2, '/readyz')).status, 200, 'a standby is ready: it can take over');
+      const metrics = (await http(r1, '/metrics')).body;
+      assert.match(metrics, /servicegroup_reconcile_total\{kind="DeploymentGrid",result="success"\} [1-9]/);
+      assert.match(metrics, /servicegroup_reconcile_duration_seconds_bucket\{kind="DeploymentGrid",le="\+Inf"\} [1-9]/);
+      assert.match(metrics, /servicegroup_workqueue_depth 0/);
+      assert.match(metrics, /servicegroup_units\{kind="DeploymentGrid"\} 2/);
+      assert.match(metrics, /servicegroup_leader 1/);
+      assert.match((await http(r2, '/metrics')).body, /servicegroup_leader 0/);
+      const logs = r1.output.join('');
+      assert.match(logs, /"grid":"proc\/one"/);
+      assert.match(logs, /"unit":"a"/);
+      assert.doesNotMatch(r2.output.join(''), /created deployment/, 'the standby writes nothing');
+    });
+
+    test('killing the leader: the other replica takes over within the lease duration', async () => {
+      const leaderId = (await admin.get<Obj>(LEASE)).spec.holderIdentity as string;
+      const leader = replicas.find((r) => r.id === leaderId)!;
+      const other = replicas.find((r) => r.id !== leaderId)!;
+      const killedAt = Date.now();
+      leader.child.kill('SIGKILL');
+      await until('other replica holds the lease', async () => (await admin.get<Obj>(LEASE)).spec.holderIdentity === other.id, 30_000);
+      const takeoverMs = Date.now() - killedAt;
+      console.error(`[failover] ${other.id} took over ${takeoverMs} ms after ${leaderId} was killed (lease ${LEASE_SECONDS}s, retry 1s)`);
+      // The standby first sees the lease at some point during its retry period, then waits a full
+      // lease duration from then: the bound is lease duration + one retry period.
+      assert.ok(takeoverMs <= (LEASE_SECONDS + 1) * 1000 + 500, `takeover took ${takeoverMs} ms`);
+      await cluster().apply([grid('two')]);
+      await until('new leader reconciles', async () => (await deploymentExists('two-a')) && (await deploymentExists('two-b')), 30_000);
+      assert.match((await http(other, '/metrics')).body, /servicegroup_leader 1/);
+    });
+
+    test('SIGTERM on the leader releases the lease at once', async () => {
+      const standby = await startReplica('replica-3');
+      await until('replica-3 up', async () => (await http(standby, '/healthz').catch(() => ({ status: 0 }))).status === 200);
+      const leader = replicas.find((r) => r.child.exitCode === null && r.id !== 'replica-3')!;
+      const stoppedAt = Date.now();
+      leader.child.kill('SIGTERM');
+      await until('replica-3 leads', async () => (await admin.get<Obj>(LEASE)).spec.holderIdentity === 'replica-3', 30_000);
+      const ms = Date.now() - stoppedAt;
+      console.error(`[failover] graceful handover in ${ms} ms`);
+      assert.ok(ms < LEASE_SECONDS * 1000, `handover took ${ms} ms`);
+    });
   });
 });

@@ -117,7 +117,8 @@ export class EventRecorder {
         body: {
           apiVersion: 'events.k8s.io/v1',
           kind: 'Event',
-          metadata: { generateName: `${grid.metadata.name}.`, namespace: ns },
+          // Named like client-go's recorder: <object>.<unique hex>.
+          metadata: { name: `${grid.metadata.name}.${(Date.now() * 4096 + Math.floor(Math.random() * 4096)).toString(16)}`, namespace: ns },
           regarding: { apiVersion: API_VERSION, kind: grid.kind, name: grid.metadata.name, namespace: ns, uid: grid.metadata.uid },
           reason,
           action,
