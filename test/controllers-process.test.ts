@@ -67,7 +67,7 @@ describe('controller process', () => {
   );
 
   after(() => {
-    for (const r of replicas) if (r.child.exitCode === null) r.child.kill('SIGKILL');
+    for (const r of replicas) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGKILL');
   });
 
   function grid(name: string) {
@@ -145,13 +145,17 @@ describe('controller process', () => {
     test('SIGTERM on the leader releases the lease at once', async () => {
       const standby = await startReplica('replica-3');
       await until('replica-3 up', async () => (await http(standby, '/healthz').catch(() => ({ status: 0 }))).status === 200);
-      const leader = replicas.find((r) => r.child.exitCode === null && r.id !== 'replica-3')!;
+      const leaderId = (await admin.get<Obj>(LEASE)).spec.holderIdentity as string;
+      const leader = replicas.find((r) => r.id === leaderId)!;
+      assert.ok(leader.child.exitCode === null && leader.child.signalCode === null, `leader ${leaderId} is running`);
       const stoppedAt = Date.now();
       leader.child.kill('SIGTERM');
       await until('replica-3 leads', async () => (await admin.get<Obj>(LEASE)).spec.holderIdentity === 'replica-3', 30_000);
       const ms = Date.now() - stoppedAt;
       console.error(`[failover] graceful handover in ${ms} ms`);
       assert.ok(ms < LEASE_SECONDS * 1000, `handover took ${ms} ms`);
+      await until('the old leader exits', async () => leader.child.exitCode !== null, 10_000);
+      assert.equal(leader.child.exitCode, 0);
     });
   });
 });
