@@ -69,7 +69,13 @@ export class LeaderElector {
         apiVersion: 'coordination.k8s.io/v1',
         kind: 'Lease',
         metadata: { name: this.o.name, namespace: this.o.namespace },
-        spec: { holderIdentity: this.o.identity, leaseDurationSeconds: seconds, acquireTime: microTime(), renewTime: microTime(), leaseTransitions: 0 },
+        spec: {
+          holderIdentity: this.o.identity,
+          leaseDurationSeconds: seconds,
+          acquireTime: microTime(),
+          renewTime: microTime(),
+          leaseTransitions: 0,
+        },
       };
       try {
         await this.o.client.request('POST', `/apis/coordination.k8s.io/v1/namespaces/${this.o.namespace}/leases`, { body: created });
@@ -145,7 +151,9 @@ export class LeaderElector {
     try {
       const lease = await this.o.client.get<Lease>(this.path);
       if (lease.spec.holderIdentity !== this.o.identity) return;
-      await this.o.client.request('PUT', this.path, { body: { ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: microTime() } } });
+      await this.o.client.request('PUT', this.path, {
+        body: { ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: microTime() } },
+      });
     } catch (err) {
       this.o.log.warn({ err: (err as Error).message }, 'could not release lease');
     }

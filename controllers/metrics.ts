@@ -82,7 +82,7 @@ export class Histogram implements Metric {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
     for (const [k, s] of this.series) {
       const pre = k ? `${k},` : '';
-      this.bounds.forEach((b, i) => lines.push(`${this.name}_bucket{${pre}le="${b}"} ${s.buckets[i]}`));
+      for (const [i, b] of this.bounds.entries()) lines.push(`${this.name}_bucket{${pre}le="${b}"} ${s.buckets[i]}`);
       lines.push(`${this.name}_bucket{${pre}le="+Inf"} ${s.count}`);
       lines.push(`${this.name}_sum${k ? `{${k}}` : ''} ${s.sum}`);
       lines.push(`${this.name}_count${k ? `{${k}}` : ''} ${s.count}`);
@@ -106,8 +106,12 @@ export class Registry {
 export class ControllerMetrics {
   readonly registry = new Registry();
   readonly reconciles = this.registry.register(new Counter('servicegroup_reconcile_total', 'Grid reconciles by kind and result.'));
-  readonly reconcileErrors = this.registry.register(new Counter('servicegroup_reconcile_errors_total', 'Grid reconciles that failed and were retried.'));
-  readonly reconcileDuration = this.registry.register(new Histogram('servicegroup_reconcile_duration_seconds', 'Time of one grid reconcile.'));
+  readonly reconcileErrors = this.registry.register(
+    new Counter('servicegroup_reconcile_errors_total', 'Grid reconciles that failed and were retried.'),
+  );
+  readonly reconcileDuration = this.registry.register(
+    new Histogram('servicegroup_reconcile_duration_seconds', 'Time of one grid reconcile.'),
+  );
   readonly writes = this.registry.register(new Counter('servicegroup_api_writes_total', 'Write requests sent to the apiserver, by verb.'));
   readonly queueDepth: Gauge;
   readonly units: Gauge;
@@ -115,7 +119,9 @@ export class ControllerMetrics {
   readonly isLeader = this.registry.register(new Gauge('servicegroup_leader', '1 while this replica holds the leader lease.'));
 
   constructor(collect: { queueDepth: () => number; units: () => { kind: string; total: number; ready: number }[] }) {
-    this.queueDepth = this.registry.register(new Gauge('servicegroup_workqueue_depth', 'Grid keys waiting to be reconciled.', (g) => g.set({}, collect.queueDepth())));
+    this.queueDepth = this.registry.register(
+      new Gauge('servicegroup_workqueue_depth', 'Grid keys waiting to be reconciled.', (g) => g.set({}, collect.queueDepth())),
+    );
     this.units = this.registry.register(
       new Gauge('servicegroup_units', 'NodeUnits rendered, by grid kind.', (g) => {
         g.reset();

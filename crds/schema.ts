@@ -10,12 +10,42 @@ interface OpenAPIDoc {
 
 /** Fields a CRD's JSONSchemaProps accepts (besides the recursion handled below). */
 const ALLOWED = new Set([
-  'description', 'type', 'format', 'title', 'maximum', 'exclusiveMaximum', 'minimum', 'exclusiveMinimum',
-  'maxLength', 'minLength', 'pattern', 'maxItems', 'minItems', 'uniqueItems', 'multipleOf', 'enum',
-  'maxProperties', 'minProperties', 'required', 'items', 'properties', 'additionalProperties', 'nullable',
-  'default', 'example', 'allOf', 'oneOf', 'anyOf', 'not',
-  'x-kubernetes-preserve-unknown-fields', 'x-kubernetes-embedded-resource', 'x-kubernetes-int-or-string',
-  'x-kubernetes-list-map-keys', 'x-kubernetes-list-type', 'x-kubernetes-map-type', 'x-kubernetes-validations',
+  'description',
+  'type',
+  'format',
+  'title',
+  'maximum',
+  'exclusiveMaximum',
+  'minimum',
+  'exclusiveMinimum',
+  'maxLength',
+  'minLength',
+  'pattern',
+  'maxItems',
+  'minItems',
+  'uniqueItems',
+  'multipleOf',
+  'enum',
+  'maxProperties',
+  'minProperties',
+  'required',
+  'items',
+  'properties',
+  'additionalProperties',
+  'nullable',
+  'default',
+  'example',
+  'allOf',
+  'oneOf',
+  'anyOf',
+  'not',
+  'x-kubernetes-preserve-unknown-fields',
+  'x-kubernetes-embedded-resource',
+  'x-kubernetes-int-or-string',
+  'x-kubernetes-list-map-keys',
+  'x-kubernetes-list-type',
+  'x-kubernetes-map-type',
+  'x-kubernetes-validations',
 ]);
 
 const OBJECT_META = 'io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta';
@@ -55,7 +85,14 @@ export class SchemaResolver {
       const description = descriptions ? annotations.description : undefined;
       let target: Schema;
       if (name === OBJECT_META) target = EMBEDDED_META;
-      else if (name === QUANTITY) target = { anyOf: [{ type: 'integer' }, { type: 'string' }], pattern: this.schemas[QUANTITY]?.pattern ?? '^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$', 'x-kubernetes-int-or-string': true };
+      else if (name === QUANTITY)
+        target = {
+          anyOf: [{ type: 'integer' }, { type: 'string' }],
+          pattern:
+            this.schemas[QUANTITY]?.pattern ??
+            '^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$',
+          'x-kubernetes-int-or-string': true,
+        };
       else if (name === INT_OR_STRING) target = { 'x-kubernetes-int-or-string': true };
       else {
         if (stack.includes(name)) throw new Error(`recursive schema ${name} cannot be embedded`);
@@ -75,8 +112,12 @@ export class SchemaResolver {
       // Object defaults ({}) would be materialised into every grid and need not validate; scalar
       // defaults stay: list-map keys (e.g. a port's protocol) must be required or defaulted.
       if (k === 'default' && !isScalar(v)) continue;
-      if (k === 'properties') out.properties = Object.fromEntries(Object.entries(v as Schema).map(([p, ps]) => [p, this.walk(ps as Schema, stack, descriptions)]));
-      else if (k === 'items' || (k === 'additionalProperties' && typeof v === 'object')) out[k] = this.walk(v as Schema, stack, descriptions);
+      if (k === 'properties')
+        out.properties = Object.fromEntries(
+          Object.entries(v as Schema).map(([p, ps]) => [p, this.walk(ps as Schema, stack, descriptions)]),
+        );
+      else if (k === 'items' || (k === 'additionalProperties' && typeof v === 'object'))
+        out[k] = this.walk(v as Schema, stack, descriptions);
       else if (k === 'allOf' || k === 'oneOf' || k === 'anyOf') out[k] = (v as Schema[]).map((x) => this.walk(x, stack, descriptions));
       else out[k] = v;
     }
@@ -102,7 +143,7 @@ export function pruneDefaults(s: Schema, keep = false, keepProperties: ReadonlyS
   for (const [k, v] of Object.entries<Schema>(s.properties ?? {})) pruneDefaults(v, keepProperties.has(k) && !required.has(k));
   if (s.items) pruneDefaults(s.items, false, new Set<string>(s['x-kubernetes-list-map-keys'] ?? []));
   if (typeof s.additionalProperties === 'object') pruneDefaults(s.additionalProperties);
-  for (const k of ['allOf', 'anyOf', 'oneOf']) if (Array.isArray(s[k])) s[k].forEach((x: Schema) => pruneDefaults(x));
+  for (const k of ['allOf', 'anyOf', 'oneOf']) if (Array.isArray(s[k])) for (const x of s[k] as Schema[]) pruneDefaults(x);
   return s;
 }
 
@@ -208,7 +249,12 @@ function statusSchema(unitProps: Schema): Schema {
         items: {
           type: 'object',
           required: ['name'],
-          properties: { name: { type: 'string', description: 'Raw unit value.' }, template: { type: 'string' }, error: { type: 'string' }, ...unitProps },
+          properties: {
+            name: { type: 'string', description: 'Raw unit value.' },
+            template: { type: 'string' },
+            error: { type: 'string' },
+            ...unitProps,
+          },
         },
       },
       conditions: CONDITIONS,
@@ -216,7 +262,18 @@ function statusSchema(unitProps: Schema): Schema {
   };
 }
 
-function crd(kind: string, plural: string, short: string, spec: Schema, specRequired: string[], specRules: Schema[], rootRules: Schema[], status: Schema, columns: Schema[], description: string): Schema {
+function crd(
+  kind: string,
+  plural: string,
+  short: string,
+  spec: Schema,
+  specRequired: string[],
+  specRules: Schema[],
+  rootRules: Schema[],
+  status: Schema,
+  columns: Schema[],
+  description: string,
+): Schema {
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',
@@ -281,17 +338,25 @@ export function buildCrds(docs: OpenAPIDoc[]): Schema[] {
       overrides: {
         type: 'array',
         maxItems: 256,
-        description: 'Per-unit changes applied in order after the template is chosen: replicas, then an RFC 6902 JSON patch of the DeploymentSpec.',
+        description:
+          'Per-unit changes applied in order after the template is chosen: replicas, then an RFC 6902 JSON patch of the DeploymentSpec.',
         items: {
           type: 'object',
           required: ['units'],
           properties: {
-            units: { type: 'array', minItems: 1, maxItems: 4096, items: { type: 'string', maxLength: 63 }, description: 'Unit values this override applies to.' },
+            units: {
+              type: 'array',
+              minItems: 1,
+              maxItems: 4096,
+              items: { type: 'string', maxLength: 63 },
+              description: 'Unit values this override applies to.',
+            },
             replicas: { type: 'integer', format: 'int32', minimum: 0 },
             patch: {
               type: 'array',
               maxItems: 128,
-              description: 'RFC 6902 operations on the unit\'s DeploymentSpec, e.g. {op: replace, path: /template/spec/containers/0/image, value: app:2}.',
+              description:
+                "RFC 6902 operations on the unit's DeploymentSpec, e.g. {op: replace, path: /template/spec/containers/0/image, value: app:2}.",
               items: {
                 type: 'object',
                 required: ['op', 'path'],
@@ -326,7 +391,7 @@ export function buildCrds(docs: OpenAPIDoc[]): Schema[] {
       updatedReplicas: { type: 'integer', format: 'int32' },
     }),
     [...COMMON_COLUMNS, ...TAIL_COLUMNS],
-    'DeploymentGrid renders one Deployment per NodeUnit (distinct value of the node label gridUniqKey), pinned to that unit\'s nodes.',
+    "DeploymentGrid renders one Deployment per NodeUnit (distinct value of the node label gridUniqKey), pinned to that unit's nodes.",
   );
 
   const sg = crd(
@@ -339,10 +404,17 @@ export function buildCrds(docs: OpenAPIDoc[]): Schema[] {
         type: 'array',
         maxItems: 8,
         items: { type: 'string', maxLength: 317 },
-        description: 'Node label keys tried in order when a node\'s own unit has no ready endpoint; "*" (last) means any endpoint. Empty: strict, no fallback.',
+        description:
+          'Node label keys tried in order when a node\'s own unit has no ready endpoint; "*" (last) means any endpoint. Empty: strict, no fallback.',
         'x-kubernetes-validations': [
-          { rule: "self.all(k, k == '*' || k.matches('" + LABEL_KEY_RE.replace(/\\/g, '\\\\') + "'))", message: 'topologyFallback entries must be label keys or "*"' },
-          { rule: "!self.exists(k, k == '*') || (self[size(self) - 1] == '*' && self.filter(k, k == '*').size() == 1)", message: '"*" may appear once, as the last entry' },
+          {
+            rule: `self.all(k, k == '*' || k.matches('${LABEL_KEY_RE.replace(/\\/g, '\\\\')}'))`,
+            message: 'topologyFallback entries must be label keys or "*"',
+          },
+          {
+            rule: "!self.exists(k, k == '*') || (self[size(self) - 1] == '*' && self.filter(k, k == '*').size() == 1)",
+            message: '"*" may appear once, as the last entry',
+          },
         ],
       },
       unitServices: {
@@ -360,8 +432,13 @@ export function buildCrds(docs: OpenAPIDoc[]): Schema[] {
       },
     ],
     statusSchema({ service: { type: 'string' }, readyEndpoints: { type: 'integer', format: 'int32' } }),
-    [...COMMON_COLUMNS.slice(0, 1), { name: 'Service', type: 'string', jsonPath: '.status.service' }, ...COMMON_COLUMNS.slice(1), ...TAIL_COLUMNS],
-    'ServiceGrid renders a shared Service (<grid>-svc) whose traffic stays in each node\'s NodeUnit, and one Service per NodeUnit.',
+    [
+      ...COMMON_COLUMNS.slice(0, 1),
+      { name: 'Service', type: 'string', jsonPath: '.status.service' },
+      ...COMMON_COLUMNS.slice(1),
+      ...TAIL_COLUMNS,
+    ],
+    "ServiceGrid renders a shared Service (<grid>-svc) whose traffic stays in each node's NodeUnit, and one Service per NodeUnit.",
   );
   return [dg, sg];
 }

@@ -14,7 +14,8 @@ export const CONTROLLER_USER = 'system:serviceaccount:servicegroup-system:servic
 export async function installCrds(cluster: Cluster): Promise<void> {
   // As text: client-node's typed YAML round trip would drop the schemas' x-kubernetes-* fields.
   const texts: string[] = [];
-  for (const f of ['servicegroup.io_deploymentgrids.yaml', 'servicegroup.io_servicegrids.yaml']) texts.push(await readFile(join(root, 'crds', f), 'utf8'));
+  for (const f of ['servicegroup.io_deploymentgrids.yaml', 'servicegroup.io_servicegrids.yaml'])
+    texts.push(await readFile(join(root, 'crds', f), 'utf8'));
   await cluster.apply(texts.join('\n---\n'));
   const admin = new KubeClient(cluster.kubeConfig());
   for (const name of ['deploymentgrids.servicegroup.io', 'servicegrids.servicegroup.io']) {
@@ -39,7 +40,12 @@ export function clientFor(kubeconfigPath: string): KubeClient {
 }
 
 /** Polls `check` until it returns a value other than undefined/false; `explain` adds context to a timeout. */
-export async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 60_000, explain?: () => Promise<string>): Promise<T> {
+export async function until<T>(
+  what: string,
+  check: () => Promise<T | undefined | false>,
+  timeoutMs = 60_000,
+  explain?: () => Promise<string>,
+): Promise<T> {
   try {
     return await poll(what, check, timeoutMs);
   } catch (err) {
@@ -49,14 +55,27 @@ export async function until<T>(what: string, check: () => Promise<T | undefined 
 }
 
 function poll<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
-  return waitFor(what, async () => {
-    const v = await check();
-    return v === false ? undefined : v;
-  }, { timeoutMs, intervalMs: 200 });
+  return waitFor(
+    what,
+    async () => {
+      const v = await check();
+      return v === false ? undefined : v;
+    },
+    { timeoutMs, intervalMs: 200 },
+  );
 }
 
 export interface Obj {
-  metadata: { name: string; namespace?: string; uid: string; resourceVersion: string; generation?: number; labels?: Record<string, string>; annotations?: Record<string, string>; ownerReferences?: any[] };
+  metadata: {
+    name: string;
+    namespace?: string;
+    uid: string;
+    resourceVersion: string;
+    generation?: number;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    ownerReferences?: any[];
+  };
   spec?: any;
   status?: any;
   [k: string]: any;

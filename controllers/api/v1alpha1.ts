@@ -23,7 +23,6 @@ export const ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE = 'topologyKeys';
 // Custom resource types. The embedded DeploymentSpec/ServiceSpec are the Kubernetes core types;
 // the CRD schemas in crds/ are generated from the apiserver's OpenAPI so both agree.
 
-
 export const KIND_DEPLOYMENT_GRID = 'DeploymentGrid';
 export const KIND_SERVICE_GRID = 'ServiceGrid';
 export const PLURAL_DEPLOYMENT_GRID = 'deploymentgrids';

@@ -78,14 +78,19 @@ export class KubeClient {
     let payload: string | undefined;
     if (opts.body !== undefined) {
       payload = JSON.stringify(opts.body);
-      options.headers = { ...options.headers, 'content-type': opts.contentType ?? 'application/json', 'content-length': Buffer.byteLength(payload) };
+      options.headers = {
+        ...options.headers,
+        'content-type': opts.contentType ?? 'application/json',
+        'content-length': Buffer.byteLength(payload),
+      };
     }
     if (method !== 'GET') this.onWrite(method, path);
     const mod = url.protocol === 'https:' ? https : http;
     return new Promise((resolve, reject) => {
       const req = mod.request(options, resolve);
       req.on('error', reject);
-      if (opts.timeoutMs) req.setTimeout(opts.timeoutMs, () => req.destroy(new Error(`${method} ${path}: timed out after ${opts.timeoutMs}ms`)));
+      if (opts.timeoutMs)
+        req.setTimeout(opts.timeoutMs, () => req.destroy(new Error(`${method} ${path}: timed out after ${opts.timeoutMs}ms`)));
       if (opts.signal) {
         if (opts.signal.aborted) req.destroy(new Error('aborted'));
         opts.signal.addEventListener('abort', () => req.destroy(new Error('aborted')), { once: true });
@@ -130,7 +135,12 @@ export class KubeClient {
    * A watch stream: calls `onEvent` for each `{type, object}` line until the server ends the
    * stream, `signal` aborts it, or an error occurs (rejects).
    */
-  async watch(path: string, query: RequestOptions['query'], onEvent: (e: { type: string; object: any }) => void, signal: AbortSignal): Promise<void> {
+  async watch(
+    path: string,
+    query: RequestOptions['query'],
+    onEvent: (e: { type: string; object: any }) => void,
+    signal: AbortSignal,
+  ): Promise<void> {
     const res = await this.open('GET', path, { query: { ...query, watch: true }, signal });
     if ((res.statusCode ?? 0) >= 300) {
       const chunks: Buffer[] = [];
@@ -157,7 +167,12 @@ export class KubeClient {
 }
 
 /** REST path of a resource collection or object. `group` '' is the core group. */
-export function resourcePath(r: { group: string; version: string; plural: string }, namespace?: string, name?: string, sub?: string): string {
+export function resourcePath(
+  r: { group: string; version: string; plural: string },
+  namespace?: string,
+  name?: string,
+  sub?: string,
+): string {
   const base = r.group ? `/apis/${r.group}/${r.version}` : `/api/${r.version}`;
   let p = namespace ? `${base}/namespaces/${encodeURIComponent(namespace)}/${r.plural}` : `${base}/${r.plural}`;
   if (name) p += `/${encodeURIComponent(name)}`;

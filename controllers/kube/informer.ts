@@ -114,10 +114,14 @@ export class Informer<T extends KubeObject> {
     let cont: string | undefined;
     let rv = '';
     do {
-      const page = await this.client.request<{ items: T[]; metadata: { resourceVersion: string; continue?: string } }>('GET', this.opts.path, {
-        query: { labelSelector: this.opts.labelSelector, limit: 500, continue: cont },
-        signal: this.abort.signal,
-      });
+      const page = await this.client.request<{ items: T[]; metadata: { resourceVersion: string; continue?: string } }>(
+        'GET',
+        this.opts.path,
+        {
+          query: { labelSelector: this.opts.labelSelector, limit: 500, continue: cont },
+          signal: this.abort.signal,
+        },
+      );
       items.push(...page.items);
       rv = page.metadata.resourceVersion;
       cont = page.metadata.continue || undefined;

@@ -2,10 +2,10 @@
 // it can affect; a worker syncs one key at a time from the caches (level-triggered).
 
 import type { Logger } from 'pino';
-import { KIND_DEPLOYMENT_GRID, KIND_SERVICE_GRID, LABEL_GRID, type DeploymentGrid, type ServiceGrid } from '../api/v1alpha1.ts';
+import { type DeploymentGrid, KIND_DEPLOYMENT_GRID, KIND_SERVICE_GRID, LABEL_GRID, type ServiceGrid } from '../api/v1alpha1.ts';
 import type { KubeClient } from '../kube/client.ts';
-import { Informer, type KubeObject } from '../kube/informer.ts';
 import { resourcePath } from '../kube/client.ts';
+import { Informer, type KubeObject } from '../kube/informer.ts';
 import type { ControllerMetrics } from '../metrics.ts';
 import { syncDeploymentGrid } from './deploymentgrid.ts';
 import {
@@ -59,7 +59,11 @@ export class GridController {
   constructor(opts: ControllerOptions) {
     this.opts = opts;
     this.log = opts.log;
-    this.ctx = { client: opts.client, log: opts.log, recorder: new EventRecorder(opts.client, opts.log, opts.instance ?? 'servicegroup-controller') };
+    this.ctx = {
+      client: opts.client,
+      log: opts.log,
+      recorder: new EventRecorder(opts.client, opts.log, opts.instance ?? 'servicegroup-controller'),
+    };
     const informer = (r: Resource, labelSelector?: string) =>
       new Informer<KubeObject>(opts.client, { path: resourcePath(r), name: r.plural, labelSelector }, opts.log);
     this.deploymentGrids = informer(DEPLOYMENT_GRIDS);
@@ -73,7 +77,13 @@ export class GridController {
 
     const onGrid = (kind: Kind) => (type: string, obj: KubeObject, old?: KubeObject) => {
       // Our own status writes come back as updates with the same generation: nothing to do.
-      if (type === 'update' && old && old.metadata?.generation === obj.metadata?.generation && !!old.metadata?.deletionTimestamp === !!obj.metadata?.deletionTimestamp) return;
+      if (
+        type === 'update' &&
+        old &&
+        old.metadata?.generation === obj.metadata?.generation &&
+        !!old.metadata?.deletionTimestamp === !!obj.metadata?.deletionTimestamp
+      )
+        return;
       const key = gridKey(kind, obj.metadata!.namespace!, obj.metadata!.name!);
       if (type === 'delete') this.unitCounts.delete(key);
       this.queue.add(key);

@@ -89,7 +89,13 @@ export async function syncDeploymentGrid(
       case 'updated':
         liveByUnit.set(r.unit, outcome.live as V1Deployment);
         ulog.info(`${outcome.kind} deployment`);
-        await ctx.recorder.record(grid, 'Normal', outcome.kind === 'created' ? 'Created' : 'Updated', outcome.kind === 'created' ? 'Create' : 'Update', `${outcome.kind} Deployment ${r.name} for unit ${JSON.stringify(r.unit)} (template ${r.template})`);
+        await ctx.recorder.record(
+          grid,
+          'Normal',
+          outcome.kind === 'created' ? 'Created' : 'Updated',
+          outcome.kind === 'created' ? 'Create' : 'Update',
+          `${outcome.kind} Deployment ${r.name} for unit ${JSON.stringify(r.unit)} (template ${r.template})`,
+        );
         break;
       case 'conflict':
         problems.push({ unit: r.unit, reason: REASON_CONFLICT, message: outcome.message });
@@ -109,7 +115,13 @@ export async function syncDeploymentGrid(
     if (await deleteOwned(ctx, DEPLOYMENTS, d)) {
       const unit = d.metadata?.labels?.['servicegroup.io/unit'] ?? '';
       log.info({ unit, deployment: d.metadata!.name }, 'deleted deployment of a unit that is gone');
-      await ctx.recorder.record(grid, 'Normal', 'Deleted', 'Delete', `deleted Deployment ${d.metadata!.name} of unit ${JSON.stringify(unit)}, which no node carries any more`);
+      await ctx.recorder.record(
+        grid,
+        'Normal',
+        'Deleted',
+        'Delete',
+        `deleted Deployment ${d.metadata!.name} of unit ${JSON.stringify(unit)}, which no node carries any more`,
+      );
     }
   }
 
@@ -150,14 +162,33 @@ export async function syncDeploymentGrid(
     conditions: [
       total === 0
         ? condition(old, CONDITION_READY, false, 'NoUnits', `no node carries label ${grid.spec.gridUniqKey}`, gen)
-        : condition(old, CONDITION_READY, readyUnits === total, readyUnits === total ? 'AllUnitsReady' : 'UnitsNotReady', `${readyUnits}/${total} units ready`, gen),
-      condition(old, CONDITION_PROGRESSING, rolling.length > 0, rolling.length > 0 ? 'RollingOut' : 'Complete', rolling.length > 0 ? `rolling out units ${listUnits(rolling)}` : 'all units rolled out', gen),
+        : condition(
+            old,
+            CONDITION_READY,
+            readyUnits === total,
+            readyUnits === total ? 'AllUnitsReady' : 'UnitsNotReady',
+            `${readyUnits}/${total} units ready`,
+            gen,
+          ),
+      condition(
+        old,
+        CONDITION_PROGRESSING,
+        rolling.length > 0,
+        rolling.length > 0 ? 'RollingOut' : 'Complete',
+        rolling.length > 0 ? `rolling out units ${listUnits(rolling)}` : 'all units rolled out',
+        gen,
+      ),
       condition(
         old,
         CONDITION_DEGRADED,
         degraded,
         firstReason,
-        degraded ? problems.slice(0, 5).map((p) => `unit ${JSON.stringify(p.unit)}: ${p.reason}: ${p.message}`).join('; ') : '',
+        degraded
+          ? problems
+              .slice(0, 5)
+              .map((p) => `unit ${JSON.stringify(p.unit)}: ${p.reason}: ${p.message}`)
+              .join('; ')
+          : '',
         gen,
       ),
     ],

@@ -54,7 +54,13 @@ export interface SyncContext {
  * the fields it renders), unless the live object carries the same render hash already. A
  * same-name object the grid does not control is reported as a conflict and left untouched.
  */
-export async function applyOwned(ctx: SyncContext, resource: Resource, cache: Informer<KubeObject>, desired: KubeObject, grid: GridObject): Promise<ApplyOutcome> {
+export async function applyOwned(
+  ctx: SyncContext,
+  resource: Resource,
+  cache: Informer<KubeObject>,
+  desired: KubeObject,
+  grid: GridObject,
+): Promise<ApplyOutcome> {
   const ns = desired.metadata!.namespace!;
   const name = desired.metadata!.name!;
   const path = resourcePath(resource, ns, name);
@@ -136,15 +142,28 @@ export class EventRecorder {
 }
 
 /** A condition that keeps its lastTransitionTime while its status does not change. */
-export function condition(old: V1Condition[] | undefined, type: string, status: boolean, reason: string, message: string, generation: number | undefined): V1Condition {
+export function condition(
+  old: V1Condition[] | undefined,
+  type: string,
+  status: boolean,
+  reason: string,
+  message: string,
+  generation: number | undefined,
+): V1Condition {
   const s = status ? 'True' : 'False';
   const prev = old?.find((c) => c.type === type);
-  const lastTransitionTime = prev && prev.status === s ? prev.lastTransitionTime : (new Date().toISOString().replace(/\.\d{3}Z$/, 'Z') as unknown as Date);
+  const lastTransitionTime =
+    prev && prev.status === s ? prev.lastTransitionTime : (new Date().toISOString().replace(/\.\d{3}Z$/, 'Z') as unknown as Date);
   return { type, status: s, reason, message, lastTransitionTime, observedGeneration: generation };
 }
 
 /** Writes the grid's status (merge patch on the status subresource) when it differs. */
-export async function writeStatus(ctx: SyncContext, resource: Resource, grid: GridObject, status: Record<string, unknown>): Promise<boolean> {
+export async function writeStatus(
+  ctx: SyncContext,
+  resource: Resource,
+  grid: GridObject,
+  status: Record<string, unknown>,
+): Promise<boolean> {
   if (stableStringify(grid.status ?? {}) === stableStringify(status)) return false;
   const path = resourcePath(resource, grid.metadata.namespace, grid.metadata.name, 'status');
   // Null out fields that disappeared so the merge patch really replaces the status.
@@ -157,6 +176,9 @@ export async function writeStatus(ctx: SyncContext, resource: Resource, grid: Gr
 
 /** Short text for a list of units in messages. */
 export function listUnits(units: string[], max = 5): string {
-  const shown = units.slice(0, max).map((u) => JSON.stringify(u)).join(', ');
+  const shown = units
+    .slice(0, max)
+    .map((u) => JSON.stringify(u))
+    .join(', ');
   return units.length > max ? `${shown} and ${units.length - max} more` : shown;
 }

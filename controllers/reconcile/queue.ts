@@ -49,7 +49,10 @@ export class WorkQueue {
 
   addAfter(key: string, delayMs: number): void {
     if (this.closed) return;
-    if (delayMs <= 0) return this.add(key);
+    if (delayMs <= 0) {
+      this.add(key);
+      return;
+    }
     const existing = this.timers.get(key);
     if (existing) clearTimeout(existing);
     const timer = setTimeout(() => {

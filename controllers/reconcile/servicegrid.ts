@@ -62,7 +62,12 @@ function needsRecreate(live: KubeObject | undefined, desired: V1Service): boolea
   return liveHeadless !== wantHeadless;
 }
 
-export async function syncServiceGrid(ctx: SyncContext, grid: ServiceGrid & GridObject, units: string[], caches: ServiceGridCaches): Promise<{ status: ServiceGridStatus; retry: boolean }> {
+export async function syncServiceGrid(
+  ctx: SyncContext,
+  grid: ServiceGrid & GridObject,
+  units: string[],
+  caches: ServiceGridCaches,
+): Promise<{ status: ServiceGridStatus; retry: boolean }> {
   const ns = grid.metadata.namespace;
   const log = ctx.log.child({ grid: `${ns}/${grid.metadata.name}`, kind: grid.kind });
   const oldUnits = new Map((grid.status?.units ?? []).map((u) => [u.name, u]));
@@ -75,7 +80,13 @@ export async function syncServiceGrid(ctx: SyncContext, grid: ServiceGrid & Grid
     const what = unit === SHARED ? `shared Service ${name}` : `Service ${name} for unit ${JSON.stringify(unit)}`;
     if (outcome.kind === 'created' || outcome.kind === 'updated') {
       log.info({ unit: unit || undefined, service: name }, `${outcome.kind} service`);
-      await ctx.recorder.record(grid, 'Normal', outcome.kind === 'created' ? 'Created' : 'Updated', outcome.kind === 'created' ? 'Create' : 'Update', `${outcome.kind} ${what}`);
+      await ctx.recorder.record(
+        grid,
+        'Normal',
+        outcome.kind === 'created' ? 'Created' : 'Updated',
+        outcome.kind === 'created' ? 'Create' : 'Update',
+        `${outcome.kind} ${what}`,
+      );
     } else if (outcome.kind === 'conflict') {
       problems.push({ unit, reason: REASON_CONFLICT, message: outcome.message });
     } else if (outcome.kind === 'failed') {
@@ -114,7 +125,13 @@ export async function syncServiceGrid(ctx: SyncContext, grid: ServiceGrid & Grid
     const known = p.unit === SHARED ? oldSharedError.includes(p.message) : oldUnits.get(p.unit)?.error === `${p.reason}: ${p.message}`;
     if (known) continue;
     log.warn({ unit: p.unit || undefined, reason: p.reason, err: p.message }, 'service grid problem');
-    await ctx.recorder.record(grid, 'Warning', p.reason, 'Reconcile', p.unit === SHARED ? p.message : `unit ${JSON.stringify(p.unit)}: ${p.message}`);
+    await ctx.recorder.record(
+      grid,
+      'Warning',
+      p.reason,
+      'Reconcile',
+      p.unit === SHARED ? p.message : `unit ${JSON.stringify(p.unit)}: ${p.message}`,
+    );
   }
 
   // Ready endpoints per unit: from the unit's own Service when there is one, else from the shared
@@ -151,14 +168,33 @@ export async function syncServiceGrid(ctx: SyncContext, grid: ServiceGrid & Grid
     conditions: [
       total === 0
         ? condition(old, CONDITION_READY, false, 'NoUnits', `no node carries label ${grid.spec.gridUniqKey}`, gen)
-        : condition(old, CONDITION_READY, readyList.length === total && !problemByUnit.has(SHARED), readyList.length === total ? 'AllUnitsReady' : 'UnitsNotReady', `${readyList.length}/${total} units have ready endpoints`, gen),
-      condition(old, CONDITION_PROGRESSING, waiting.length > 0, waiting.length > 0 ? 'WaitingForEndpoints' : 'Complete', waiting.length > 0 ? `no ready endpoint yet in units ${listUnits(waiting)}` : 'every unit has ready endpoints', gen),
+        : condition(
+            old,
+            CONDITION_READY,
+            readyList.length === total && !problemByUnit.has(SHARED),
+            readyList.length === total ? 'AllUnitsReady' : 'UnitsNotReady',
+            `${readyList.length}/${total} units have ready endpoints`,
+            gen,
+          ),
+      condition(
+        old,
+        CONDITION_PROGRESSING,
+        waiting.length > 0,
+        waiting.length > 0 ? 'WaitingForEndpoints' : 'Complete',
+        waiting.length > 0 ? `no ready endpoint yet in units ${listUnits(waiting)}` : 'every unit has ready endpoints',
+        gen,
+      ),
       condition(
         old,
         CONDITION_DEGRADED,
         degraded,
         firstReason,
-        degraded ? problems.slice(0, 5).map((p) => (p.unit === SHARED ? `${p.reason}: ${p.message}` : `unit ${JSON.stringify(p.unit)}: ${p.reason}: ${p.message}`)).join('; ') : '',
+        degraded
+          ? problems
+              .slice(0, 5)
+              .map((p) => (p.unit === SHARED ? `${p.reason}: ${p.message}` : `unit ${JSON.stringify(p.unit)}: ${p.reason}: ${p.message}`))
+              .join('; ')
+          : '',
         gen,
       ),
     ],

@@ -31,7 +31,8 @@ export function chooseTemplate<T>(grid: GridLike<T>, unit: string): TemplateChoi
   const { template, templatePool = {}, templates = {}, defaultTemplateName } = grid.spec;
   const fromPool = (name: string, why: string): TemplateChoice<T> => {
     if (name === DEFAULT_TEMPLATE_NAME && !Object.hasOwn(templatePool, name)) return { name, template };
-    if (!Object.hasOwn(templatePool, name)) return { name, error: `${why} names template ${JSON.stringify(name)}, which is not in templatePool` };
+    if (!Object.hasOwn(templatePool, name))
+      return { name, error: `${why} names template ${JSON.stringify(name)}, which is not in templatePool` };
     return { name, template: templatePool[name]! };
   };
   if (Object.hasOwn(templates, unit)) return fromPool(templates[unit]!, `templates[${JSON.stringify(unit)}]`);

@@ -84,7 +84,8 @@ export function renderDeploymentGrid(grid: DeploymentGrid, units: readonly strin
   return [...units].sort().map((unit): RenderedUnitDeployment => {
     const assigned = names.get(unit)!;
     const choice = chooseTemplate(grid, unit);
-    if ('error' in assigned) return { unit, name: '', template: choice.name, error: { reason: REASON_NAME_COLLISION, message: assigned.error } };
+    if ('error' in assigned)
+      return { unit, name: '', template: choice.name, error: { reason: REASON_NAME_COLLISION, message: assigned.error } };
     const { name } = assigned;
     if ('error' in choice) return { unit, name, template: choice.name, error: { reason: REASON_INVALID_TEMPLATE, message: choice.error } };
     let spec: V1DeploymentSpec;

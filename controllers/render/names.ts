@@ -68,10 +68,7 @@ export function unitServiceName(grid: string, unit: string): string {
  * another value's hashed form (or two hashes collide); such units are reported, never merged.
  * The unit whose raw value is its own name part keeps the name; the others get an error.
  */
-export function assignNames(
-  units: readonly string[],
-  nameOf: (unit: string) => string,
-): Map<string, { name: string } | { error: string }> {
+export function assignNames(units: readonly string[], nameOf: (unit: string) => string): Map<string, { name: string } | { error: string }> {
   const byName = new Map<string, string[]>();
   const result = new Map<string, { name: string } | { error: string }>();
   for (const unit of units) {
@@ -94,7 +91,13 @@ export function assignNames(
     const plain = owners.find((u) => name.endsWith(`-${u}`));
     for (const unit of owners) {
       if (unit === plain) result.set(unit, { name });
-      else result.set(unit, { error: `name ${name} collides with the name of unit(s) ${owners.filter((u) => u !== unit).map((u) => JSON.stringify(u)).join(', ')}` });
+      else
+        result.set(unit, {
+          error: `name ${name} collides with the name of unit(s) ${owners
+            .filter((u) => u !== unit)
+            .map((u) => JSON.stringify(u))
+            .join(', ')}`,
+        });
     }
   }
   return result;

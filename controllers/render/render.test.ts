@@ -130,14 +130,24 @@ describe('chooseTemplate', () => {
 describe('renderDeploymentGrid', () => {
   it('renders one pinned, labelled, owned Deployment per unit', () => {
     const out = renderDeploymentGrid(dg(), ['b', 'a']);
-    assert.deepEqual(out.map((u) => u.unit), ['a', 'b']);
+    assert.deepEqual(
+      out.map((u) => u.unit),
+      ['a', 'b'],
+    );
     const d = out[0]!.deployment!;
     assert.equal(d.metadata!.name, 'web-a');
     assert.equal(d.metadata!.namespace, 'ns');
     assert.equal(d.metadata!.labels![LABEL_UNIT], 'a');
     assert.equal(d.metadata!.labels![LABEL_GRID], 'web');
     assert.deepEqual(d.metadata!.ownerReferences, [
-      { apiVersion: 'servicegroup.io/v1alpha1', kind: 'DeploymentGrid', name: 'web', uid: 'uid-1', controller: true, blockOwnerDeletion: true },
+      {
+        apiVersion: 'servicegroup.io/v1alpha1',
+        kind: 'DeploymentGrid',
+        name: 'web',
+        uid: 'uid-1',
+        controller: true,
+        blockOwnerDeletion: true,
+      },
     ]);
     assert.deepEqual(d.spec!.selector.matchLabels, { app: 'web', [LABEL_GRID]: 'web', [LABEL_UNIT]: 'a' });
     assert.deepEqual(d.spec!.template.metadata!.labels, { app: 'web', [LABEL_GRID]: 'web', [LABEL_UNIT]: 'a' });

@@ -2,13 +2,7 @@
 // Service per unit selecting only that unit's pods. Pure: no I/O.
 
 import type { V1Service, V1ServiceSpec } from '@kubernetes/client-node';
-import {
-  ANNOTATION_TOPOLOGY_KEYS,
-  LABEL_UNIT,
-  REASON_INVALID_TEMPLATE,
-  REASON_NAME_COLLISION,
-  type ServiceGrid,
-} from '../api/v1alpha1.ts';
+import { ANNOTATION_TOPOLOGY_KEYS, LABEL_UNIT, REASON_INVALID_TEMPLATE, REASON_NAME_COLLISION, type ServiceGrid } from '../api/v1alpha1.ts';
 import { chooseTemplate, clone, controllerRef, gridLabels, withRenderHash } from './common.ts';
 import type { UnitError } from './deployment.ts';
 import { assignNames, sharedServiceName, unitServiceName } from './names.ts';
@@ -80,16 +74,34 @@ export function renderServiceGrid(grid: ServiceGrid, units: readonly string[]): 
   const names = assignNames(units, (u) => unitServiceName(gridName, u));
   const rendered = [...units].sort().map((unit): RenderedUnitService => {
     const choice = chooseTemplate(grid, unit);
-    if ('error' in choice) return { unit, name: '', template: choice.name, error: { reason: REASON_INVALID_TEMPLATE, message: choice.error } };
+    if ('error' in choice)
+      return { unit, name: '', template: choice.name, error: { reason: REASON_INVALID_TEMPLATE, message: choice.error } };
     if (mode === 'None') return { unit, name: '', template: choice.name };
     const assigned = names.get(unit)!;
-    if ('error' in assigned) return { unit, name: '', template: choice.name, error: { reason: REASON_NAME_COLLISION, message: assigned.error } };
+    if ('error' in assigned)
+      return { unit, name: '', template: choice.name, error: { reason: REASON_NAME_COLLISION, message: assigned.error } };
     const { name } = assigned;
     if (!choice.template.selector || Object.keys(choice.template.selector).length === 0) {
-      return { unit, name, template: choice.name, error: { reason: REASON_INVALID_TEMPLATE, message: `template ${JSON.stringify(choice.name)} has no selector, so a per-unit Service cannot select the unit's pods` } };
+      return {
+        unit,
+        name,
+        template: choice.name,
+        error: {
+          reason: REASON_INVALID_TEMPLATE,
+          message: `template ${JSON.stringify(choice.name)} has no selector, so a per-unit Service cannot select the unit's pods`,
+        },
+      };
     }
     if (choice.template.type === 'ExternalName') {
-      return { unit, name, template: choice.name, error: { reason: REASON_INVALID_TEMPLATE, message: `template ${JSON.stringify(choice.name)} is an ExternalName Service; it has no per-unit form` } };
+      return {
+        unit,
+        name,
+        template: choice.name,
+        error: {
+          reason: REASON_INVALID_TEMPLATE,
+          message: `template ${JSON.stringify(choice.name)} is an ExternalName Service; it has no per-unit form`,
+        },
+      };
     }
     return { unit, name, template: choice.name, service: renderUnitService(grid, unit, name, choice.template) };
   });
