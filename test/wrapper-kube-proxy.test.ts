@@ -7,7 +7,7 @@ import { ANNOTATION_TOPOLOGY_KEYS } from '../controllers/api/v1alpha1.ts';
 import { useCluster } from './cluster/cluster.ts';
 import type { KubeProxy } from './cluster/kube-proxy.ts';
 import { waitFor } from './cluster/processes.ts';
-import { installWrapperRbac, type RunningWrapper, startWrapper } from './wrapper-harness.ts';
+import { httpText, installWrapperRbac, type RunningWrapper, startWrapper } from './wrapper-harness.ts';
 
 const cluster = useCluster({});
 const ns = 'kp';
@@ -87,5 +87,15 @@ describe('kube-proxy through the application-grid-wrapper', () => {
     await rulesUntil(proxyB, 'grid', ['10.5.0.2'], 15_000);
     await rulesUntil(proxyA, 'grid', ['10.5.0.1'], 15_000);
     assert.deepEqual(endpointIps(await proxyB.rules(), 'all'), ['10.6.0.1', '10.6.0.2']);
+  });
+
+  test('kube-proxy watches everything it needs from the wrapper and is never refused', async () => {
+    for (const w of wrappers) {
+      const metrics = (await httpText(`${w.url}/metrics`)).body;
+      assert.doesNotMatch(metrics, /servicegroup_wrapper_requests_refused_total/, 'no 400/403 answered to kube-proxy');
+      for (const resource of ['services', 'endpointslices', 'nodes']) {
+        assert.match(metrics, new RegExp(`servicegroup_wrapper_watchers\\{resource="${resource}"\\} [1-9]`), `kube-proxy watches ${resource}`);
+      }
+    }
   });
 });
