@@ -4,7 +4,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
-import { get as httpGet, type IncomingMessage, request as httpRequest } from 'node:http';
+import { get as httpGet, request as httpRequest, type IncomingMessage } from 'node:http';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -76,7 +76,8 @@ export async function startWrapper(
   };
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`wrapper exited with ${child.exitCode}; log ${logFile}:\n${(await readFile(logFile, 'utf8')).slice(-3000)}`);
+    if (child.exitCode !== null)
+      throw new Error(`wrapper exited with ${child.exitCode}; log ${logFile}:\n${(await readFile(logFile, 'utf8')).slice(-3000)}`);
     const r = await httpText(`${url}/readyz`).catch(() => undefined);
     if (r?.status === 200) break;
     if (Date.now() > deadline) {
@@ -90,7 +91,10 @@ export async function startWrapper(
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export function httpText(url: string, init: { method?: string; body?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: string; headers: IncomingMessage['headers'] }> {
+export function httpText(
+  url: string,
+  init: { method?: string; body?: string; headers?: Record<string, string> } = {},
+): Promise<{ status: number; body: string; headers: IncomingMessage['headers'] }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(url, { method: init.method ?? 'GET', headers: init.headers }, (res) => {
       const chunks: Buffer[] = [];
@@ -105,7 +109,11 @@ export function httpText(url: string, init: { method?: string; body?: string; he
 
 export interface WatchEventLine {
   type: string;
-  object: { kind?: string; metadata: { name: string; namespace?: string; resourceVersion: string; annotations?: Record<string, string> }; [k: string]: unknown } & {
+  object: {
+    kind?: string;
+    metadata: { name: string; namespace?: string; resourceVersion: string; annotations?: Record<string, string> };
+    [k: string]: unknown;
+  } & {
     code?: number;
     reason?: string;
   };
@@ -157,8 +165,14 @@ export class RawWatch {
   async until(pred: (events: WatchEventLine[]) => boolean, timeoutMs = 15_000): Promise<WatchEventLine[]> {
     const deadline = Date.now() + timeoutMs;
     while (!pred(this.events)) {
-      if (Date.now() > deadline) throw new Error(`watch condition not met in ${timeoutMs}ms; got ${JSON.stringify(this.events.map((e) => `${e.type}:${e.object.metadata?.name}`))}`);
-      if (this.ended) throw new Error(`watch ended before the condition; got ${JSON.stringify(this.events.map((e) => `${e.type}:${e.object.metadata?.name}`))}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `watch condition not met in ${timeoutMs}ms; got ${JSON.stringify(this.events.map((e) => `${e.type}:${e.object.metadata?.name}`))}`,
+        );
+      if (this.ended)
+        throw new Error(
+          `watch ended before the condition; got ${JSON.stringify(this.events.map((e) => `${e.type}:${e.object.metadata?.name}`))}`,
+        );
       await new Promise<void>((r) => {
         this.waiters.push(r);
         setTimeout(r, 200);

@@ -47,8 +47,14 @@ describe('kube-proxy through the application-grid-wrapper', () => {
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } },
       service('grid', { [ANNOTATION_TOPOLOGY_KEYS]: '["zone"]' }),
       service('all', {}),
-      slice('grid-1', 'grid', [['10.5.0.1', 'ka'], ['10.5.0.2', 'kb']]),
-      slice('all-1', 'all', [['10.6.0.1', 'ka'], ['10.6.0.2', 'kb']]),
+      slice('grid-1', 'grid', [
+        ['10.5.0.1', 'ka'],
+        ['10.5.0.2', 'kb'],
+      ]),
+      slice('all-1', 'all', [
+        ['10.6.0.1', 'ka'],
+        ['10.6.0.2', 'kb'],
+      ]),
     ]);
     for (const nodeName of ['ka', 'kb']) wrappers.push(await startWrapper(c, { nodeName, kubeconfig: sa }));
     proxyA = await c.startKubeProxy({ nodeName: 'ka', target: wrappers[0]!.url });
@@ -62,10 +68,14 @@ describe('kube-proxy through the application-grid-wrapper', () => {
   });
 
   const rulesUntil = (proxy: KubeProxy, svc: string, want: string[], timeoutMs = 30_000) =>
-    waitFor(`${proxy.nodeName}: endpoints of ${ns}/${svc} = ${want}`, async () => {
-      const got = endpointIps(await proxy.rules(), svc);
-      return JSON.stringify(got) === JSON.stringify(want) ? got : undefined;
-    }, { timeoutMs, intervalMs: 250 });
+    waitFor(
+      `${proxy.nodeName}: endpoints of ${ns}/${svc} = ${want}`,
+      async () => {
+        const got = endpointIps(await proxy.rules(), svc);
+        return JSON.stringify(got) === JSON.stringify(want) ? got : undefined;
+      },
+      { timeoutMs, intervalMs: 250 },
+    );
 
   test('each node routes a marked Service only to its own unit; an unmarked Service everywhere', async () => {
     await rulesUntil(proxyA, 'grid', ['10.5.0.1']);
@@ -78,7 +88,10 @@ describe('kube-proxy through the application-grid-wrapper', () => {
     const started = Date.now();
     const r = await cluster().kubectl(['label', 'node', 'kb', 'zone=a', '--overwrite']);
     assert.equal(r.code, 0, r.stderr);
-    await Promise.all([rulesUntil(proxyA, 'grid', ['10.5.0.1', '10.5.0.2'], 15_000), rulesUntil(proxyB, 'grid', ['10.5.0.1', '10.5.0.2'], 15_000)]);
+    await Promise.all([
+      rulesUntil(proxyA, 'grid', ['10.5.0.1', '10.5.0.2'], 15_000),
+      rulesUntil(proxyB, 'grid', ['10.5.0.1', '10.5.0.2'], 15_000),
+    ]);
     const ms = Date.now() - started;
     console.log(`[wrapper-kube-proxy] rules followed the relabel in ${ms} ms`);
     assert.ok(ms < 15_000);
@@ -94,7 +107,11 @@ describe('kube-proxy through the application-grid-wrapper', () => {
       const metrics = (await httpText(`${w.url}/metrics`)).body;
       assert.doesNotMatch(metrics, /servicegroup_wrapper_requests_refused_total/, 'no 400/403 answered to kube-proxy');
       for (const resource of ['services', 'endpointslices', 'nodes']) {
-        assert.match(metrics, new RegExp(`servicegroup_wrapper_watchers\\{resource="${resource}"\\} [1-9]`), `kube-proxy watches ${resource}`);
+        assert.match(
+          metrics,
+          new RegExp(`servicegroup_wrapper_watchers\\{resource="${resource}"\\} [1-9]`),
+          `kube-proxy watches ${resource}`,
+        );
       }
     }
   });

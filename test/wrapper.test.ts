@@ -26,7 +26,8 @@ import {
 const cluster = useCluster({});
 const ns = 'grid';
 const LOCAL = 'na1';
-const KUBE_PROXY_SLICES = '/apis/discovery.k8s.io/v1/endpointslices?labelSelector=!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name&limit=500&resourceVersion=0';
+const KUBE_PROXY_SLICES =
+  '/apis/discovery.k8s.io/v1/endpointslices?labelSelector=!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name&limit=500&resourceVersion=0';
 
 type Slice = KubeObject & { endpoints: { addresses: string[]; nodeName?: string; conditions?: { ready?: boolean } }[] };
 
@@ -75,10 +76,22 @@ describe('application-grid-wrapper', () => {
       service('web', zone('zone')),
       service('se', { [ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE]: '["zone"]' }),
       service('plain'),
-      slice('web-x', 'web', [['10.1.0.1', 'na1'], ['10.1.0.2', 'na2'], ['10.1.0.3', 'nb1'], ['10.1.0.4', undefined]]),
+      slice('web-x', 'web', [
+        ['10.1.0.1', 'na1'],
+        ['10.1.0.2', 'na2'],
+        ['10.1.0.3', 'nb1'],
+        ['10.1.0.4', undefined],
+      ]),
       slice('web-y', 'web', [['10.1.0.5', 'nb1']]),
-      slice('se-x', 'se', [['10.3.0.1', 'nb1'], ['10.3.0.2', 'na2'], ['10.3.0.3', 'ghost']]),
-      slice('plain-x', 'plain', [['10.2.0.1', 'nb1'], ['10.2.0.2', 'na1']]),
+      slice('se-x', 'se', [
+        ['10.3.0.1', 'nb1'],
+        ['10.3.0.2', 'na2'],
+        ['10.3.0.3', 'ghost'],
+      ]),
+      slice('plain-x', 'plain', [
+        ['10.2.0.1', 'nb1'],
+        ['10.2.0.2', 'na1'],
+      ]),
       {
         apiVersion: 'v1',
         kind: 'Endpoints',
@@ -112,7 +125,13 @@ describe('application-grid-wrapper', () => {
     assert.equal(await can('watch', 'endpointslices.discovery.k8s.io'), 'yes');
     assert.equal(await can('list', 'servicecidrs.networking.k8s.io'), 'yes');
     assert.equal(await can('create', 'events.events.k8s.io', '-n', 'kube-system'), 'yes');
-    for (const denied of [['get', 'secrets', '-A'], ['create', 'services', '-n', ns], ['update', 'endpointslices.discovery.k8s.io', '-A'], ['delete', 'events', '-A'], ['list', 'pods', '-A']]) {
+    for (const denied of [
+      ['get', 'secrets', '-A'],
+      ['create', 'services', '-n', ns],
+      ['update', 'endpointslices.discovery.k8s.io', '-A'],
+      ['delete', 'events', '-A'],
+      ['list', 'pods', '-A'],
+    ]) {
       assert.equal(await can(...denied), 'no', denied.join(' '));
     }
   });
@@ -130,20 +149,40 @@ describe('application-grid-wrapper', () => {
     assert.deepEqual(ipsOf(byName.get('plain-x')!), ['10.2.0.1', '10.2.0.2'], 'unmarked: every endpoint');
 
     const eps = await getJSON<{ subsets: { addresses: { ip: string }[] }[] }>(`${wrapper.url}/api/v1/namespaces/${ns}/endpoints/web`);
-    assert.deepEqual(eps.subsets.flatMap((s) => s.addresses.map((a) => a.ip)), ['10.1.0.1'], 'legacy Endpoints filtered alike');
+    assert.deepEqual(
+      eps.subsets.flatMap((s) => s.addresses.map((a) => a.ip)),
+      ['10.1.0.1'],
+      'legacy Endpoints filtered alike',
+    );
 
-    const svcs = await getJSON<{ items: KubeObject[] }>(`${wrapper.url}/api/v1/services?fieldSelector=spec.clusterIP!%3DNone&labelSelector=!service.kubernetes.io/headless`);
-    assert.deepEqual(svcs.items.filter((s) => s.metadata.namespace === ns).map((s) => s.metadata.name).sort(), ['plain', 'se', 'web']);
+    const svcs = await getJSON<{ items: KubeObject[] }>(
+      `${wrapper.url}/api/v1/services?fieldSelector=spec.clusterIP!%3DNone&labelSelector=!service.kubernetes.io/headless`,
+    );
+    assert.deepEqual(
+      svcs.items
+        .filter((s) => s.metadata.namespace === ns)
+        .map((s) => s.metadata.name)
+        .sort(),
+      ['plain', 'se', 'web'],
+    );
     const nodes = await getJSON<{ items: KubeObject[] }>(`${wrapper.url}/api/v1/nodes?fieldSelector=metadata.name%3D${LOCAL}`);
-    assert.deepEqual(nodes.items.map((n) => n.metadata.name), [LOCAL]);
+    assert.deepEqual(
+      nodes.items.map((n) => n.metadata.name),
+      [LOCAL],
+    );
     const self = await getJSON<KubeObject>(`${wrapper.url}/api/v1/nodes/${LOCAL}`);
     assert.equal(self.kind, 'Node');
     const cidrs = await getJSON<{ kind: string; items: KubeObject[] }>(`${wrapper.url}/apis/networking.k8s.io/v1/servicecidrs`);
     assert.equal(cidrs.kind, 'ServiceCIDRList');
-    assert.ok(cidrs.items.some((c) => (c.spec as { cidrs: string[] }).cidrs.includes('10.96.0.0/16')), 'the default ServiceCIDR');
+    assert.ok(
+      cidrs.items.some((c) => (c.spec as { cidrs: string[] }).cidrs.includes('10.96.0.0/16')),
+      'the default ServiceCIDR',
+    );
 
     // kube-proxy asks for protobuf first; JSON is a valid answer.
-    const proto = await httpText(`${wrapper.url}/api/v1/namespaces/${ns}/services`, { headers: { Accept: 'application/vnd.kubernetes.protobuf, */*' } });
+    const proto = await httpText(`${wrapper.url}/api/v1/namespaces/${ns}/services`, {
+      headers: { Accept: 'application/vnd.kubernetes.protobuf, */*' },
+    });
     assert.equal(proto.status, 200);
     assert.match(String(proto.headers['content-type']), /application\/json/);
     const upstreamCount = JSON.parse(await cluster().rawGet(`/api/v1/namespaces/${ns}/services`)).items.length;
@@ -161,7 +200,11 @@ describe('application-grid-wrapper', () => {
       ['GET', '/version'],
     ];
     for (const [method, path] of refused) {
-      const r = await httpText(`${wrapper.url}${path}`, { method, body: method === 'GET' || method === 'DELETE' ? undefined : '{}', headers: { 'Content-Type': 'application/json' } });
+      const r = await httpText(`${wrapper.url}${path}`, {
+        method,
+        body: method === 'GET' || method === 'DELETE' ? undefined : '{}',
+        headers: { 'Content-Type': 'application/json' },
+      });
       assert.equal(r.status, 403, `${method} ${path}`);
       const st = JSON.parse(r.body);
       assert.equal(st.kind, 'Status');
@@ -208,7 +251,10 @@ describe('application-grid-wrapper', () => {
     });
     assert.equal(r.status, 201, r.body);
     const writes = await cluster().writeRequests(`system:serviceaccount:${WRAPPER_NAMESPACE}:${WRAPPER_SA}`);
-    assert.ok(writes.some((w) => w.resource === 'events' && w.name === 'kube-proxy-started' && w.code === 201), JSON.stringify(writes));
+    assert.ok(
+      writes.some((w) => w.resource === 'events' && w.name === 'kube-proxy-started' && w.code === 201),
+      JSON.stringify(writes),
+    );
   });
 
   test('watch: from a list resourceVersion with no gap or duplicate; 410 for unknown versions; bookmarks; timeout; streaming list', async () => {
@@ -251,7 +297,13 @@ describe('application-grid-wrapper', () => {
     const end = initial.findIndex((e) => e.type === 'BOOKMARK');
     assert.deepEqual(initial[end]!.object.metadata.annotations, { 'k8s.io/initial-events-end': 'true' });
     const now = await getJSON<{ items: Slice[] }>(base);
-    assert.deepEqual(initial.slice(0, end).map((e) => `${e.type}:${e.object.metadata.name}`).sort(), now.items.map((s) => `ADDED:${s.metadata.name}`).sort());
+    assert.deepEqual(
+      initial
+        .slice(0, end)
+        .map((e) => `${e.type}:${e.object.metadata.name}`)
+        .sort(),
+      now.items.map((s) => `ADDED:${s.metadata.name}`).sort(),
+    );
     stream.close();
 
     // Selectors on a watch: only matching objects, and objects leaving the selection are DELETED.
@@ -271,7 +323,8 @@ describe('application-grid-wrapper', () => {
     const w = new RawWatch(`${slicesUrl}?watch=true&resourceVersion=${list.metadata.resourceVersion}`);
     const ep = new RawWatch(`${wrapper.url}/api/v1/endpoints?watch=true&resourceVersion=${list.metadata.resourceVersion}`);
     await Promise.all([w.ready, ep.ready]);
-    const changed = (events: typeof w.events) => events.filter((e) => e.type !== 'BOOKMARK').map((e) => `${e.type}:${e.object.metadata.name}:${ipsOf(e.object as never).join(',')}`);
+    const changed = (events: typeof w.events) =>
+      events.filter((e) => e.type !== 'BOOKMARK').map((e) => `${e.type}:${e.object.metadata.name}:${ipsOf(e.object as never).join(',')}`);
 
     await cluster().kubectl(['label', 'node', 'nb1', 'zone=a', '--overwrite']);
     await w.until((ev) => changed(ev).length >= 3);
@@ -305,7 +358,16 @@ describe('application-grid-wrapper', () => {
   });
 
   test('kubectl get -w through the wrapper sees a change', async () => {
-    const child = spawn(join(cluster().binDir, 'kubectl'), [`--kubeconfig=${clientKubeconfig}`, 'get', 'endpointslices', '-n', ns, '-w', '-o', 'name']);
+    const child = spawn(join(cluster().binDir, 'kubectl'), [
+      `--kubeconfig=${clientKubeconfig}`,
+      'get',
+      'endpointslices',
+      '-n',
+      ns,
+      '-w',
+      '-o',
+      'name',
+    ]);
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));
@@ -333,7 +395,9 @@ describe('application-grid-wrapper', () => {
       currentContext: 'wrapper',
     });
     const wrapperDiscovery = viaWrapper.makeApiClient(k8s.DiscoveryV1Api);
-    const informer = k8s.makeInformer(viaWrapper, '/apis/discovery.k8s.io/v1/endpointslices', () => wrapperDiscovery.listEndpointSliceForAllNamespaces());
+    const informer = k8s.makeInformer(viaWrapper, '/apis/discovery.k8s.io/v1/endpointslices', () =>
+      wrapperDiscovery.listEndpointSliceForAllNamespaces(),
+    );
     const informerErrors: unknown[] = [];
     informer.on('error', (e) => informerErrors.push(e));
     await informer.start();
@@ -349,10 +413,18 @@ describe('application-grid-wrapper', () => {
     const nodes = ['na1', 'na2', 'nb1', 'nx'];
     const zones = ['a', 'b', 'c'];
     const services = Array.from({ length: 8 }, (_, i) => `r${i}`);
-    const annotationChoices: Record<string, string>[] = [{}, zone('zone'), { [ANNOTATION_TOPOLOGY_KEYS]: '["zone","*"]' }, { [ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE]: '["zone"]' }];
+    const annotationChoices: Record<string, string>[] = [
+      {},
+      zone('zone'),
+      { [ANNOTATION_TOPOLOGY_KEYS]: '["zone","*"]' },
+      { [ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE]: '["zone"]' },
+    ];
     const slices = Array.from({ length: 24 }, (_, i) => ({ name: `r-slice-${i}`, svc: services[i % services.length]! }));
     const randomEndpoints = () =>
-      Array.from({ length: rnd(5) }, (_, i) => [`10.9.${rnd(250)}.${i + 1}`, rnd(6) === 0 ? undefined : nodes[rnd(nodes.length)]] as [string, string | undefined]);
+      Array.from(
+        { length: rnd(5) },
+        (_, i) => [`10.9.${rnd(250)}.${i + 1}`, rnd(6) === 0 ? undefined : nodes[rnd(nodes.length)]] as [string, string | undefined],
+      );
     const ignore = (e: unknown) => {
       const code = (e as { code?: number }).code;
       if (code !== 404 && code !== 409) throw e;
@@ -364,7 +436,16 @@ describe('application-grid-wrapper', () => {
         const body = service(name, annotationChoices[rnd(annotationChoices.length)]);
         await core.createNamespacedService({ namespace: ns, body }).catch(async (e) => {
           if ((e as { code?: number }).code !== 409) throw e;
-          await core.patchNamespacedService({ namespace: ns, name, body: { metadata: { annotations: { [ANNOTATION_TOPOLOGY_KEYS]: JSON.stringify(rnd(2) ? ['zone'] : []) } } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch)).catch(ignore);
+          await core
+            .patchNamespacedService(
+              {
+                namespace: ns,
+                name,
+                body: { metadata: { annotations: { [ANNOTATION_TOPOLOGY_KEYS]: JSON.stringify(rnd(2) ? ['zone'] : []) } } },
+              },
+              k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+            )
+            .catch(ignore);
         });
       } else if (r < 20) {
         await core.deleteNamespacedService({ namespace: ns, name: services[rnd(services.length)]! }).catch(ignore);
@@ -372,13 +453,22 @@ describe('application-grid-wrapper', () => {
         const s = slices[rnd(slices.length)]!;
         const body = slice(s.name, s.svc, randomEndpoints());
         if (rnd(4) === 0) await disc.deleteNamespacedEndpointSlice({ namespace: ns, name: s.name }).catch(ignore);
-        else await disc.createNamespacedEndpointSlice({ namespace: ns, body }).catch(async (e) => {
-          if ((e as { code?: number }).code !== 409) throw e;
-          await disc.patchNamespacedEndpointSlice({ namespace: ns, name: s.name, body: { endpoints: body.endpoints } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch)).catch(ignore);
-        });
+        else
+          await disc.createNamespacedEndpointSlice({ namespace: ns, body }).catch(async (e) => {
+            if ((e as { code?: number }).code !== 409) throw e;
+            await disc
+              .patchNamespacedEndpointSlice(
+                { namespace: ns, name: s.name, body: { endpoints: body.endpoints } },
+                k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+              )
+              .catch(ignore);
+          });
       } else {
         const name = nodes[rnd(nodes.length)]!;
-        await core.patchNode({ name, body: { metadata: { labels: { zone: rnd(4) === 0 ? null : zones[rnd(zones.length)] } } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+        await core.patchNode(
+          { name, body: { metadata: { labels: { zone: rnd(4) === 0 ? null : zones[rnd(zones.length)] } } } },
+          k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+        );
       }
     };
     const started = Date.now();
@@ -395,7 +485,11 @@ describe('application-grid-wrapper', () => {
 
     // The expected state: the pure filter applied to the apiserver's current objects.
     const expected = async () => {
-      const [svcs, sls, nds] = await Promise.all([core.listNamespacedService({ namespace: ns }), disc.listNamespacedEndpointSlice({ namespace: ns }), core.listNode()]);
+      const [svcs, sls, nds] = await Promise.all([
+        core.listNamespacedService({ namespace: ns }),
+        disc.listNamespacedEndpointSlice({ namespace: ns }),
+        core.listNode(),
+      ]);
       const labels = new Map(nds.items.map((n) => [n.metadata!.name!, n.metadata!.labels ?? {}]));
       const ctx = { localLabels: labels.get(LOCAL), nodeLabels: (n: string) => labels.get(n) };
       const out = new Map<string, string>();
@@ -430,7 +524,9 @@ describe('application-grid-wrapper', () => {
     assert.deepEqual([...got].sort(), [...want].sort(), 'informer cache equals the filtered apiserver state, object by object');
 
     // Replaying the raw watch gives the same state, with strictly increasing resourceVersions.
-    const replay = new Map<string, string>(start.items.filter((s) => s.metadata.namespace === ns).map((s) => [s.metadata.name, JSON.stringify(ipsOf(s))]));
+    const replay = new Map<string, string>(
+      start.items.filter((s) => s.metadata.namespace === ns).map((s) => [s.metadata.name, JSON.stringify(ipsOf(s))]),
+    );
     let last = Number(start.metadata.resourceVersion);
     for (const e of raw.events) {
       if (e.type === 'BOOKMARK') continue;
@@ -465,12 +561,27 @@ describe('application-grid-wrapper', () => {
 
     relay.cut();
     await c.kubectl(['delete', 'endpointslice', 'doomed', '-n', ns]);
-    await c.apply([slice('kept', 'web', [['10.1.1.1', 'na1'], ['10.1.1.2', 'na2'], ['10.1.1.3', 'nb1']])]);
+    await c.apply([
+      slice('kept', 'web', [
+        ['10.1.1.1', 'na1'],
+        ['10.1.1.2', 'na2'],
+        ['10.1.1.3', 'nb1'],
+      ]),
+    ]);
     await c.restartApiserver();
     relay.restore();
 
-    const evs = await w.until((ev) => ev.some((e) => e.type === 'DELETED' && e.object.metadata.name === 'doomed') && ev.some((e) => e.type === 'MODIFIED' && e.object.metadata.name === 'kept'), 60_000);
-    assert.deepEqual(ipsOf(evs.findLast((e) => e.object.metadata.name === 'kept')!.object as never), ['10.1.1.1', '10.1.1.2'], 'filtered after recovery');
+    const evs = await w.until(
+      (ev) =>
+        ev.some((e) => e.type === 'DELETED' && e.object.metadata.name === 'doomed') &&
+        ev.some((e) => e.type === 'MODIFIED' && e.object.metadata.name === 'kept'),
+      60_000,
+    );
+    assert.deepEqual(
+      ipsOf(evs.findLast((e) => e.object.metadata.name === 'kept')!.object as never),
+      ['10.1.1.1', '10.1.1.2'],
+      'filtered after recovery',
+    );
     assert.equal(w.ended, false, 'the client watch survived the upstream outage');
     w.close();
     const metrics = (await httpText(`${wrapper.url}/metrics`)).body;
@@ -483,7 +594,12 @@ describe('application-grid-wrapper', () => {
     const { port } = wrapper;
     await wrapper.stop();
     relay.cut(); // keep the new wrapper from syncing for a moment
-    const restarted = startWrapper(cluster(), { nodeName: LOCAL, kubeconfig: await kubeconfigWithServer(saKubeconfig, `https://127.0.0.1:${relay.port}`, cluster().dir), port, args: ['--bookmark-interval-seconds=1'] });
+    const restarted = startWrapper(cluster(), {
+      nodeName: LOCAL,
+      kubeconfig: await kubeconfigWithServer(saKubeconfig, `https://127.0.0.1:${relay.port}`, cluster().dir),
+      port,
+      args: ['--bookmark-interval-seconds=1'],
+    });
     let unready: { status: number; body: string } | undefined;
     for (let i = 0; i < 100 && !unready; i++) {
       await sleep(100);

@@ -71,7 +71,14 @@ test('core/v1 Endpoints follow the same rule', () => {
   const endpoints: KubeObject = {
     metadata: { name: 's', namespace: 'ns' },
     subsets: [
-      { addresses: [{ ip: '1', nodeName: 'a1' }, { ip: '2', nodeName: 'b1' }], notReadyAddresses: [{ ip: '3', nodeName: 'a2' }], ports: [{ port: 80 }] },
+      {
+        addresses: [
+          { ip: '1', nodeName: 'a1' },
+          { ip: '2', nodeName: 'b1' },
+        ],
+        notReadyAddresses: [{ ip: '3', nodeName: 'a2' }],
+        ports: [{ port: 80 }],
+      },
       { addresses: [{ ip: '4', nodeName: 'b1' }], ports: [{ port: 81 }] },
     ],
   };

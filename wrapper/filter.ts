@@ -98,7 +98,7 @@ export function filterEndpointSlices(
   slices: KubeObject[],
   ctx: NodeUnitContext,
 ): { slices: KubeObject[]; stats: FilterStats } {
-  const all = slices.flatMap((s) => ((s.endpoints as SliceEndpoint[] | undefined) ?? []));
+  const all = slices.flatMap((s) => (s.endpoints as SliceEndpoint[] | undefined) ?? []);
   if (keys.kind !== 'keys') return { slices, stats: { kept: all.length, dropped: 0 } };
   const key = chooseKey(
     keys.keys,

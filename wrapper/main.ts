@@ -51,7 +51,8 @@ const served = Object.fromEntries(
   ]),
 ) as unknown as ServedStores & Record<string, ServedResource>;
 for (const s of Object.values(served)) {
-  s.onSlowWatcher = () => log.warn({ resource: s.resource }, 'closing a watch whose client does not keep up; it will resume from its last resourceVersion');
+  s.onSlowWatcher = () =>
+    log.warn({ resource: s.resource }, 'closing a watch whose client does not keep up; it will resume from its last resourceVersion');
 }
 const view = new NodeUnitView(nodeName, served, log.child({ component: 'view', node: nodeName }), metrics);
 const reflectors = SERVED_RESOURCES.map((spec) => new Reflector(spec, upstream, view, log.child({ component: 'upstream' }), metrics));

@@ -28,19 +28,37 @@ export class WrapperMetrics implements ServedMetrics, ReflectorMetrics, ViewMetr
   }
 
   encoded(resource: string): void {
-    this.add('servicegroup_wrapper_watch_events_encoded_total', 'counter', 'Watch lines encoded (once per event and wire type, however many watchers get it).', `resource="${resource}"`, 1);
+    this.add(
+      'servicegroup_wrapper_watch_events_encoded_total',
+      'counter',
+      'Watch lines encoded (once per event and wire type, however many watchers get it).',
+      `resource="${resource}"`,
+      1,
+    );
   }
   sent(resource: string): void {
     this.add('servicegroup_wrapper_watch_events_sent_total', 'counter', 'Watch lines written to watchers.', `resource="${resource}"`, 1);
   }
   slowWatcherClosed(resource: string): void {
-    this.add('servicegroup_wrapper_slow_watchers_closed_total', 'counter', 'Watches ended because the client did not read fast enough.', `resource="${resource}"`, 1);
+    this.add(
+      'servicegroup_wrapper_slow_watchers_closed_total',
+      'counter',
+      'Watches ended because the client did not read fast enough.',
+      `resource="${resource}"`,
+      1,
+    );
   }
   watchers(resource: string, delta: number): void {
     this.add('servicegroup_wrapper_watchers', 'gauge', 'Open watches.', `resource="${resource}"`, delta);
   }
   relist(resource: string): void {
-    this.add('servicegroup_wrapper_upstream_relists_total', 'counter', 'Upstream relists after the initial list (410, restarts).', `resource="${resource}"`, 1);
+    this.add(
+      'servicegroup_wrapper_upstream_relists_total',
+      'counter',
+      'Upstream relists after the initial list (410, restarts).',
+      `resource="${resource}"`,
+      1,
+    );
   }
   endpoints(kept: number, dropped: number): void {
     const help = 'Endpoints of topology-marked Services kept / dropped by the NodeUnit rule, now.';
@@ -48,7 +66,13 @@ export class WrapperMetrics implements ServedMetrics, ReflectorMetrics, ViewMetr
     this.set('servicegroup_wrapper_endpoints', help, 'decision="dropped"', dropped);
   }
   requestRefused(reason: string): void {
-    this.add('servicegroup_wrapper_requests_refused_total', 'counter', 'Requests answered 400/403 without serving them.', `reason="${reason}"`, 1);
+    this.add(
+      'servicegroup_wrapper_requests_refused_total',
+      'counter',
+      'Requests answered 400/403 without serving them.',
+      `reason="${reason}"`,
+      1,
+    );
   }
   setGauge(name: string, help: string, labels: string, value: number): void {
     this.set(name, help, labels, value);

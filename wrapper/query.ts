@@ -27,7 +27,8 @@ function bool(params: URLSearchParams, name: string): boolean | undefined {
 function nonNegativeInt(params: URLSearchParams, name: string): number | undefined {
   const v = params.get(name);
   if (v === null || v === '') return undefined;
-  if (!/^\d+$/.test(v)) throw new QueryError(`invalid value ${JSON.stringify(v)} for query parameter "${name}": must be a non-negative integer`);
+  if (!/^\d+$/.test(v))
+    throw new QueryError(`invalid value ${JSON.stringify(v)} for query parameter "${name}": must be a non-negative integer`);
   return Number(v);
 }
 
@@ -38,7 +39,9 @@ export function parseListWatchQuery(params: URLSearchParams, fields: readonly st
   const watch = bool(params, 'watch') ?? false;
   const rvText = params.get('resourceVersion') ?? '';
   if (rvText !== '' && !/^\d+$/.test(rvText)) {
-    throw new QueryError(`invalid value ${JSON.stringify(rvText)} for query parameter "resourceVersion": must be a resourceVersion returned by this server`);
+    throw new QueryError(
+      `invalid value ${JSON.stringify(rvText)} for query parameter "resourceVersion": must be a resourceVersion returned by this server`,
+    );
   }
   const resourceVersion = rvText === '' ? undefined : Number(rvText);
   const rvm = params.get('resourceVersionMatch') ?? '';
@@ -56,7 +59,8 @@ export function parseListWatchQuery(params: URLSearchParams, fields: readonly st
     }
   } else {
     if (sendInitialEvents !== undefined) throw new QueryError('sendInitialEvents is forbidden for list');
-    if (rvm !== '' && resourceVersion === undefined) throw new QueryError('resourceVersionMatch is forbidden unless resourceVersion is provided');
+    if (rvm !== '' && resourceVersion === undefined)
+      throw new QueryError('resourceVersionMatch is forbidden unless resourceVersion is provided');
     if (rvm === 'Exact' && resourceVersion === 0) throw new QueryError('resourceVersionMatch "Exact" is forbidden for resourceVersion "0"');
   }
   const timeoutSeconds = nonNegativeInt(params, 'timeoutSeconds');

@@ -82,11 +82,7 @@ export const apiVersionOf = (s: ResourceSpec) => (s.group === '' ? s.version : `
 /** URL prefix of the group version: /api/v1 or /apis/<group>/<version>. */
 export const groupVersionPath = (s: ResourceSpec) => (s.group === '' ? `/api/${s.version}` : `/apis/${s.group}/${s.version}`);
 
-export const supportedFields = (s: ResourceSpec) => [
-  'metadata.name',
-  ...(s.namespaced ? ['metadata.namespace'] : []),
-  ...s.extraFields,
-];
+export const supportedFields = (s: ResourceSpec) => ['metadata.name', ...(s.namespaced ? ['metadata.namespace'] : []), ...s.extraFields];
 
 export const objectKey = (o: { metadata: { name: string; namespace?: string } }) =>
   o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name;

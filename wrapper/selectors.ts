@@ -210,7 +210,7 @@ function splitUnescaped(s: string, sep: string): string[] {
   return parts;
 }
 
-function unescape(s: string, input: string): string {
+function unescapeValue(s: string, input: string): string {
   return s.replace(/\\(.)/g, (_m, c: string) => {
     if (c === '\\' || c === ',' || c === '=') return c;
     throw new SelectorError(`invalid field selector "${input}": invalid escape sequence "\\${c}"`);
@@ -232,7 +232,7 @@ export function parseFieldSelector(input: string, supported: readonly string[]):
     if (!supported.includes(field)) {
       throw new SelectorError(`field label not supported: ${field} (supported: ${supported.join(', ')})`);
     }
-    reqs.push({ field, op: m[2] === '!=' ? '!=' : '=', value: unescape(m[3]!, input) });
+    reqs.push({ field, op: m[2] === '!=' ? '!=' : '=', value: unescapeValue(m[3]!, input) });
   }
   return reqs;
 }

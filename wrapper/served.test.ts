@@ -9,7 +9,14 @@ class Sink implements WatchSink {
   stalled = false;
   write(chunk: Buffer): boolean {
     if (this.stalled) this.writableLength += chunk.length;
-    else this.lines.push(...chunk.toString().trim().split('\n').map((l) => JSON.parse(l)));
+    else
+      this.lines.push(
+        ...chunk
+          .toString()
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l)),
+      );
     return !this.stalled;
   }
   end(): void {

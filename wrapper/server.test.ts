@@ -14,10 +14,18 @@ const setup = async (ready = true) => {
   const clock = new RvClock();
   const metrics = new WrapperMetrics();
   const served = Object.fromEntries(
-    SERVED_RESOURCES.map((s) => [s.resource, new ServedResource(s.resource, clock, { kind: s.kind, apiVersion: apiVersionOf(s), metrics })]),
+    SERVED_RESOURCES.map((s) => [
+      s.resource,
+      new ServedResource(s.resource, clock, { kind: s.kind, apiVersion: apiVersionOf(s), metrics }),
+    ]),
   );
   const kc = new k8s.KubeConfig();
-  kc.loadFromOptions({ clusters: [{ name: 'c', server: 'https://127.0.0.1:1' }], users: [{ name: 'u' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x' });
+  kc.loadFromOptions({
+    clusters: [{ name: 'c', server: 'https://127.0.0.1:1' }],
+    users: [{ name: 'u' }],
+    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+    currentContext: 'x',
+  });
   const state: WrapperState = {
     specs: SERVED_RESOURCES,
     served,
@@ -43,7 +51,10 @@ test('list: namespaced and cluster-wide, selectors, list kind and resourceVersio
   assert.equal(body.kind, 'ServiceList');
   assert.equal(body.metadata.resourceVersion, String(clock.current));
   assert.equal(body.items.length, 3);
-  assert.deepEqual((await app.inject('/api/v1/namespaces/ns/services')).json().items.map((s: { metadata: { name: string } }) => s.metadata.name), ['a', 'h']);
+  assert.deepEqual(
+    (await app.inject('/api/v1/namespaces/ns/services')).json().items.map((s: { metadata: { name: string } }) => s.metadata.name),
+    ['a', 'h'],
+  );
   assert.deepEqual((await app.inject('/api/v1/services?fieldSelector=spec.clusterIP!%3DNone&labelSelector=app')).json().items.length, 1);
   assert.equal((await app.inject('/api/v1/namespaces/ns/services/a')).json().metadata.name, 'a');
   assert.equal((await app.inject('/api/v1/namespaces/ns/services/zz')).statusCode, 404);
@@ -61,8 +72,15 @@ test('refusals and discovery', async () => {
   assert.equal((await app.inject('/api/v1/pods')).statusCode, 403);
   assert.equal((await app.inject('/api/v1/services?labelSelector=a%20in')).statusCode, 400);
   const disc = (await app.inject('/apis/discovery.k8s.io/v1')).json();
-  assert.deepEqual(disc.resources.map((x: { name: string }) => x.name), ['endpointslices']);
-  assert.ok((await app.inject('/api/v1')).json().resources.some((x: { name: string; verbs: string[] }) => x.name === 'events' && x.verbs.includes('create')));
+  assert.deepEqual(
+    disc.resources.map((x: { name: string }) => x.name),
+    ['endpointslices'],
+  );
+  assert.ok(
+    (await app.inject('/api/v1'))
+      .json()
+      .resources.some((x: { name: string; verbs: string[] }) => x.name === 'events' && x.verbs.includes('create')),
+  );
   await app.close();
 });
 
@@ -97,6 +115,9 @@ test('watch over HTTP: replay from a resourceVersion, live events, timeoutSecond
     });
   });
   await ended;
-  assert.deepEqual(lines.map((l) => `${l.type}:${l.object.metadata.name}`), ['ADDED:c', 'DELETED:c']);
+  assert.deepEqual(
+    lines.map((l) => `${l.type}:${l.object.metadata.name}`),
+    ['ADDED:c', 'DELETED:c'],
+  );
   await app.close();
 });

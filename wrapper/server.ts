@@ -2,7 +2,7 @@
 // forwarded events). Shared state is decorated on the instance. Anything not routed is refused
 // with 403: the wrapper holds its own credentials and must not lend them.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController, type FastifyPluginAsync, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, LogController } from 'fastify';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
 import type { WrapperMetrics } from './metrics.ts';
@@ -34,7 +34,10 @@ export function status(code: number, reason: string, message: string, details?: 
 }
 
 function sendStatus(reply: FastifyReply, code: number, reason: string, message: string) {
-  return reply.code(code).type('application/json').send(JSON.stringify(status(code, reason, message)));
+  return reply
+    .code(code)
+    .type('application/json')
+    .send(JSON.stringify(status(code, reason, message)));
 }
 
 const healthRoutes: FastifyPluginAsync = async (app) => {
@@ -65,7 +68,14 @@ const discoveryRoutes: FastifyPluginAsync = async (app) => {
     verbs: ['get', 'list', 'watch'],
     ...(spec.shortNames ? { shortNames: spec.shortNames } : {}),
   });
-  const eventsEntry = { name: 'events', singularName: 'event', namespaced: true, kind: 'Event', verbs: ['create', 'patch'], shortNames: ['ev'] };
+  const eventsEntry = {
+    name: 'events',
+    singularName: 'event',
+    namespaced: true,
+    kind: 'Event',
+    verbs: ['create', 'patch'],
+    shortNames: ['ev'],
+  };
   const groupVersions = new Map<string, { group: string; version: string; resources: object[] }>();
   for (const gv of [EVENTS_CORE, EVENTS_V1]) groupVersions.set(`${gv.group}/${gv.version}`, { ...gv, resources: [eventsEntry] });
   for (const spec of specs) {
@@ -144,7 +154,12 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
           : (o: { metadata: { namespace?: string; labels?: Record<string, string> } }) =>
               o.metadata.namespace === namespace && (!selector || selector(o));
       if (q.continueToken !== undefined) {
-        return sendStatus(reply, 410, 'Expired', 'the provided continue parameter is not valid: this server does not paginate lists; list again without it');
+        return sendStatus(
+          reply,
+          410,
+          'Expired',
+          'the provided continue parameter is not valid: this server does not paginate lists; list again without it',
+        );
       }
       if (!(q.watch || forceWatch)) {
         const rv = q.resourceVersion;
@@ -152,7 +167,12 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
           const tooNew = rv > served.clock.current;
           const inexact = q.resourceVersionMatch === 'Exact' && rv !== served.clock.current;
           if (tooNew || inexact || rv < served.clock.start) {
-            return sendStatus(reply, 410, 'Expired', `resourceVersion ${rv} cannot be served (current ${served.clock.current}); list without a resourceVersion`);
+            return sendStatus(
+              reply,
+              410,
+              'Expired',
+              `resourceVersion ${rv} cannot be served (current ${served.clock.current}); list without a resourceVersion`,
+            );
           }
         }
         const { resourceVersion, items } = served.list(match);

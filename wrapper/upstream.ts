@@ -149,10 +149,7 @@ export class Reflector {
 
   /** Lists and delivers the difference to what the sink already has, deletions included. */
   private async relist(): Promise<void> {
-    const list = await this.upstream.getJSON<{ metadata: { resourceVersion: string }; items: KubeObject[] }>(
-      this.path,
-      this.abort.signal,
-    );
+    const list = await this.upstream.getJSON<{ metadata: { resourceVersion: string }; items: KubeObject[] }>(this.path, this.abort.signal);
     if (this.hasSynced) this.metrics?.relist(this.spec.resource);
     const seen = new Set<string>();
     for (const item of list.items) {
@@ -191,7 +188,10 @@ export class Reflector {
     if (res.statusCode !== 200) {
       const chunks: Buffer[] = [];
       for await (const c of res) chunks.push(c as Buffer);
-      throw new UpstreamError(`watch ${this.path}: ${res.statusCode} ${Buffer.concat(chunks).toString().slice(0, 300)}`, res.statusCode ?? 0);
+      throw new UpstreamError(
+        `watch ${this.path}: ${res.statusCode} ${Buffer.concat(chunks).toString().slice(0, 300)}`,
+        res.statusCode ?? 0,
+      );
     }
     let buf = '';
     res.setEncoding('utf8');

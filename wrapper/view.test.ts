@@ -17,7 +17,9 @@ const setup = () => {
     write(b) {
       for (const l of b.toString().trim().split('\n')) {
         const e = JSON.parse(l);
-        events.push(`${e.type}:${e.object.metadata.name}:${e.object.endpoints.map((x: { addresses: string[] }) => x.addresses[0]).join(',')}`);
+        events.push(
+          `${e.type}:${e.object.metadata.name}:${e.object.endpoints.map((x: { addresses: string[] }) => x.addresses[0]).join(',')}`,
+        );
       }
       return true;
     },
@@ -42,11 +44,22 @@ test('relabels, annotation changes and node removal emit MODIFIED for exactly th
   view.upsert('services', svc('web', true));
   view.upsert('services', svc('db', true));
   view.upsert('services', svc('plain', false));
-  view.upsert('endpointslices', slice('web-1', 'web', [['1', 'a1'], ['2', 'b1']]));
+  view.upsert(
+    'endpointslices',
+    slice('web-1', 'web', [
+      ['1', 'a1'],
+      ['2', 'b1'],
+    ]),
+  );
   view.upsert('endpointslices', slice('web-2', 'web', [['3', 'b1']]));
   view.upsert('endpointslices', slice('db-1', 'db', [['4', 'c1']]));
   view.upsert('endpointslices', slice('plain-1', 'plain', [['5', 'b1']]));
-  served.endpointslices.watch(sink, { fromRv: served.endpointslices.clock.current, initialEventsEnd: false, bookmarks: false, match: undefined });
+  served.endpointslices.watch(sink, {
+    fromRv: served.endpointslices.clock.current,
+    initialEventsEnd: false,
+    bookmarks: false,
+    match: undefined,
+  });
 
   // b1 joins zone a: web's slices gain endpoints; db (no endpoint on b1) and plain are untouched.
   let before = view.recomputations;

@@ -2,7 +2,14 @@
 // equal to "upstream with the NodeUnit rule applied". Indexes (slices by Service, Services by
 // node) make each change recompute only the Services it can affect.
 import type { Logger } from 'pino';
-import { filterEndpointSlices, filterEndpoints, type FilterStats, type NodeUnitContext, type TopologyKeys, topologyKeysOf } from './filter.ts';
+import {
+  type FilterStats,
+  filterEndpointSlices,
+  filterEndpoints,
+  type NodeUnitContext,
+  type TopologyKeys,
+  topologyKeysOf,
+} from './filter.ts';
 import { type KubeObject, objectKey, SERVICE_NAME_LABEL } from './resources.ts';
 import type { ServedResource } from './served.ts';
 
@@ -162,7 +169,7 @@ export class NodeUnitView {
       for (const e of (s.endpoints as { nodeName?: string }[] | undefined) ?? []) if (e.nodeName) nodes.add(e.nodeName);
     }
     const r = filterEndpointSlices(effective, inputs, ctx);
-    r.slices.forEach((s, i) => this.served.endpointslices.apply(sliceKeys[i]!, s));
+    for (const [i, s] of r.slices.entries()) this.served.endpointslices.apply(sliceKeys[i]!, s);
     if (effective.kind === 'keys') {
       kept += r.stats.kept;
       dropped += r.stats.dropped;
@@ -170,7 +177,8 @@ export class NodeUnitView {
 
     const ep = this.endpoints.get(svcKey);
     if (ep) {
-      for (const s of (ep.subsets as { addresses?: { nodeName?: string }[]; notReadyAddresses?: { nodeName?: string }[] }[] | undefined) ?? []) {
+      for (const s of (ep.subsets as { addresses?: { nodeName?: string }[]; notReadyAddresses?: { nodeName?: string }[] }[] | undefined) ??
+        []) {
         for (const a of [...(s.addresses ?? []), ...(s.notReadyAddresses ?? [])]) if (a.nodeName) nodes.add(a.nodeName);
       }
       const f = filterEndpoints(effective, ep, ctx);
