@@ -121,3 +121,20 @@ test('watch over HTTP: replay from a resourceVersion, live events, timeoutSecond
   );
   await app.close();
 });
+
+test('close ends open watches at once', async () => {
+  const { app } = await setup();
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const port = (app.server.address() as AddressInfo).port;
+  const ended = new Promise<void>((resolve) => {
+    get(`http://127.0.0.1:${port}/api/v1/services?watch=1`, (res) => {
+      res.resume();
+      res.on('end', resolve);
+    });
+  });
+  await new Promise((r) => setTimeout(r, 100));
+  const started = Date.now();
+  await app.close();
+  await ended;
+  assert.ok(Date.now() - started < 2000);
+});

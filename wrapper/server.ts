@@ -117,7 +117,8 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
   const bookmarkTimer = setInterval(() => {
     for (const s of Object.values(state.served)) s.bookmark();
   }, state.bookmarkIntervalMs);
-  app.addHook('onClose', async () => {
+  // Before the server waits for open connections: watches would otherwise hold it open.
+  app.addHook('preClose', async () => {
     clearInterval(bookmarkTimer);
     for (const close of [...openWatches]) close();
   });
