@@ -66,6 +66,8 @@ export interface Cluster {
   restartApiserver(): Promise<void>;
   /** GET a path on the apiserver as admin, returning the body. */
   rawGet(path: string): Promise<string>;
+  /** Starts a program (e.g. a controller under test) that lives and dies with the cluster; logs in logDir. */
+  startProcess(name: string, command: string, args: string[], env?: NodeJS.ProcessEnv): Component;
   /** Process ids of the running components, by name (for memory measurements). */
   pids(): Record<string, number>;
   keepFiles(): void;
@@ -453,6 +455,11 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       },
       keepFiles: () => {
         keep = true;
+      },
+      startProcess: (name, command, args, env) => {
+        const c = startComponent(name, command, args, { logDir, env: env ? { ...process.env, ...env } : undefined });
+        components.push(c);
+        return c;
       },
       pids: () => Object.fromEntries(components.filter((c) => c.isRunning() && c.child.pid).map((c) => [c.name, c.child.pid as number])),
       stop,

@@ -18,6 +18,8 @@ export interface KubeProxyOptions {
   /** Plain-HTTP URL on the host's loopback (e.g. a wrapper) to use as --master; default: the apiserver. */
   target?: string;
   mode?: 'iptables' | 'nftables';
+  /** A KubeProxyConfiguration (e.g. an example's) laid over the harness's; its kubeconfig path is replaced. */
+  config?: Record<string, unknown>;
   binDir: string;
   dir: string;
   logDir: string;
@@ -33,7 +35,7 @@ export interface KubeProxy {
 }
 
 export async function startKubeProxy(o: KubeProxyOptions): Promise<KubeProxy> {
-  const mode = o.mode ?? 'iptables';
+  const mode = o.mode ?? (o.config?.mode as KubeProxyOptions['mode']) ?? 'iptables';
   const name = o.nodeName.replace(/[^A-Za-z0-9_.-]/g, '_');
   const components: Component[] = [];
   let hostBridge: Server | undefined;
@@ -91,9 +93,10 @@ export async function startKubeProxy(o: KubeProxyOptions): Promise<KubeProxy> {
     await writeFile(
       config,
       k8s.dumpYaml({
+        ...o.config,
         apiVersion: 'kubeproxy.config.k8s.io/v1alpha1',
         kind: 'KubeProxyConfiguration',
-        clientConnection: { kubeconfig },
+        clientConnection: { ...(o.config?.clientConnection as object | undefined), kubeconfig },
         hostnameOverride: o.nodeName,
         mode,
         clusterCIDR: '10.244.0.0/16',

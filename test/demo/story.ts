@@ -6,7 +6,7 @@ import * as k8s from '@kubernetes/client-node';
 import { LABEL_UNIT } from '../../controllers/api/v1alpha1.ts';
 import { type Cluster, freePort } from '../cluster/cluster.ts';
 import type { KubeProxy } from '../cluster/kube-proxy.ts';
-import { type Component, startComponent, waitFor } from '../cluster/processes.ts';
+import { type Component, waitFor } from '../cluster/processes.ts';
 import { installCrds, installRbac } from '../controllers-helpers.ts';
 import { httpText, installWrapperRbac, type RunningWrapper, startWrapper } from '../wrapper-harness.ts';
 
@@ -53,12 +53,11 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
   log('installed the CRDs and the RBAC of examples/install/{controller,wrapper}.yaml');
 
   const metricsPort = await freePort();
-  const controller: Component = startComponent(
-    'servicegroup-controller',
-    process.execPath,
-    [join(root, 'controllers/main.ts'), `--kubeconfig=${controllerKubeconfig}`, `--metrics-listen=127.0.0.1:${metricsPort}`],
-    { logDir: cluster.logDir },
-  );
+  const controller: Component = cluster.startProcess('servicegroup-controller', process.execPath, [
+    join(root, 'controllers/main.ts'),
+    `--kubeconfig=${controllerKubeconfig}`,
+    `--metrics-listen=127.0.0.1:${metricsPort}`,
+  ]);
   await waitFor('the controller to be ready', async () => ((await httpText(`http://127.0.0.1:${metricsPort}/readyz`)).status === 200 ? true : undefined), {
     components: [controller],
     timeoutMs: 60_000,

@@ -1,0 +1,137 @@
+// Every example is applied to the real cluster, with the real controller, so none rots.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import * as k8s from '@kubernetes/client-node';
+import { ANNOTATION_TOPOLOGY_KEYS } from '../controllers/api/v1alpha1.ts';
+import { freePort, useCluster } from './cluster/cluster.ts';
+import { waitFor } from './cluster/processes.ts';
+import { installCrds, installRbac } from './controllers-helpers.ts';
+import { httpText, installWrapperRbac, startWrapper } from './wrapper-harness.ts';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const run = promisify(execFile);
+const cluster = useCluster({ controllerManager: true, kwok: true });
+
+describe('examples/', () => {
+  let apps: k8s.AppsV1Api;
+  let core: k8s.CoreV1Api;
+
+  before(async () => {
+    const c = cluster();
+    for (const unit of ['zone-a', 'zone-b', 'zone-c']) {
+      await c.createNode(`${unit}-1`, { zone: unit, 'topology.kubernetes.io/region': unit === 'zone-c' ? 'south' : 'north' });
+    }
+    await installCrds(c);
+    const kubeconfig = await installRbac(c);
+    const port = await freePort();
+    const controller = c.startProcess('controller', process.execPath, [join(root, 'controllers/main.ts'), `--kubeconfig=${kubeconfig}`, `--metrics-listen=127.0.0.1:${port}`, '--leader-elect=false']);
+    await waitFor('controller ready', async () => ((await httpText(`http://127.0.0.1:${port}/readyz`)).status === 200 ? true : undefined), { components: [controller] });
+    apps = c.kubeConfig().makeApiClient(k8s.AppsV1Api);
+    core = c.kubeConfig().makeApiClient(k8s.CoreV1Api);
+  });
+
+  const applyExample = async (file: string, namespace: string) => {
+    await cluster().apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } }]);
+    const r = await cluster().kubectl(['apply', '--server-side', '-n', namespace, '-f', join(root, 'examples', file)]);
+    assert.equal(r.code, 0, r.stderr);
+  };
+  const deployment = (namespace: string, name: string) =>
+    waitFor(`Deployment ${namespace}/${name}`, async () => apps.readNamespacedDeployment({ namespace, name }).catch(() => undefined));
+  const service = (namespace: string, name: string) =>
+    waitFor(`Service ${namespace}/${name}`, async () => core.readNamespacedService({ namespace, name }).catch(() => undefined));
+
+  test('echo/grid.yaml: a Deployment per NodeUnit, the shared Service and headless per-unit Services', async () => {
+    await applyExample('echo/grid.yaml', 'ex-echo');
+    for (const unit of ['zone-a', 'zone-b', 'zone-c']) {
+      const d = await deployment('ex-echo', `echo-${unit}`);
+      assert.equal(d.spec?.template.spec?.nodeSelector?.zone, unit);
+      const s = await service('ex-echo', `echo-svc-${unit}`);
+      assert.equal(s.spec?.clusterIP, 'None');
+    }
+    const shared = await service('ex-echo', 'echo-svc');
+    assert.deepEqual(JSON.parse(shared.metadata?.annotations?.[ANNOTATION_TOPOLOGY_KEYS] ?? 'null'), ['zone']);
+  });
+
+  test('wordpress/grid.yaml: wordpress and mysql in every NodeUnit', async () => {
+    await applyExample('wordpress/grid.yaml', 'ex-wordpress');
+    for (const unit of ['zone-a', 'zone-b', 'zone-c']) {
+      for (const app of ['wordpress', 'mysql']) await deployment('ex-wordpress', `${app}-${unit}`);
+    }
+    await service('ex-wordpress', 'mysql-svc');
+    await service('ex-wordpress', 'wordpress-svc');
+  });
+
+  test('canary.yaml: zone-b runs the canary template, the others the default', async () => {
+    await applyExample('canary.yaml', 'ex-canary');
+    const image = async (unit: string) => (await deployment('ex-canary', `shop-${unit}`)).spec?.template.spec?.containers[0]?.image;
+    assert.equal(await image('zone-b'), 'example/shop:1.5.0-rc.1');
+    assert.equal(await image('zone-a'), 'example/shop:1.4.0');
+    assert.equal(await image('zone-c'), 'example/shop:1.4.0');
+  });
+
+  test('overrides.yaml: replicas for zone-a, a JSON patch for zone-b and zone-c', async () => {
+    await applyExample('overrides.yaml', 'ex-overrides');
+    const a = await deployment('ex-overrides', 'cache-zone-a');
+    assert.equal(a.spec?.replicas, 5);
+    assert.equal(a.spec?.template.spec?.containers[0]?.resources?.limits?.memory, '512Mi');
+    for (const unit of ['zone-b', 'zone-c']) {
+      const d = await deployment('ex-overrides', `cache-${unit}`);
+      assert.equal(d.spec?.replicas, 2);
+      assert.equal(d.spec?.template.spec?.containers[0]?.resources?.limits?.memory, '128Mi');
+    }
+  });
+
+  test('topology-fallback.yaml: ordered topology keys and ClusterIP per-unit Services', async () => {
+    await applyExample('topology-fallback.yaml', 'ex-fallback');
+    const shared = await service('ex-fallback', 'api-svc');
+    assert.deepEqual(JSON.parse(shared.metadata?.annotations?.[ANNOTATION_TOPOLOGY_KEYS] ?? 'null'), ['zone', 'topology.kubernetes.io/region', '*']);
+    const unit = await service('ex-fallback', 'api-svc-zone-a');
+    assert.notEqual(unit.spec?.clusterIP, 'None');
+  });
+
+  test('plain-service-topology.yaml and the kube-proxy example: a real kube-proxy with the example config routes only to its NodeUnit', async () => {
+    const c = cluster();
+    await applyExample('plain-service-topology.yaml', 'ex-plain');
+    await c.apply([
+      {
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: { name: 'metrics-gateway-1', namespace: 'ex-plain', labels: { 'kubernetes.io/service-name': 'metrics-gateway' } },
+        addressType: 'IPv4',
+        ports: [{ name: 'http', port: 9090, protocol: 'TCP' }],
+        endpoints: [
+          { addresses: ['10.250.0.1'], nodeName: 'zone-a-1', conditions: { ready: true } },
+          { addresses: ['10.250.0.2'], nodeName: 'zone-b-1', conditions: { ready: true } },
+        ],
+      },
+    ]);
+    const wrapper = await startWrapper(c, { nodeName: 'zone-a-1', kubeconfig: await installWrapperRbac(c) });
+    try {
+      const config = k8s.loadYaml(await readFile(join(root, 'examples/kube-proxy/kube-proxy-config.yaml'), 'utf8')) as Record<string, unknown>;
+      const proxy = await c.startKubeProxy({ nodeName: 'zone-a-1', target: wrapper.url, config });
+      const rules = await waitFor('kube-proxy rules for ex-plain/metrics-gateway', async () => {
+        const text = await proxy.rules();
+        return text.includes('-s 10.250.0.1/32') ? text : undefined;
+      });
+      assert.doesNotMatch(rules, /10\.250\.0\.2/);
+    } finally {
+      await wrapper.stop();
+    }
+  });
+
+  test('label-nodes.sh puts nodes into NodeUnits with kubectl', async () => {
+    const c = cluster();
+    for (const n of ['edge-1', 'edge-2', 'edge-3', 'edge-4']) await c.createNode(n);
+    const { stdout } = await run('bash', [join(root, 'examples/label-nodes.sh')], {
+      env: { ...process.env, KUBECONFIG: c.adminKubeconfigPath, PATH: `${c.binDir}:${process.env.PATH}` },
+    });
+    assert.match(stdout, /edge-1\s+\S+\s+\S+\s+\S+\s+\S+\s+zone-a/);
+    const node = await core.readNode({ name: 'edge-4' });
+    assert.equal(node.metadata?.labels?.zone, 'zone-b');
+  });
+});
