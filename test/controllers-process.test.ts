@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import type { KubeClient } from '../controllers/kube/client.ts';
 import { freePort, useCluster } from './cluster/cluster.ts';
-import { clientFor, installCrds, installRbac, type Obj, root, until } from './controllers-helpers.ts';
+import { CONTROLLER_USER, clientFor, installCrds, installRbac, type Obj, root, until } from './controllers-helpers.ts';
 
 const cluster = useCluster({ controllerManager: true, kwok: true });
 const ns = 'proc';
@@ -125,10 +125,13 @@ describe('controller process', () => {
       assert.doesNotMatch(r2.output.join(''), /created deployment/, 'the standby writes nothing');
     });
 
-    test('killing the leader: the other replica takes over within the lease duration', async () => {
+    test('killing the leader: the other replica takes over within the lease duration (+ one retry period)', async () => {
       const leaderId = (await admin.get<Obj>(LEASE)).spec.holderIdentity as string;
       const leader = replicas.find((r) => r.id === leaderId)!;
       const other = replicas.find((r) => r.id !== leaderId)!;
+      const writesToOne = async () =>
+        (await cluster().writeRequests(CONTROLLER_USER)).filter((w) => w.resource === 'deployments' && w.name?.startsWith('one-')).length;
+      const oneBefore = await writesToOne();
       const killedAt = Date.now();
       leader.child.kill('SIGKILL');
       await until('other replica holds the lease', async () => (await admin.get<Obj>(LEASE)).spec.holderIdentity === other.id, 30_000);
@@ -140,6 +143,8 @@ describe('controller process', () => {
       await cluster().apply([grid('two')]);
       await until('new leader reconciles', async () => (await deploymentExists('two-a')) && (await deploymentExists('two-b')), 30_000);
       assert.match((await http(other, '/metrics')).body, /servicegroup_leader 1/);
+      // The new leader finds the old leader's objects up to date: it rewrites none of them.
+      assert.equal(await writesToOne(), oneBefore);
     });
 
     test('SIGTERM on the leader releases the lease at once', async () => {

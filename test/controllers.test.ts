@@ -306,6 +306,31 @@ describe('controllers (in process)', () => {
       });
     });
 
+    test('a managed field changed by hand is put back; fields of other actors stay', async () => {
+      const image = (await admin.get<Obj>(DEPLOY('web-a'))).spec.template.spec.containers[0].image;
+      await admin.mergePatch(DEPLOY('web-a'), {
+        metadata: { labels: { team: 'blue' } },
+        spec: { template: { spec: { containers: [{ name: 'web', image: 'hacked:1' }] } } },
+      });
+      const back = await until('image restored', async () => {
+        const d = await admin.get<Obj>(DEPLOY('web-a'));
+        return d.spec.template.spec.containers[0].image === image && d;
+      });
+      assert.equal(back.metadata.labels!.team, 'blue');
+      await controller.waitIdle();
+      const settled = await admin.get<Obj>(DEPLOY('web-a'));
+      await new Promise((r) => setTimeout(r, 1000));
+      const before = (await cluster().writeRequests(CONTROLLER_USER)).filter((w) => w.resource === 'deployments').length;
+      controller.resyncAll();
+      await controller.waitIdle();
+      assert.equal(
+        (await cluster().writeRequests(CONTROLLER_USER)).filter((w) => w.resource === 'deployments').length,
+        before,
+        'no write loop',
+      );
+      assert.equal((await admin.get<Obj>(DEPLOY('web-a'))).metadata.generation, settled.metadata.generation);
+    });
+
     test('overrides: replicas and a JSON patch per unit; a failing patch fails only its unit', async () => {
       await cluster().apply([
         deploymentGrid('web', {

@@ -8,6 +8,7 @@ import { resourcePath } from '../kube/client.ts';
 import { Informer, type KubeObject } from '../kube/informer.ts';
 import type { ControllerMetrics } from '../metrics.ts';
 import { syncDeploymentGrid } from './deploymentgrid.ts';
+import { DriftDetector } from './drift.ts';
 import {
   DEPLOYMENT_GRIDS,
   DEPLOYMENTS,
@@ -63,6 +64,7 @@ export class GridController {
       client: opts.client,
       log: opts.log,
       recorder: new EventRecorder(opts.client, opts.log, opts.instance ?? 'servicegroup-controller'),
+      drift: new DriftDetector(),
     };
     const informer = (r: Resource, labelSelector?: string) =>
       new Informer<KubeObject>(opts.client, { path: resourcePath(r), name: r.plural, labelSelector }, opts.log);
@@ -95,6 +97,11 @@ export class GridController {
       const grid = obj.metadata?.labels?.[LABEL_GRID];
       if (grid) this.queue.add(gridKey(kind, obj.metadata!.namespace!, grid));
     };
+    const forget = (type: string, obj: KubeObject) => {
+      if (type === 'delete') this.ctx.drift.forget(obj.metadata?.uid);
+    };
+    this.deployments.on(forget);
+    this.services.on(forget);
     this.deployments.on(onOwned(KIND_DEPLOYMENT_GRID));
     this.services.on(onOwned(KIND_SERVICE_GRID));
     this.endpointSlices.on(onOwned(KIND_SERVICE_GRID));

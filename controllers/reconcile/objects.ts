@@ -7,6 +7,7 @@ import { ANNOTATION_RENDER_HASH, API_VERSION, GROUP, VERSION } from '../api/v1al
 import { ApiError, isStatus, type KubeClient, resourcePath } from '../kube/client.ts';
 import type { Informer, KubeObject } from '../kube/informer.ts';
 import { stableStringify } from '../render/common.ts';
+import type { DriftDetector } from './drift.ts';
 
 export const FIELD_MANAGER = 'servicegroup-controller';
 
@@ -47,6 +48,7 @@ export interface SyncContext {
   client: KubeClient;
   log: Logger;
   recorder: EventRecorder;
+  drift: DriftDetector;
 }
 
 /**
@@ -80,9 +82,12 @@ export async function applyOwned(
     return { kind: 'conflict', message: `${desired.kind} ${ns}/${name} ${who}` };
   }
   const hash = desired.metadata?.annotations?.[ANNOTATION_RENDER_HASH];
-  if (live && hash && live.metadata?.annotations?.[ANNOTATION_RENDER_HASH] === hash) return { kind: 'unchanged', live };
+  const sameRender = !!live && !!hash && live.metadata?.annotations?.[ANNOTATION_RENDER_HASH] === hash;
+  if (sameRender && !ctx.drift.drifted(desired, live!)) return { kind: 'unchanged', live: live! };
+  if (sameRender) ctx.log.info({ object: `${ns}/${name}`, kind: desired.kind }, 'managed fields changed by another actor; re-applying');
   try {
     const applied = await ctx.client.apply<KubeObject>(path, desired, FIELD_MANAGER, true);
+    ctx.drift.recordApplied(desired, applied);
     return { kind: live ? 'updated' : 'created', live: applied };
   } catch (err) {
     const retry = !(err instanceof ApiError) || err.statusCode >= 500 || err.statusCode === 409 || err.statusCode === 429;
