@@ -1,8 +1,6 @@
 // Test helpers for the application-grid-wrapper integration tests: run the real wrapper program
 // as a child process with the ServiceAccount and RBAC of examples/install/wrapper.yaml, and read
 // its list/watch responses over plain HTTP.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { get as httpGet, request as httpRequest, type IncomingMessage } from 'node:http';
 import { connect, createServer, type Server, type Socket } from 'node:net';
@@ -39,54 +37,40 @@ export interface RunningWrapper {
   url: string;
   port: number;
   logFile: string;
-  child: ChildProcess;
   stop(): Promise<void>;
 }
 
+/**
+ * Starts `node wrapper/main.ts` as a component of the cluster (killed with it, whatever happens
+ * to the test) and waits until it reports ready.
+ */
 export async function startWrapper(
   cluster: Cluster,
   opts: { nodeName: string; kubeconfig: string; args?: string[]; port?: number },
 ): Promise<RunningWrapper> {
   const port = opts.port ?? (await freePort());
-  const logFile = join(cluster.logDir, `wrapper-${opts.nodeName}-${port}.log`);
-  const log = createWriteStream(logFile, { flags: 'a' });
-  const child = spawn(
-    process.execPath,
-    [
-      join(root, 'wrapper/main.ts'),
-      `--listen=127.0.0.1:${port}`,
-      `--node-name=${opts.nodeName}`,
-      `--kubeconfig=${opts.kubeconfig}`,
-      '--log-level=debug',
-      ...(opts.args ?? []),
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  child.stdout!.pipe(log);
-  child.stderr!.pipe(log);
+  const component = cluster.startProcess(`wrapper-${opts.nodeName}-${port}-${Date.now()}`, process.execPath, [
+    join(root, 'wrapper/main.ts'),
+    `--listen=127.0.0.1:${port}`,
+    `--node-name=${opts.nodeName}`,
+    `--kubeconfig=${opts.kubeconfig}`,
+    '--log-level=debug',
+    ...(opts.args ?? []),
+  ]);
   const url = `http://127.0.0.1:${port}`;
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(t);
-    }
-  };
+  const stop = () => component.stop(5_000);
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (child.exitCode !== null)
-      throw new Error(`wrapper exited with ${child.exitCode}; log ${logFile}:\n${(await readFile(logFile, 'utf8')).slice(-3000)}`);
+    if (!component.isRunning()) throw new Error(`wrapper exited; log ${component.logFile}:\n${component.tail(40)}`);
     const r = await httpText(`${url}/readyz`).catch(() => undefined);
     if (r?.status === 200) break;
     if (Date.now() > deadline) {
       await stop();
-      throw new Error(`wrapper not ready in 60s; log ${logFile}`);
+      throw new Error(`wrapper not ready in 60s; log ${component.logFile}:\n${component.tail(40)}`);
     }
     await sleep(100);
   }
-  return { url, port, logFile, child, stop };
+  return { url, port, logFile: component.logFile, stop };
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -76,16 +76,19 @@ const metricsApp = flags['metrics-listen'] ? await buildServer(state, { withReso
 if (metricsApp) await metricsApp.listen(hostPort(flags['metrics-listen']));
 log.info({ listen: flags.listen, node: nodeName, upstream: upstream.server.origin, firstResourceVersion: clock.start }, 'listening');
 
-for (const r of reflectors) r.start();
-await Promise.all(reflectors.map((r) => r.synced));
-ready = true;
-log.info({ counts: Object.fromEntries(Object.entries(served).map(([k, s]) => [k, s.count])) }, 'caches synced; ready');
-
 const shutdown = async (signal: string) => {
   log.info({ signal }, 'shutting down');
+  // Never outlive a stop request because some connection lingers.
+  setTimeout(() => process.exit(0), 5_000).unref();
   for (const r of reflectors) r.stop();
   await Promise.allSettled([app.close(), metricsApp?.close()]);
   process.exit(0);
 };
+// Registered before the first sync: a wrapper that cannot reach its apiserver must still stop.
 process.once('SIGTERM', () => void shutdown('SIGTERM'));
 process.once('SIGINT', () => void shutdown('SIGINT'));
+
+for (const r of reflectors) r.start();
+await Promise.all(reflectors.map((r) => r.synced));
+ready = true;
+log.info({ counts: Object.fromEntries(Object.entries(served).map(([k, s]) => [k, s.count])) }, 'caches synced; ready');
