@@ -28,6 +28,7 @@ export async function installCrds(cluster: Cluster): Promise<void> {
 
 /** Applies everything in the install manifest except the controller's own Deployment. */
 export async function installRbac(cluster: Cluster): Promise<string> {
+  await cluster.apply(await readFile(join(root, 'examples', 'install', 'namespace.yaml'), 'utf8'));
   const docs = k8s.loadAllYaml(await readFile(join(root, 'examples', 'install', 'controller.yaml'), 'utf8')) as { kind: string }[];
   await cluster.apply(docs.filter((d) => d && d.kind !== 'Deployment'));
   return cluster.kubeconfigForServiceAccount('servicegroup-system', 'servicegroup-controller');

@@ -124,6 +124,32 @@ describe('examples/', () => {
     }
   });
 
+  test('install/: `kubectl apply --server-side -k examples/install` installs CRDs, namespace, both programs and their RBAC', async () => {
+    const c = cluster();
+    const dry = await c.kubectl(['apply', '--server-side', '--dry-run=server', '-k', join(root, 'examples/install')]);
+    assert.equal(dry.code, 0, dry.stderr);
+    const r = await c.kubectl(['apply', '--server-side', '--force-conflicts', '-k', join(root, 'examples/install')]);
+    assert.equal(r.code, 0, r.stderr);
+    for (const line of [
+      'customresourcedefinition.apiextensions.k8s.io/deploymentgrids.servicegroup.io',
+      'customresourcedefinition.apiextensions.k8s.io/servicegrids.servicegroup.io',
+      'namespace/servicegroup-system',
+      'deployment.apps/servicegroup-controller',
+      'daemonset.apps/application-grid-wrapper',
+    ]) {
+      assert.match(r.stdout, new RegExp(`^${line.replaceAll('.', '\\.')} serverside-applied$`, 'm'));
+    }
+    const apps2 = c.kubeConfig().makeApiClient(k8s.AppsV1Api);
+    const d = await apps2.readNamespacedDeployment({ namespace: 'servicegroup-system', name: 'servicegroup-controller' });
+    assert.equal(d.spec?.replicas, 2);
+    const ds = await apps2.readNamespacedDaemonSet({ namespace: 'servicegroup-system', name: 'application-grid-wrapper' });
+    assert.equal(ds.spec?.template.spec?.hostNetwork, true);
+    // Both programs come from the one image of the Dockerfile.
+    assert.equal(d.spec?.template.spec?.containers[0]?.image, ds.spec?.template.spec?.containers[0]?.image);
+    const can = await c.kubectl(['auth', 'can-i', 'list', 'secrets', '--as=system:serviceaccount:servicegroup-system:application-grid-wrapper', '-A']);
+    assert.equal(can.stdout.trim(), 'no');
+  });
+
   test('label-nodes.sh puts nodes into NodeUnits with kubectl', async () => {
     const c = cluster();
     for (const n of ['edge-1', 'edge-2', 'edge-3', 'edge-4']) await c.createNode(n);

@@ -16,6 +16,7 @@ export const WRAPPER_SA = 'application-grid-wrapper';
 
 /** Applies the RBAC part of the install manifest, server-side dry-runs the rest; returns the SA kubeconfig. */
 export async function installWrapperRbac(cluster: Cluster): Promise<string> {
+  await cluster.apply(await readFile(join(root, 'examples/install/namespace.yaml'), 'utf8'));
   const docs = k8s.loadAllYaml(await readFile(WRAPPER_MANIFEST, 'utf8')) as { kind: string }[];
   const rbac = docs.filter((d) => ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding'].includes(d.kind));
   await cluster.apply(rbac);

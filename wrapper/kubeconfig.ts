@@ -3,7 +3,7 @@
 // and the wrapper runs on every node: all it needs is a server URL, TLS material and a token or
 // client certificate, from a kubeconfig file or from the in-cluster ServiceAccount.
 import { readFileSync } from 'node:fs';
-import type { RequestOptions } from 'node:https';
+import { Agent, type RequestOptions } from 'node:https';
 import { dirname, isAbsolute, join } from 'node:path';
 import { load as loadYaml } from 'js-yaml';
 
@@ -61,6 +61,8 @@ export function loadKubeconfig(file: string): UpstreamCredentials {
   const basic = typeof user.username === 'string' ? `${user.username}:${String(user.password ?? '')}` : undefined;
   const insecure = cluster['insecure-skip-tls-verify'] === true;
   const servername = typeof cluster['tls-server-name'] === 'string' ? cluster['tls-server-name'] : undefined;
+  // One agent for every upstream request (the event proxy uses it too): TLS material and kept-alive connections.
+  const agent = new Agent({ keepAlive: true, ca, cert, key, rejectUnauthorized: !insecure, servername });
   return {
     server,
     async applyToHTTPSOptions(opts) {
@@ -69,6 +71,7 @@ export function loadKubeconfig(file: string): UpstreamCredentials {
       if (key) opts.key = key;
       if (insecure) opts.rejectUnauthorized = false;
       if (servername) opts.servername = servername;
+      if (server.startsWith('https:')) opts.agent = agent;
       const bearer = tokenFile ? readFileSync(tokenFile, 'utf8').trim() : token;
       const headers = (opts.headers ??= {}) as Record<string, string>;
       if (bearer) headers.Authorization = `Bearer ${bearer}`;
@@ -87,10 +90,12 @@ export function loadInCluster(env: NodeJS.ProcessEnv = process.env, dir = SA_DIR
   const port = env.KUBERNETES_SERVICE_PORT;
   if (!host || !port) throw new Error('not in a cluster: KUBERNETES_SERVICE_HOST/PORT are not set; pass --kubeconfig');
   const ca = readFileSync(join(dir, 'ca.crt'));
+  const agent = new Agent({ keepAlive: true, ca });
   return {
     server: `https://${host.includes(':') ? `[${host}]` : host}:${port}`,
     async applyToHTTPSOptions(opts) {
       opts.ca = ca;
+      opts.agent = agent;
       const headers = (opts.headers ??= {}) as Record<string, string>;
       headers.Authorization = `Bearer ${readFileSync(join(dir, 'token'), 'utf8').trim()}`;
     },

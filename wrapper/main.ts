@@ -1,7 +1,7 @@
 // application-grid-wrapper: wires flags, the upstream client, the view and the HTTP servers.
 import { parseArgs } from 'node:util';
-import * as k8s from '@kubernetes/client-node';
 import { pino } from 'pino';
+import { loadInCluster, loadKubeconfig } from './kubeconfig.ts';
 import { WrapperMetrics } from './metrics.ts';
 import { apiVersionOf, SERVED_RESOURCES } from './resources.ts';
 import { RvClock, ServedResource } from './served.ts';
@@ -33,13 +33,17 @@ const hostPort = (s: string) => {
   return { host: s.slice(0, i) || '127.0.0.1', port: Number(s.slice(i + 1)) };
 };
 
-const kc = new k8s.KubeConfig();
+// Credentials: --kubeconfig, else the first file of $KUBECONFIG, else the in-cluster ServiceAccount.
 // In a cluster the DaemonSet points KUBERNETES_SERVICE_HOST/PORT at the control-plane endpoint,
 // not the `kubernetes` ClusterIP that kube-proxy itself programs.
-if (flags.kubeconfig) kc.loadFromFile(flags.kubeconfig);
-else if (process.env.KUBECONFIG) kc.loadFromDefault();
-else kc.loadFromCluster();
-const upstream = new Upstream(kc);
+const kubeconfigFile = flags.kubeconfig || process.env.KUBECONFIG?.split(':').find(Boolean);
+let upstream: Upstream;
+try {
+  upstream = new Upstream(kubeconfigFile ? loadKubeconfig(kubeconfigFile) : loadInCluster());
+} catch (err) {
+  log.fatal({ err: (err as Error).message }, 'cannot load upstream credentials');
+  process.exit(2);
+}
 
 const metrics = new WrapperMetrics();
 const clock = new RvClock();

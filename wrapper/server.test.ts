@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { get } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
-import * as k8s from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { WrapperMetrics } from './metrics.ts';
 import { apiVersionOf, SERVED_RESOURCES } from './resources.ts';
@@ -19,18 +18,11 @@ const setup = async (ready = true) => {
       new ServedResource(s.resource, clock, { kind: s.kind, apiVersion: apiVersionOf(s), metrics }),
     ]),
   );
-  const kc = new k8s.KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'c', server: 'https://127.0.0.1:1' }],
-    users: [{ name: 'u' }],
-    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-    currentContext: 'x',
-  });
   const state: WrapperState = {
     specs: SERVED_RESOURCES,
     served,
     ready: () => ready,
-    upstream: new Upstream(kc),
+    upstream: new Upstream({ server: 'https://127.0.0.1:1', applyToHTTPSOptions: async () => {} }),
     metrics,
     log: pino({ level: 'silent' }),
     bookmarkIntervalMs: 60_000,

@@ -1,12 +1,12 @@
 // The upstream side: a small reflector (list, then watch from the list's resourceVersion; relist
 // on 410 or when a re-watch cannot resume) over plain HTTP requests. client-node's informer hides
-// resourceVersion and 410 handling, which the wrapper needs to control, so only its KubeConfig is
-// used here, for TLS and credentials.
+// resourceVersion and 410 handling, which the wrapper needs to control; credentials come from
+// kubeconfig.ts (client-node itself is too heavy for a per-node process).
 import type { IncomingMessage } from 'node:http';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
-import type * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import type { UpstreamCredentials } from './kubeconfig.ts';
 import { groupVersionPath, type KubeObject, objectKey, type ResourceSpec } from './resources.ts';
 
 export class UpstreamError extends Error {
@@ -18,19 +18,17 @@ export class UpstreamError extends Error {
 }
 
 export class Upstream {
-  readonly kc: k8s.KubeConfig;
+  readonly credentials: UpstreamCredentials;
   readonly server: URL;
-  constructor(kc: k8s.KubeConfig) {
-    const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new Error('kubeconfig has no current cluster');
-    this.kc = kc;
-    this.server = new URL(cluster.server);
+  constructor(credentials: UpstreamCredentials) {
+    this.credentials = credentials;
+    this.server = new URL(credentials.server);
   }
 
   /** Request options with TLS material and credentials (re-read each time: tokens rotate). */
   async options(): Promise<RequestOptions> {
     const opts: RequestOptions = { headers: {} };
-    await this.kc.applyToHTTPSOptions(opts);
+    await this.credentials.applyToHTTPSOptions(opts);
     return opts;
   }
 
@@ -60,6 +58,15 @@ export class Upstream {
     }
     return JSON.parse(body) as T;
   }
+}
+
+/**
+ * managedFields are bookkeeping for server-side apply; no client of the wrapper reads them, and
+ * they are often the largest part of a small object, so they are not kept.
+ */
+function withoutManagedFields(obj: KubeObject): KubeObject {
+  if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
+  return obj;
 }
 
 export interface ReflectorSink {
@@ -156,7 +163,7 @@ export class Reflector {
       const key = objectKey(item);
       seen.add(key);
       this.cache.set(key, item);
-      this.sink.upsert(this.spec.resource, item);
+      this.sink.upsert(this.spec.resource, withoutManagedFields(item));
     }
     for (const [key, old] of this.cache) {
       if (seen.has(key)) continue;
@@ -212,7 +219,7 @@ export class Reflector {
       case 'ADDED':
       case 'MODIFIED': {
         this.cache.set(objectKey(obj), obj);
-        this.sink.upsert(this.spec.resource, obj);
+        this.sink.upsert(this.spec.resource, withoutManagedFields(obj));
         break;
       }
       case 'DELETED': {
