@@ -45,6 +45,8 @@ export interface WriteRequest {
 export interface Cluster {
   server: string;
   adminKubeconfigPath: string;
+  /** The admin's TLS material, for raw HTTPS clients (benchmarks). */
+  adminTLS: { ca: string; cert: string; key: string };
   binDir: string;
   logDir: string;
   /** Folder of everything this cluster wrote; removed by stop() unless keepFiles() was called. */
@@ -419,6 +421,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     return {
       server,
       adminKubeconfigPath,
+      adminTLS: { ca: ca.certPem, cert: admin.certPem, key: admin.keyPem },
       binDir,
       logDir,
       dir,
