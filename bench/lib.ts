@@ -144,7 +144,8 @@ export async function startWrapperUnderTest(
 ): Promise<ProgramUnderTest> {
   if (o.url) return { url: o.url };
   const [port, metricsPort] = await Promise.all([freePort(), freePort()]);
-  const cmd = fill(o.cmd ?? DEFAULT_WRAPPER_CMD, {
+  const template = o.cmd ?? DEFAULT_WRAPPER_CMD;
+  const cmd = fill(template, {
     listen: `127.0.0.1:${port}`,
     port: String(port),
     node: o.nodeName,
@@ -158,7 +159,7 @@ export async function startWrapperUnderTest(
     async () => ((await request({ url }, 'GET', '/apis/discovery.k8s.io/v1/endpointslices?limit=1')).status === 200 ? true : undefined),
     { components: [c], timeoutMs: 300_000, intervalMs: 50 },
   );
-  return { url, pid: c.child.pid, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
+  return { url, pid: c.child.pid, metricsUrl: template.includes('{metrics}') ? `http://127.0.0.1:${metricsPort}/metrics` : undefined };
 }
 
 /** Starts a controller from a command template ({kubeconfig} {metrics} {resync} are filled in). */

@@ -107,7 +107,7 @@ async function main() {
       figures.idleCpu = await cpuOver(wrapper.pid, 10_000);
     }
     if (wrapper.metricsUrl) {
-      const m = await request({ url: wrapper.metricsUrl }, 'GET', '');
+      const m = await request({ url: wrapper.metricsUrl }, 'GET', '').catch(() => ({ body: '' }));
       const heap = /^(?:nodejs_heap_size_used_bytes|process_heap_bytes|nodejs_heap_used_bytes)\s+(\S+)/m.exec(m.body)?.[1];
       if (heap) figures.heapUsedMiB = Number(heap) / 1048576;
     }
