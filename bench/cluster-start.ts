@@ -1,10 +1,11 @@
 // How long a test file waits for its cluster, and what the full stack costs in memory.
 // Prints a table; `--runs N` (default 5), `--out file.json` for the figures.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
 import { startCluster } from '../test/cluster/cluster.ts';
 import { waitFor } from '../test/cluster/processes.ts';
+import { machine, writeJson } from './lib.ts';
 import { median, printTable } from './table.ts';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, out: { type: 'string' } } });
@@ -47,5 +48,5 @@ const rows = [
   ...names.map((n) => [`RSS ${n}`, `${median(memory.map((m) => m[n] ?? 0)).toFixed(0)} MiB`, '']),
   ['RSS full stack total', `${median(memory.map((m) => Object.values(m).reduce((a, b) => a + b, 0))).toFixed(0)} MiB`, ''],
 ];
-printTable(`cluster start (${runs} runs, median)`, ['what', 'median', 'runs'], rows);
-if (values.out) writeFileSync(values.out, JSON.stringify({ minimalMs: minimal, fullMs: full, rssMiB: memory }, null, 2));
+printTable(`cluster start (${runs} runs, median; ${machine()})`, ['what', 'median', 'runs'], rows);
+writeJson(values.out, { benchmark: 'cluster-start', machine: machine(), date: new Date().toISOString(), minimalMs: minimal, fullMs: full, rssMiB: memory });
