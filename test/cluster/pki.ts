@@ -1,7 +1,7 @@
 // Certificates for the test control plane, made with the openssl CLI (Node's crypto cannot sign
 // X.509 certificates). EC P-256 keys keep generation to a few milliseconds each.
 import { execFile } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -72,7 +72,9 @@ export async function signCert(
   await openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', keyFile], dir);
   await openssl(['req', '-new', '-key', keyFile, '-subj', subj, '-out', csrFile], dir);
   await openssl(
-    ['x509', '-req', '-in', csrFile, '-CA', ca.certFile, '-CAkey', ca.keyFile, '-CAcreateserial', '-days', '30', '-extfile', extFile, '-out', certFile],
+    // A random serial per certificate: -CAcreateserial shares one serial file, which certificates
+    // signed in parallel would race on.
+    ['x509', '-req', '-in', csrFile, '-CA', ca.certFile, '-CAkey', ca.keyFile, '-set_serial', `0x${randomBytes(12).toString('hex')}`, '-days', '30', '-extfile', extFile, '-out', certFile],
     dir,
   );
   return readPair(join(dir, certFile), join(dir, keyFile));
