@@ -300,6 +300,9 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
             `--root-ca-file=${ca.certFile}`,
             '--controllers=*',
             '--concurrent-gc-syncs=5',
+            // kwok's heartbeats can lag on a loaded 2-core machine; a node marked NotReady would
+            // flip its pods' readiness and make unrelated assertions flaky.
+            '--node-monitor-grace-period=2m',
             '--profiling=false',
           ],
           { logDir },
