@@ -1,0 +1,603 @@
+// Controller benchmarks 4–6, against the real apiserver (objects only: no kwok, no controller-manager).
+//  4. Convergence: N nodes with N distinct `zone` values; a DeploymentGrid and a ServiceGrid keyed
+//     on zone created together; time from the create responses until all N Deployments, the shared
+//     Service and N per-unit Services exist (seen on watches), and the write requests it took.
+//     Repeated in a fresh namespace per round (grids and rendered objects deleted in between).
+//  5. Steady state: G grids (half DeploymentGrids, half ServiceGrids) × U units of label `site`,
+//     settled; then a window of --steady-seconds with the controller started with --resync-period
+//     (default 60s, so a window ≥ 60 s holds a forced resync): write requests, CPU and RSS.
+//  6. Reaction: a node with a new `site` value appears: time until every grid has its object for it.
+// Write requests come from the apiserver's apiserver_request_total, minus the writes this script
+// made (counted here); the audit log's per-user split is printed next to them as a cross-check.
+//   --units 200 --rounds 3 --grids 100 --steady-units 20 --steady-seconds 120 --resync 60s
+//   --reactions 3 --controller-cmd '<template with {kubeconfig} {metrics} {resync}>' --out f.json
+import { execFileSync } from 'node:child_process';
+import { loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import { type Cluster, startCluster } from '../test/cluster/cluster.ts';
+import { CONTROLLER_USER, installCrds, installRbac } from '../test/controllers-helpers.ts';
+import {
+  apiserverEndpoint,
+  DEFAULT_CONTROLLER_CMD,
+  type Endpoint,
+  inParallel,
+  machine,
+  type ProgramUnderTest,
+  procStats,
+  request,
+  requestOk,
+  root,
+  startControllerUnderTest,
+  WatchStream,
+  writeJson,
+} from './lib.ts';
+import { median, printTable } from './table.ts';
+
+const { values } = parseArgs({
+  options: {
+    units: { type: 'string', default: '200' },
+    rounds: { type: 'string', default: '3' },
+    grids: { type: 'string', default: '100' },
+    'steady-units': { type: 'string', default: '20' },
+    'steady-seconds': { type: 'string', default: '120' },
+    resync: { type: 'string', default: '60s' },
+    reactions: { type: 'string', default: '3' },
+    'controller-cmd': { type: 'string' },
+    out: { type: 'string' },
+  },
+});
+const N = {
+  units: Number(values.units),
+  rounds: Number(values.rounds),
+  grids: Number(values.grids),
+  steadyUnits: Number(values['steady-units']),
+  steadySeconds: Number(values['steady-seconds']),
+  resync: values.resync!,
+  reactions: Number(values.reactions),
+};
+
+const GRIDS_API = '/apis/servicegroup.io/v1alpha1';
+const LABEL_GRID = 'servicegroup.io/grid';
+const LABEL_UNIT = 'servicegroup.io/unit';
+const STEADY_NS = 'steady';
+
+// ---------------------------------------------------------------------------------------------
+// Writes this script makes, so they can be taken out of the apiserver's count.
+
+let api: Endpoint;
+let benchWrites = 0;
+function write<T = unknown>(method: string, path: string, body?: unknown, contentType?: string): Promise<T> {
+  benchWrites++;
+  return requestOk<T>(api, method, path, body, contentType);
+}
+
+interface WriteSnapshot {
+  apiserver: number;
+  bench: number;
+  /** Audit log entries (writes) per user. */
+  audit: Map<string, number>;
+  byResource: Map<string, { n: number; seconds: number }>;
+}
+
+/** Per `VERB group/resource[/subresource]`: requests (apiserver_request_total) and seconds spent (apiserver_request_duration_seconds_sum). */
+async function requestsByResource(cluster: Cluster): Promise<Map<string, { n: number; seconds: number }>> {
+  const out = new Map<string, { n: number; seconds: number }>();
+  for (const line of (await cluster.rawGet('/metrics')).split('\n')) {
+    const metric = line.startsWith('apiserver_request_total{')
+      ? 'n'
+      : line.startsWith('apiserver_request_duration_seconds_sum{')
+        ? 'seconds'
+        : undefined;
+    if (!metric) continue;
+    const label = (k: string) => new RegExp(`[{,]${k}="([^"]*)"`).exec(line)?.[1] ?? '';
+    const verb = label('verb');
+    if (verb === 'WATCH' || verb === 'CONNECT') continue;
+    const sub = label('subresource');
+    const key = `${verb} ${label('group') || 'core'}/${label('resource')}${sub ? `/${sub}` : ''}`;
+    const e = out.get(key) ?? { n: 0, seconds: 0 };
+    e[metric] += Number(line.slice(line.lastIndexOf(' ') + 1));
+    out.set(key, e);
+  }
+  return out;
+}
+
+async function snapshot(cluster: Cluster): Promise<WriteSnapshot> {
+  const [apiserver, byResource, entries] = await Promise.all([
+    cluster.writeRequestCount(),
+    requestsByResource(cluster),
+    cluster.writeRequests(),
+  ]);
+  const audit = new Map<string, number>();
+  for (const e of entries) audit.set(e.user, (audit.get(e.user) ?? 0) + 1);
+  return { apiserver, bench: benchWrites, audit, byResource };
+}
+
+interface WriteFigures {
+  /**
+   * The figure quoted: apiserver_request_total delta minus the bench's own writes and minus the
+   * writes the audit log attributes to neither the bench nor the controller (the apiserver's own).
+   */
+  controller: number;
+  apiserverTotal: number;
+  bench: number;
+  /** Cross-check from the audit log: writes by the controller's ServiceAccount. */
+  auditController: number;
+  /** Audit-log writes by anyone but the bench and the controller (e.g. the apiserver's own leases). */
+  auditOthers: Record<string, number>;
+  /** Every request (reads too) in the window per `VERB group/resource`, with the apiserver's mean time for it. */
+  byResource: Record<string, { n: number; meanMs: number }>;
+}
+
+function writesBetween(a: WriteSnapshot, b: WriteSnapshot, benchUser: string): WriteFigures {
+  const bench = b.bench - a.bench;
+  const auditOthers: Record<string, number> = {};
+  for (const [user, n] of b.audit) {
+    const d = n - (a.audit.get(user) ?? 0);
+    if (d > 0 && user !== CONTROLLER_USER && user !== benchUser) auditOthers[user] = d;
+  }
+  const byResource: Record<string, { n: number; meanMs: number }> = {};
+  for (const [k, e] of b.byResource) {
+    const n = e.n - (a.byResource.get(k)?.n ?? 0);
+    if (n > 0) byResource[k] = { n, meanMs: (1000 * (e.seconds - (a.byResource.get(k)?.seconds ?? 0))) / n };
+  }
+  const others = Object.values(auditOthers).reduce((x, y) => x + y, 0);
+  return {
+    controller: b.apiserver - a.apiserver - bench - others,
+    apiserverTotal: b.apiserver - a.apiserver,
+    bench,
+    auditController: (b.audit.get(CONTROLLER_USER) ?? 0) - (a.audit.get(CONTROLLER_USER) ?? 0),
+    auditOthers,
+    byResource,
+  };
+}
+
+/** Waits until the apiserver's write count has not moved for `quietMs` (the controller is done writing). */
+async function writesQuiet(cluster: Cluster, quietMs = 1500, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = await cluster.writeRequestCount();
+  let since = Date.now();
+  while (Date.now() - since < quietMs) {
+    if (Date.now() > deadline) throw new Error('writes did not stop');
+    await sleep(250);
+    const now = await cluster.writeRequestCount();
+    if (now !== last) {
+      last = now;
+      since = Date.now();
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Objects.
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function deploymentGrid(ns: string, name: string, key: string) {
+  return {
+    apiVersion: 'servicegroup.io/v1alpha1',
+    kind: 'DeploymentGrid',
+    metadata: { name, namespace: ns },
+    spec: {
+      gridUniqKey: key,
+      template: {
+        replicas: 1,
+        selector: { matchLabels: { app: name } },
+        template: {
+          metadata: { labels: { app: name } },
+          spec: { containers: [{ name: 'web', image: 'registry.invalid/echo:1', ports: [{ containerPort: 8080 }] }] },
+        },
+      },
+    },
+  };
+}
+
+function serviceGrid(ns: string, name: string, key: string, app: string) {
+  return {
+    apiVersion: 'servicegroup.io/v1alpha1',
+    kind: 'ServiceGrid',
+    metadata: { name, namespace: ns },
+    spec: { gridUniqKey: key, template: { selector: { app }, ports: [{ port: 80, targetPort: 8080 }] } },
+  };
+}
+
+const createNode = (name: string, labels: Record<string, string>) =>
+  write('POST', '/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name, labels } }).then(() => {});
+
+const createNamespace = (name: string) =>
+  write('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } }).then(() => {});
+
+/**
+ * Watches Deployments and Services (and, optionally, grids) of a namespace from now on, and
+ * resolves `until(pred)` the moment the set of names seen satisfies it, with that moment.
+ */
+class Seen {
+  readonly deployments = new Set<string>();
+  readonly services = new Set<string>();
+  // biome-ignore lint/suspicious/noExplicitAny: raw API objects
+  readonly grids = new Map<string, any>();
+  private readonly streams: WatchStream[] = [];
+  private waiters: { pred: () => boolean; resolve: (at: number) => void }[] = [];
+  constructor(ns: string, labelSelector: string, withGrids: boolean) {
+    const q = `?watch=1&labelSelector=${encodeURIComponent(labelSelector)}`;
+    const add = (set: Set<string>) => (ev: { type: string; object: { metadata: { name: string } }; at: number }) => {
+      if (ev.type === 'ADDED' || ev.type === 'MODIFIED') set.add(ev.object.metadata.name);
+      else if (ev.type === 'DELETED') set.delete(ev.object.metadata.name);
+      this.check(ev.at);
+    };
+    this.streams.push(new WatchStream(api, `/apis/apps/v1/namespaces/${ns}/deployments${q}`, add(this.deployments)));
+    this.streams.push(new WatchStream(api, `/api/v1/namespaces/${ns}/services${q}`, add(this.services)));
+    if (withGrids) {
+      for (const plural of ['deploymentgrids', 'servicegrids']) {
+        this.streams.push(
+          new WatchStream(api, `${GRIDS_API}/namespaces/${ns}/${plural}?watch=1`, (ev) => {
+            const key = `${plural}/${ev.object.metadata.name}`;
+            if (ev.type === 'DELETED') this.grids.delete(key);
+            else if (ev.type !== 'BOOKMARK') this.grids.set(key, ev.object);
+            this.check(ev.at);
+          }),
+        );
+      }
+    }
+  }
+  opened(): Promise<unknown> {
+    return Promise.all(this.streams.map((s) => s.opened));
+  }
+  private check(at: number) {
+    this.waiters = this.waiters.filter((w) => {
+      if (!w.pred()) return true;
+      w.resolve(at);
+      return false;
+    });
+  }
+  /** performance.now() of the event that made `pred` true (now, if it already is). */
+  until(what: string, pred: () => boolean, timeoutMs = 600_000): Promise<number> {
+    if (pred()) return Promise.resolve(performance.now());
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), timeoutMs);
+      this.waiters.push({
+        pred,
+        resolve: (at) => {
+          clearTimeout(timer);
+          resolve(at);
+        },
+      });
+    });
+  }
+  close() {
+    for (const s of this.streams) s.close();
+  }
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: raw API objects
+function statusSettled(g: any, units: number): boolean {
+  return (
+    g?.status?.totalUnits === units && g.status.observedGeneration === g.metadata.generation && (g.status.units?.length ?? 0) === units
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The controller process.
+
+async function startController(cluster: Cluster, kubeconfig: string, resync: string): Promise<ProgramUnderTest> {
+  const c = await startControllerUnderTest(cluster, { cmd: values['controller-cmd'], kubeconfig, resync });
+  // Ours answers /readyz once its caches synced; another implementation may not serve it.
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const r = await request({ url: c.url }, 'GET', '/readyz').catch(() => undefined);
+    if (r?.status === 200) return c;
+    await sleep(100);
+  }
+  console.error('[bench] controller never answered /readyz with 200; carrying on after 30 s');
+  return c;
+}
+
+async function stopController(c: ProgramUnderTest): Promise<void> {
+  if (!c.pid) return;
+  process.kill(c.pid, 'SIGTERM');
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    try {
+      process.kill(c.pid, 0);
+    } catch {
+      return;
+    }
+    if (Date.now() > deadline) {
+      process.kill(c.pid, 'SIGKILL');
+      return;
+    }
+    await sleep(50);
+  }
+}
+
+/** Reconciles the controller reports in its own metrics (when it exports servicegroup_reconcile_total). */
+async function reconcileCount(c: ProgramUnderTest): Promise<number | undefined> {
+  if (!c.metricsUrl) return undefined;
+  const r = await request({ url: c.metricsUrl }, 'GET', '').catch(() => undefined);
+  if (r?.status !== 200) return undefined;
+  let total: number | undefined;
+  for (const line of r.body.split('\n')) {
+    if (line.startsWith('servicegroup_reconcile_total{')) total = (total ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return total;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Convergence.
+
+interface ConvergenceRound {
+  round: number;
+  /** Create responses → all objects seen on the watches. */
+  objectsMs: number;
+  /** Create responses → both grids' status written for every unit. */
+  statusMs: number;
+  /** Writes from before the creates until the controller stopped writing. */
+  writes: WriteFigures;
+  controllerCpuSeconds?: number;
+}
+
+async function convergenceRound(
+  cluster: Cluster,
+  controller: ProgramUnderTest,
+  round: number,
+  benchUser: string,
+): Promise<ConvergenceRound> {
+  const ns = `converge-${round}`;
+  await createNamespace(ns);
+  const seen = new Seen(ns, LABEL_GRID, true);
+  await seen.opened();
+  const name = 'web';
+  const unitServiceNames = Array.from({ length: N.units }, (_, i) => `${name}-svc-z${i}`);
+  const objectsPresent = () =>
+    seen.deployments.size >= N.units && seen.services.has(`${name}-svc`) && unitServiceNames.every((s) => seen.services.has(s));
+  const statusWritten = () =>
+    statusSettled(seen.grids.get(`deploymentgrids/${name}`), N.units) && statusSettled(seen.grids.get(`servicegrids/${name}`), N.units);
+
+  await writesQuiet(cluster, 1000);
+  const before = await snapshot(cluster);
+  const cpuBefore = controller.pid ? procStats(controller.pid).cpuSeconds : undefined;
+  let firstResponse = Number.POSITIVE_INFINITY;
+  await Promise.all(
+    [
+      write('POST', `${GRIDS_API}/namespaces/${ns}/deploymentgrids`, deploymentGrid(ns, name, 'zone')),
+      write('POST', `${GRIDS_API}/namespaces/${ns}/servicegrids`, serviceGrid(ns, name, 'zone', name)),
+    ].map((p) => p.then(() => (firstResponse = Math.min(firstResponse, performance.now())))),
+  );
+  const objectsAt = await seen.until(`convergence round ${round}: all objects`, objectsPresent);
+  const statusAt = await seen.until(`convergence round ${round}: status`, statusWritten);
+  await writesQuiet(cluster);
+  const after = await snapshot(cluster);
+  const cpuAfter = controller.pid ? procStats(controller.pid).cpuSeconds : undefined;
+  seen.close();
+  const deployments = seen.deployments.size;
+  if (deployments !== N.units) throw new Error(`round ${round}: ${deployments} Deployments, expected ${N.units}`);
+
+  // No garbage collector without kube-controller-manager: remove the grids, then what they rendered.
+  await write('DELETE', `${GRIDS_API}/namespaces/${ns}/deploymentgrids/${name}`);
+  await write('DELETE', `${GRIDS_API}/namespaces/${ns}/servicegrids/${name}`);
+  const sel = `labelSelector=${encodeURIComponent(LABEL_GRID)}`;
+  await write('DELETE', `/apis/apps/v1/namespaces/${ns}/deployments?${sel}`);
+  // Services have no deletecollection: one by one.
+  const svcs = await requestOk<{ items: { metadata: { name: string } }[] }>(api, 'GET', `/api/v1/namespaces/${ns}/services?${sel}`);
+  await inParallel(svcs.items.length, 16, (i) =>
+    write('DELETE', `/api/v1/namespaces/${ns}/services/${svcs.items[i]!.metadata.name}`).then(() => {}),
+  );
+
+  return {
+    round,
+    objectsMs: objectsAt - firstResponse,
+    statusMs: statusAt - firstResponse,
+    writes: writesBetween(before, after, benchUser),
+    controllerCpuSeconds: cpuBefore !== undefined && cpuAfter !== undefined ? cpuAfter - cpuBefore : undefined,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5 and 6. Steady state and reaction.
+
+const steadyDG = (i: number) => `dg-${i}`;
+const steadySG = (i: number) => `sg-${i}`;
+
+async function main() {
+  const loadBefore = loadavg()[0]!;
+  const cluster = await startCluster();
+  try {
+    api = apiserverEndpoint(cluster);
+    const version = await requestOk<{ gitVersion: string }>(api, 'GET', '/version');
+    await installCrds(cluster);
+    const kubeconfig = await installRbac(cluster);
+    // Who the bench is in the audit log: the user of a write it makes now.
+    await createNamespace(STEADY_NS);
+    const benchUser = (await cluster.writeRequests()).find((e) => e.resource === 'namespaces' && e.name === STEADY_NS)?.user ?? '';
+
+    let t = performance.now();
+    await inParallel(N.units, 32, (i) => createNode(`zone-node-${i}`, { zone: `z${i}` }));
+    await inParallel(N.steadyUnits, 16, (i) => createNode(`site-node-${i}`, { site: `s${i}` }));
+    console.error(`[bench] ${N.units} + ${N.steadyUnits} nodes created in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+
+    // 4. Convergence, with a controller of its own (default resync, so none falls in a round).
+    let controller = await startController(cluster, kubeconfig, '10m');
+    const rounds: ConvergenceRound[] = [];
+    for (let r = 1; r <= N.rounds; r++) {
+      const res = await convergenceRound(cluster, controller, r, benchUser);
+      rounds.push(res);
+      console.error(
+        `[bench] convergence round ${r}: objects ${res.objectsMs.toFixed(0)} ms, status ${res.statusMs.toFixed(0)} ms, controller writes ${res.writes.controller} (audit ${res.writes.auditController})`,
+      );
+    }
+    await stopController(controller);
+
+    // 5. Steady state: a fresh controller with the forced-resync period.
+    controller = await startController(cluster, kubeconfig, N.resync);
+    const half = N.grids / 2;
+    const seen = new Seen(STEADY_NS, LABEL_GRID, true);
+    await seen.opened();
+    t = performance.now();
+    await inParallel(N.grids, 16, (i) =>
+      (i < half
+        ? write('POST', `${GRIDS_API}/namespaces/${STEADY_NS}/deploymentgrids`, deploymentGrid(STEADY_NS, steadyDG(i), 'site'))
+        : write(
+            'POST',
+            `${GRIDS_API}/namespaces/${STEADY_NS}/servicegrids`,
+            serviceGrid(STEADY_NS, steadySG(i - half), 'site', steadyDG(i - half)),
+          )
+      ).then(() => {}),
+    );
+    const gridsSettled = (units: number) => {
+      if (seen.grids.size !== N.grids) return false;
+      for (const g of seen.grids.values()) if (!statusSettled(g, units)) return false;
+      return true;
+    };
+    await seen.until(
+      'steady grids settled',
+      () =>
+        seen.deployments.size === half * N.steadyUnits && seen.services.size === half * (N.steadyUnits + 1) && gridsSettled(N.steadyUnits),
+    );
+    const settleMs = performance.now() - t;
+    await writesQuiet(cluster, 3000);
+    console.error(
+      `[bench] ${N.grids} grids × ${N.steadyUnits} units settled in ${(settleMs / 1000).toFixed(1)} s; steady window of ${N.steadySeconds} s`,
+    );
+
+    const before = await snapshot(cluster);
+    const reconcilesBefore = await reconcileCount(controller);
+    const pid = controller.pid;
+    const cpuA = pid ? procStats(pid).cpuSeconds : 0;
+    const rss: number[] = [];
+    const windowStart = performance.now();
+    while (performance.now() - windowStart < N.steadySeconds * 1000) {
+      if (pid) rss.push(procStats(pid).rssMiB);
+      await sleep(Math.min(1000, N.steadySeconds * 1000 - (performance.now() - windowStart)));
+    }
+    const windowSeconds = (performance.now() - windowStart) / 1000;
+    const steadyCpu = pid ? (procStats(pid).cpuSeconds - cpuA) / windowSeconds : undefined;
+    const after = await snapshot(cluster);
+    const reconcilesAfter = await reconcileCount(controller);
+    const steadyWrites = writesBetween(before, after, benchUser);
+    const steady = {
+      settleMs,
+      windowSeconds,
+      writes: steadyWrites,
+      cpu: steadyCpu,
+      rssMiB: pid ? rss[rss.length - 1] : undefined,
+      rssMaxMiB: pid ? Math.max(...rss) : undefined,
+      reconcilesInWindow: reconcilesBefore !== undefined && reconcilesAfter !== undefined ? reconcilesAfter - reconcilesBefore : undefined,
+    };
+    seen.close();
+
+    // 6. Reaction: new site values, one at a time.
+    const reactions: { unit: string; ms: number; statusMs: number; writes: WriteFigures }[] = [];
+    for (let r = 0; r < N.reactions; r++) {
+      const unit = `s${N.steadyUnits + r}`;
+      const watch = new Seen(STEADY_NS, `${LABEL_UNIT}=${unit}`, true);
+      await watch.opened();
+      const b = await snapshot(cluster);
+      const started = performance.now();
+      await createNode(`site-node-${N.steadyUnits + r}`, { site: unit });
+      const respondedAt = performance.now();
+      const at = await watch.until(`reaction to ${unit}`, () => watch.deployments.size === half && watch.services.size === half);
+      // Grids are watched from now on, so each one's first event is its status update.
+      const statusAt = await watch.until(
+        `status for ${unit}`,
+        () => watch.grids.size === N.grids && [...watch.grids.values()].every((g) => statusSettled(g, N.steadyUnits + r + 1)),
+      );
+      await writesQuiet(cluster);
+      const a = await snapshot(cluster);
+      watch.close();
+      reactions.push({ unit, ms: at - respondedAt, statusMs: statusAt - respondedAt, writes: writesBetween(b, a, benchUser) });
+      console.error(
+        `[bench] reaction to ${unit}: ${(at - respondedAt).toFixed(0)} ms (create took ${(respondedAt - started).toFixed(0)} ms)`,
+      );
+    }
+    if (pid) Object.assign(steady, { rssAfterReactionsMiB: procStats(pid).rssMiB });
+    await stopController(controller);
+
+    // -------------------------------------------------------------------------------------------
+    const med = (xs: (number | undefined)[]) => median(xs.filter((x): x is number => typeof x === 'number'));
+    const f = (x: number | undefined, unit: string, digits = 0) =>
+      typeof x === 'number' && !Number.isNaN(x) ? `${x.toFixed(digits)} ${unit}` : 'n/a';
+    const all = (xs: number[], digits = 0) => xs.map((x) => x.toFixed(digits)).join(', ');
+    const conv = {
+      objectsMs: med(rounds.map((r) => r.objectsMs)),
+      statusMs: med(rounds.map((r) => r.statusMs)),
+      writes: med(rounds.map((r) => r.writes.controller)),
+      auditWrites: med(rounds.map((r) => r.writes.auditController)),
+      cpuSeconds: med(rounds.map((r) => r.controllerCpuSeconds)),
+    };
+    const others = (w: WriteFigures) => Object.values(w.auditOthers).reduce((a, b) => a + b, 0);
+    const react = {
+      ms: med(reactions.map((r) => r.ms)),
+      statusMs: med(reactions.map((r) => r.statusMs)),
+      writes: med(reactions.map((r) => r.writes.controller)),
+    };
+    const cmd = values['controller-cmd'] ?? DEFAULT_CONTROLLER_CMD;
+    const ours = !values['controller-cmd'];
+    let commit = 'unknown';
+    try {
+      commit = execFileSync('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    } catch {}
+    console.log(`\nmachine load (1-min average, all users): ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after`);
+    printTable(
+      `controllers: ${ours ? `servicegroup-controller @ ${commit}` : cmd}; kube-apiserver ${version.gitVersion}; ${machine()}; ${new Date().toISOString().slice(0, 10)}`,
+      ['what', 'value', 'target'],
+      [
+        [
+          `4. convergence, ${N.units} units: create → all objects (median of ${rounds.length}: ${all(rounds.map((r) => r.objectsMs))} ms)`,
+          f(conv.objectsMs, 'ms'),
+          '≤ 3 s',
+        ],
+        ['   create → status of both grids written for every unit', f(conv.statusMs, 'ms'), ''],
+        [
+          `   controller write requests until quiet (apiserver metrics; audit: ${f(conv.auditWrites, 'by its SA')})`,
+          f(conv.writes, ''),
+          `≥ ${2 * N.units + 1} objects`,
+        ],
+        ['   controller CPU during a round', f(conv.cpuSeconds, 'CPU s', 2), ''],
+        [`5. steady: ${N.grids} grids × ${N.steadyUnits} units settle after create`, f(settleMs, 'ms'), ''],
+        [
+          `   write requests in ${windowSeconds.toFixed(0)} s, resync ${N.resync}${steady.reconcilesInWindow !== undefined ? ` (${steady.reconcilesInWindow} reconciles ran)` : ''}`,
+          `${steadyWrites.controller}${others(steadyWrites) ? ` (+${others(steadyWrites)} not the controller's)` : ''}`,
+          '0',
+        ],
+        ['   controller CPU over the window', f(steady.cpu === undefined ? undefined : steady.cpu * 100, '% of a core', 2), ''],
+        ['   controller RSS (end of window / max)', `${f(steady.rssMiB, 'MiB', 1)} / ${f(steady.rssMaxMiB, 'MiB', 1)}`, ''],
+        [
+          `6. reaction: new unit → ${half} Deployments + ${half} Services (median of ${reactions.length}: ${all(reactions.map((r) => r.ms))} ms)`,
+          f(react.ms, 'ms'),
+          '',
+        ],
+        ["   new unit → all grids' status updated", f(react.statusMs, 'ms'), ''],
+        ['   controller write requests per new unit', f(react.writes, ''), ''],
+      ],
+    );
+    const otherInRounds = rounds.map((r) => others(r.writes)).reduce((a, b) => a + b, 0);
+    if (otherInRounds + others(steadyWrites) > 0)
+      console.log(
+        `\nThe apiserver counts its own writes too (audit log: ${otherInRounds} during convergence rounds, ${others(steadyWrites)} during the steady window, by ${[
+          ...new Set([...rounds.flatMap((r) => Object.keys(r.writes.auditOthers)), ...Object.keys(steadyWrites.auditOthers)]),
+        ].join(', ')}); they are not counted as the controller's.`,
+      );
+    const last = rounds[rounds.length - 1];
+    if (last) {
+      const top = Object.entries(last.writes.byResource)
+        .sort((x, y) => y[1].n - x[1].n)
+        .slice(0, 6)
+        .map(([k, e]) => `${k} ×${e.n} (${e.meanMs.toFixed(1)} ms)`);
+      console.log(`\nRequests in convergence round ${last.round}, with the apiserver's mean time each: ${top.join(', ')}`);
+    }
+    writeJson(values.out, {
+      benchmark: 'controllers',
+      machine: machine(),
+      date: new Date().toISOString(),
+      versions: { node: process.versions.node, kubeApiserver: version.gitVersion, commit, controllerCmd: cmd },
+      params: N,
+      convergence: { median: conv, rounds },
+      steady,
+      reaction: { median: react, reactions },
+      loadAverage1m: { before: loadBefore, after: loadavg()[0] },
+    });
+  } finally {
+    await cluster.stop();
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await main();
