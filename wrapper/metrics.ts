@@ -1,4 +1,5 @@
 // The wrapper's Prometheus metrics, kept as plain numbers and rendered in the text format.
+import { getHeapSpaceStatistics } from 'node:v8';
 import type { ServedMetrics } from './served.ts';
 import type { ReflectorMetrics } from './upstream.ts';
 import type { ViewMetrics } from './view.ts';
@@ -23,8 +24,8 @@ export class WrapperMetrics implements ServedMetrics, ReflectorMetrics, ViewMetr
     const s = this.family(name, type, help);
     s.set(labels, (s.get(labels) ?? 0) + delta);
   }
-  private set(name: string, help: string, labels: string, value: number): void {
-    this.family(name, 'gauge', help).set(labels, value);
+  private set(name: string, help: string, labels: string, value: number, type: Family['type'] = 'gauge'): void {
+    this.family(name, type, help).set(labels, value);
   }
 
   encoded(resource: string): void {
@@ -78,6 +79,26 @@ export class WrapperMetrics implements ServedMetrics, ReflectorMetrics, ViewMetr
     this.set(name, help, labels, value);
   }
 
+  /**
+   * Process memory and CPU under the names Prometheus' Node.js client uses, read at scrape time:
+   * the wrapper runs on every node, so its footprint is something operators watch.
+   */
+  sampleProcess(): void {
+    const mem = process.memoryUsage();
+    this.set('process_resident_memory_bytes', 'Resident memory size in bytes.', '', mem.rss);
+    this.set('nodejs_heap_size_used_bytes', 'V8 heap used in bytes.', '', mem.heapUsed);
+    this.set('nodejs_heap_size_total_bytes', 'V8 heap committed in bytes.', '', mem.heapTotal);
+    this.set('nodejs_external_memory_bytes', 'Memory of C++ objects bound to JavaScript objects (Buffers included).', '', mem.external);
+    this.set('nodejs_array_buffers_bytes', 'Memory of ArrayBuffers and Buffers.', '', mem.arrayBuffers);
+    for (const space of getHeapSpaceStatistics()) {
+      const labels = `space="${space.space_name.replace(/_space$/, '')}"`;
+      this.set('nodejs_heap_space_size_used_bytes', 'V8 heap space used in bytes.', labels, space.space_used_size);
+      this.set('nodejs_heap_space_size_total_bytes', 'V8 heap space committed in bytes.', labels, space.space_size);
+    }
+    const cpu = process.cpuUsage();
+    this.set('process_cpu_seconds_total', 'User and system CPU time spent in seconds.', '', (cpu.user + cpu.system) / 1e6, 'counter');
+  }
+
   value(name: string, labels: string): number {
     return this.families.get(name)?.series.get(labels) ?? 0;
   }
@@ -86,7 +107,7 @@ export class WrapperMetrics implements ServedMetrics, ReflectorMetrics, ViewMetr
     const out: string[] = [];
     for (const [name, f] of this.families) {
       out.push(`# HELP ${name} ${f.help}`, `# TYPE ${name} ${f.type}`);
-      for (const [labels, v] of f.series) out.push(`${name}{${labels}} ${v}`);
+      for (const [labels, v] of f.series) out.push(labels ? `${name}{${labels}} ${v}` : `${name} ${v}`);
     }
     return `${out.join('\n')}\n`;
   }

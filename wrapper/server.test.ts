@@ -130,3 +130,16 @@ test('close ends open watches at once', async () => {
   await ended;
   assert.ok(Date.now() - started < 2000);
 });
+
+test('metrics: process memory and heap gauges under the Prometheus client names', async () => {
+  const { app } = await setup();
+  const body = (await app.inject('/metrics')).body;
+  const value = (name: string) => Number(new RegExp(`^${name} (\\d+(?:\\.\\d+)?)$`, 'm').exec(body)?.[1] ?? Number.NaN);
+  assert.ok(value('process_resident_memory_bytes') > 10 * 1024 * 1024, 'RSS in bytes');
+  assert.ok(value('nodejs_heap_size_used_bytes') > 1024 * 1024, 'heap used in bytes');
+  assert.ok(value('nodejs_heap_size_total_bytes') >= value('nodejs_heap_size_used_bytes'));
+  assert.match(body, /^# TYPE process_cpu_seconds_total counter$/m);
+  assert.match(body, /^nodejs_heap_space_size_used_bytes\{space="old"\} \d+$/m);
+  assert.match(body, /^servicegroup_wrapper_objects\{resource="services"\} 3$/m);
+  await app.close();
+});

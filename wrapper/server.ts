@@ -50,6 +50,7 @@ const healthRoutes: FastifyPluginAsync = async (app) => {
     for (const [resource, s] of Object.entries(app.wrapper.served)) {
       metrics.setGauge('servicegroup_wrapper_objects', 'Objects served.', `resource="${resource}"`, s.count);
     }
+    metrics.sampleProcess();
     metrics.setGauge('servicegroup_wrapper_ready', 'Whether caches have synced.', '', app.wrapper.ready() ? 1 : 0);
     return reply.type('text/plain; version=0.0.4').send(metrics.render());
   });
