@@ -14,6 +14,7 @@ import {
 } from '../api/v1alpha1.ts';
 import type { Informer, KubeObject } from '../kube/informer.ts';
 import { renderDeploymentGrid } from '../render/deployment.ts';
+import { forEachConcurrently, UNIT_CONCURRENCY } from './concurrency.ts';
 import {
   applyOwned,
   condition,
@@ -72,12 +73,12 @@ export async function syncDeploymentGrid(
   const liveByUnit = new Map<string, V1Deployment>();
   let retry = false;
 
-  for (const r of rendered) {
+  await forEachConcurrently(rendered, UNIT_CONCURRENCY, async (r) => {
     if (r.error) {
       problems.push({ unit: r.unit, ...r.error });
       const live = r.name ? deployments.get(grid.metadata.namespace, r.name) : undefined;
       if (live && isControlledBy(live, grid)) liveByUnit.set(r.unit, live as V1Deployment);
-      continue;
+      return;
     }
     const outcome = await applyOwned(ctx, DEPLOYMENTS, deployments, r.deployment as KubeObject, grid);
     const ulog = log.child({ unit: r.unit, deployment: r.name });
@@ -106,7 +107,7 @@ export async function syncDeploymentGrid(
         ulog.warn({ err: outcome.message }, 'apply failed');
         break;
     }
-  }
+  });
 
   // Units that are gone lose their Deployment; a failed unit keeps whatever it had.
   const keep = new Set(rendered.map((r) => r.name).filter(Boolean));

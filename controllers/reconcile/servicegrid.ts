@@ -14,6 +14,7 @@ import {
 } from '../api/v1alpha1.ts';
 import type { Informer, KubeObject } from '../kube/informer.ts';
 import { renderServiceGrid } from '../render/service.ts';
+import { forEachConcurrently, UNIT_CONCURRENCY } from './concurrency.ts';
 import {
   type ApplyOutcome,
   applyOwned,
@@ -97,19 +98,19 @@ export async function syncServiceGrid(
 
   await record(await applyOwned(ctx, SERVICES, caches.services, shared as KubeObject, grid), SHARED, shared.metadata!.name!);
 
-  for (const r of rendered) {
+  await forEachConcurrently(rendered, UNIT_CONCURRENCY, async (r) => {
     if (r.error) {
       problems.push({ unit: r.unit, ...r.error });
-      continue;
+      return;
     }
-    if (!r.service) continue;
+    if (!r.service) return;
     const live = caches.services.get(ns, r.name);
     if (live && isControlledBy(live, grid) && needsRecreate(live, r.service)) {
       log.info({ unit: r.unit, service: r.name }, 'recreating unit service to switch headless/ClusterIP');
       await deleteOwned(ctx, SERVICES, live);
     }
     await record(await applyOwned(ctx, SERVICES, caches.services, r.service as KubeObject, grid), r.unit, r.name);
-  }
+  });
 
   const keep = new Set([shared.metadata!.name!, ...rendered.map((r) => r.name).filter(Boolean)]);
   for (const s of caches.services.list(ns)) {
