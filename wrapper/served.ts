@@ -5,6 +5,10 @@
 // upstream change), so upstream resourceVersions cannot be passed through: it issues its own from
 // one monotonic clock. The clock starts at (start time in ms) * 1000, so a resourceVersion from a
 // previous run of the wrapper is smaller than any of this run and is answered with 410 Expired.
+//
+// Objects are kept only as their encoded JSON (a few hundred bytes each instead of several KB of
+// parsed objects) plus the few fields selectors read; lists and watches copy bytes, never encode.
+import { SERVED_RESOURCES } from './resources.ts';
 
 export class RvClock {
   readonly start: number;
@@ -42,29 +46,99 @@ type Obj = {
   [k: string]: unknown;
 };
 
+/**
+ * What selectors read of an object: name, namespace, labels and the selectable fields. Kept
+ * instead of the parsed object, so a served object lives once, as its encoded bytes.
+ */
+export type Selectable = Obj;
+
+/** Fields besides name/namespace/labels that a field selector may name, for any served kind. */
+const SELECTABLE_FIELDS = [...new Set(SERVED_RESOURCES.flatMap((s) => s.extraFields))].map((f) => f.split('.'));
+
+function selectableOf(obj: Obj): Selectable {
+  const { name, namespace, labels } = obj.metadata;
+  const out: Obj = { metadata: { name, namespace, labels } };
+  for (const path of SELECTABLE_FIELDS) {
+    let src: unknown = obj;
+    for (const p of path) src = src !== null && typeof src === 'object' ? (src as Record<string, unknown>)[p] : undefined;
+    if (src === undefined) continue;
+    let dst: Record<string, unknown> = out;
+    for (const p of path.slice(0, -1)) dst = (dst[p] ??= {}) as Record<string, unknown>;
+    dst[path.at(-1)!] = src;
+  }
+  return out;
+}
+
+const lineHead = (type: string) => Buffer.from(`{"type":"${type}","object":`);
+const HEADS: Record<EventType, Buffer> = { ADDED: lineHead('ADDED'), MODIFIED: lineHead('MODIFIED'), DELETED: lineHead('DELETED') };
+const LINE_TAIL_LENGTH = 2; // '}\n'
+
 const encodeLine = (type: string, object: unknown) => Buffer.from(`{"type":"${type}","object":${JSON.stringify(object)}}\n`);
 
-/** One change, encoded lazily once per wire type however many watchers receive it. */
+/**
+ * One version of a served object, encoded once as the watch line that announced it:
+ *   {"type":"T","object":{"kind":K,"apiVersion":A,"metadata":{"resourceVersion":"N",REST}\n
+ * The object's bytes (for lists, gets and other event types) are a view into that line, and REST
+ * (everything after the resourceVersion) is what two versions compare by, so a change that only
+ * moves upstream's resourceVersion emits nothing.
+ */
+class Encoded {
+  readonly line: Buffer;
+  readonly objectStart: number;
+  readonly restStart: number;
+  constructor(line: Buffer, objectStart: number, restStart: number) {
+    this.line = line;
+    this.objectStart = objectStart;
+    this.restStart = restStart;
+  }
+  get object(): Buffer {
+    return this.line.subarray(this.objectStart, this.line.length - LINE_TAIL_LENGTH);
+  }
+  sameContent(other: Encoded): boolean {
+    const a = this.line.length - this.restStart;
+    return (
+      a === other.line.length - other.restStart && this.line.compare(other.line, other.restStart, other.line.length, this.restStart) === 0
+    );
+  }
+  /** The same object under another event type (one copy, no JSON work). */
+  as(type: EventType): Buffer {
+    return Buffer.concat([HEADS[type], this.line.subarray(this.objectStart)]);
+  }
+}
+
+/** One change, encoded once per wire type however many watchers receive it. */
 export class WatchEvent {
   readonly rv: number;
   readonly type: EventType;
-  readonly object: Obj;
+  readonly object: Selectable;
   /** The previous served object (MODIFIED only): lets selector watchers see objects leave. */
-  readonly prev: Obj | undefined;
-  private readonly lines = new Map<string, Buffer>();
+  readonly prev: Selectable | undefined;
+  private readonly encoded: Encoded;
+  private delivered = false;
+  /** Other wire types of this event, for selector watchers (objects entering or leaving). */
+  private others: Map<EventType, Buffer> | undefined;
   private readonly onEncode: () => void;
-  constructor(rv: number, type: EventType, object: Obj, prev: Obj | undefined, onEncode: () => void) {
+  constructor(rv: number, type: EventType, encoded: Encoded, object: Selectable, prev: Selectable | undefined, onEncode: () => void) {
     this.rv = rv;
     this.type = type;
+    this.encoded = encoded;
     this.object = object;
     this.prev = prev;
     this.onEncode = onEncode;
   }
   line(type: EventType): Buffer {
-    let b = this.lines.get(type);
+    if (type === this.type) {
+      if (!this.delivered) {
+        this.delivered = true;
+        this.onEncode();
+      }
+      return this.encoded.line;
+    }
+    this.others ??= new Map();
+    let b = this.others.get(type);
     if (!b) {
-      b = encodeLine(type, this.object);
-      this.lines.set(type, b);
+      b = this.encoded.as(type);
+      this.others.set(type, b);
       this.onEncode();
     }
     return b;
@@ -79,7 +153,7 @@ export interface WatchSink {
   readonly writableEnded: boolean;
 }
 
-export type Match = (obj: Obj) => boolean;
+export type Match = (obj: Selectable) => boolean;
 
 export class Watcher {
   readonly sink: WatchSink;
@@ -134,9 +208,10 @@ export class Watcher {
 }
 
 interface Entry {
-  object: Obj;
-  fingerprint: string;
-  added?: Buffer;
+  rv: number;
+  type: EventType;
+  encoded: Encoded;
+  selectable: Selectable;
 }
 
 export interface WatchStart {
@@ -155,12 +230,6 @@ export interface ServedOptions {
   metrics?: ServedMetrics;
 }
 
-/** Drops the fields the wrapper rewrites, so unchanged content compares equal. */
-function fingerprintOf(obj: Obj): string {
-  const { resourceVersion: _ignored, ...meta } = obj.metadata;
-  return JSON.stringify({ ...obj, metadata: meta });
-}
-
 export class ServedResource {
   readonly resource: string;
   readonly kind: string;
@@ -176,6 +245,8 @@ export class ServedResource {
   /** The log holds every event with rv > floor. */
   private floor: number;
   private readonly watchers = new Set<Watcher>();
+  /** How every encoded object of this kind begins. */
+  private readonly objectPrefix: string;
 
   constructor(resource: string, clock: RvClock, opts: ServedOptions) {
     this.resource = resource;
@@ -186,6 +257,7 @@ export class ServedResource {
     this.maxBufferedBytes = opts.maxBufferedBytes ?? 16 * 1024 * 1024;
     this.metrics = opts.metrics ?? noMetrics;
     this.floor = clock.current;
+    this.objectPrefix = `${JSON.stringify({ kind: this.kind, apiVersion: this.apiVersion, metadata: {} }).slice(0, -2)}`;
   }
 
   get count(): number {
@@ -195,12 +267,33 @@ export class ServedResource {
     return this.watchers.size;
   }
 
+  /** The served object, parsed (tests and diagnostics; the server sends `encoded`). */
   get(key: string): Obj | undefined {
-    return this.objects.get(key)?.object;
+    const e = this.objects.get(key);
+    return e && (JSON.parse(e.encoded.object.toString()) as Obj);
   }
 
-  *values(): Iterable<Obj> {
-    for (const e of this.objects.values()) yield e.object;
+  /** The served object's JSON bytes. */
+  encoded(key: string): Buffer | undefined {
+    return this.objects.get(key)?.encoded.object;
+  }
+
+  private encode(type: EventType, rv: number, metadata: Obj['metadata'], rest: Record<string, unknown>): Encoded {
+    const { resourceVersion: _ignored, ...meta } = metadata;
+    const json = JSON.stringify({ kind: this.kind, apiVersion: this.apiVersion, metadata: meta, ...rest });
+    // The object starts with this.objectPrefix (key order fixed above); the resourceVersion goes
+    // first in metadata.
+    const after = json.slice(this.objectPrefix.length);
+    const head = `{"type":"${type}","object":${this.objectPrefix}"resourceVersion":"${rv}"${after.startsWith('}') ? '' : ','}`;
+    const line = Buffer.from(`${head}${after}}\n`);
+    return new Encoded(line, HEADS[type].length, Buffer.byteLength(head));
+  }
+
+  private reencode(type: EventType, rv: number, from: Encoded): Encoded {
+    const rest = from.line.subarray(from.restStart);
+    const comma = rest[0] === 0x7d /* } */ ? '' : ',';
+    const head = Buffer.from(`{"type":"${type}","object":${this.objectPrefix}"resourceVersion":"${rv}"${comma}`);
+    return new Encoded(Buffer.concat([head, rest]), HEADS[type].length, head.length);
   }
 
   /**
@@ -213,18 +306,19 @@ export class ServedResource {
       if (!old) return undefined;
       this.objects.delete(key);
       const rv = this.clock.next();
-      const gone = { ...old.object, metadata: { ...old.object.metadata, resourceVersion: String(rv) } };
-      this.emit(new WatchEvent(rv, 'DELETED', gone, undefined, this.onEncode));
+      this.emit(new WatchEvent(rv, 'DELETED', this.reencode('DELETED', rv, old.encoded), old.selectable, undefined, this.onEncode));
       return 'DELETED';
     }
-    const withKind = { ...input, kind: this.kind, apiVersion: this.apiVersion };
-    const fingerprint = fingerprintOf(withKind);
-    if (old && old.fingerprint === fingerprint) return undefined;
-    const rv = this.clock.next();
-    const object = { ...withKind, metadata: { ...withKind.metadata, resourceVersion: String(rv) } };
-    this.objects.set(key, { object, fingerprint });
     const type: EventType = old ? 'MODIFIED' : 'ADDED';
-    this.emit(new WatchEvent(rv, type, object, old?.object, this.onEncode));
+    const { kind: _k, apiVersion: _a, metadata, ...rest } = input;
+    // The next resourceVersion, used only if the content changed (the clock moves only then).
+    const rv = this.clock.current + 1;
+    const encoded = this.encode(type, rv, metadata, rest);
+    if (old?.encoded.sameContent(encoded)) return undefined;
+    this.clock.next();
+    const selectable = selectableOf(input);
+    this.objects.set(key, { rv, type, encoded, selectable });
+    this.emit(new WatchEvent(rv, type, encoded, selectable, old?.selectable, this.onEncode));
     return type;
   }
 
@@ -243,9 +337,10 @@ export class ServedResource {
     for (const w of [...this.watchers]) w.deliver(ev);
   }
 
-  list(match: Match | undefined): { resourceVersion: string; items: Obj[] } {
-    const items: Obj[] = [];
-    for (const e of this.objects.values()) if (!match || match(e.object)) items.push(e.object);
+  /** The current objects (JSON bytes) a selector matches, and the resourceVersion they are at. */
+  list(match: Match | undefined): { resourceVersion: string; items: Buffer[] } {
+    const items: Buffer[] = [];
+    for (const e of this.objects.values()) if (!match || match(e.selectable)) items.push(e.encoded.object);
     return { resourceVersion: String(this.clock.current), items };
   }
 
@@ -265,12 +360,13 @@ export class ServedResource {
     const w = new Watcher(this, sink, start.match, start.bookmarks);
     if (start.fromRv === undefined) {
       for (const e of this.objects.values()) {
-        if (start.match && !start.match(e.object)) continue;
-        if (!e.added) {
-          e.added = encodeLine('ADDED', e.object);
+        if (start.match && !start.match(e.selectable)) continue;
+        if (e.type === 'ADDED') {
+          w.write(e.encoded.line);
+        } else {
           this.onEncode();
+          w.write(e.encoded.as('ADDED'));
         }
-        w.write(e.added);
       }
       if (start.initialEventsEnd) w.write(this.bookmarkLine(true));
     } else {

@@ -56,6 +56,9 @@ const healthRoutes: FastifyPluginAsync = async (app) => {
   });
 };
 
+const COMMA = Buffer.from(',');
+const LIST_END = Buffer.from(']}');
+
 const EVENTS_CORE = { group: '', version: 'v1' };
 const EVENTS_V1 = { group: 'events.k8s.io', version: 'v1' };
 
@@ -178,7 +181,16 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
           }
         }
         const { resourceVersion, items } = served.list(match);
-        return reply.type('application/json').send(JSON.stringify({ kind: listKind, apiVersion, metadata: { resourceVersion }, items }));
+        // The items are already JSON: the list is assembled from their bytes, never re-encoded.
+        const parts: Buffer[] = [
+          Buffer.from(`{"kind":"${listKind}","apiVersion":"${apiVersion}","metadata":{"resourceVersion":"${resourceVersion}"},"items":[`),
+        ];
+        for (const [i, item] of items.entries()) {
+          if (i > 0) parts.push(COMMA);
+          parts.push(item);
+        }
+        parts.push(LIST_END);
+        return reply.type('application/json').send(Buffer.concat(parts));
       }
 
       // Watch: start "at exact" from a given resourceVersion, else from the current state.
@@ -220,9 +232,9 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
     const item = async (req: { params: unknown }, reply: FastifyReply) => {
       if (!state.ready()) return sendStatus(reply, 503, 'ServiceUnavailable', 'the application-grid-wrapper has not synced its caches yet');
       const { namespace, name } = req.params as { namespace?: string; name: string };
-      const obj = served.get(namespace ? `${namespace}/${name}` : name);
+      const obj = served.encoded(namespace ? `${namespace}/${name}` : name);
       if (!obj) return sendStatus(reply, 404, 'NotFound', `${spec.resource}${spec.group ? `.${spec.group}` : ''} "${name}" not found`);
-      return reply.type('application/json').send(JSON.stringify(obj));
+      return reply.type('application/json').send(obj);
     };
 
     const scopes = spec.namespaced ? ['', '/namespaces/:namespace'] : [''];

@@ -6,6 +6,7 @@ import type { IncomingMessage } from 'node:http';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import type { Logger } from 'pino';
+import { type SplitList, splitList } from './jsonlist.ts';
 import type { UpstreamCredentials } from './kubeconfig.ts';
 import { groupVersionPath, type KubeObject, objectKey, type ResourceSpec } from './resources.ts';
 
@@ -44,19 +45,28 @@ export class Upstream {
     });
   }
 
-  async getJSON<T>(path: string, signal?: AbortSignal): Promise<T> {
+  private async getBody(path: string, signal?: AbortSignal): Promise<Buffer> {
     const res = await this.get(path, signal);
     const chunks: Buffer[] = [];
     for await (const c of res) chunks.push(c as Buffer);
-    const body = Buffer.concat(chunks).toString('utf8');
+    const body = Buffer.concat(chunks);
     if (res.statusCode !== 200) {
-      let message = body.slice(0, 500);
+      let message = body.toString('utf8', 0, 500);
       try {
-        message = JSON.parse(body).message ?? message;
+        message = JSON.parse(body.toString()).message ?? message;
       } catch {}
       throw new UpstreamError(`GET ${path}: ${res.statusCode} ${message}`, res.statusCode ?? 0);
     }
-    return JSON.parse(body) as T;
+    return body;
+  }
+
+  async getJSON<T>(path: string, signal?: AbortSignal): Promise<T> {
+    return JSON.parse((await this.getBody(path, signal)).toString()) as T;
+  }
+
+  /** A list whose items are parsed one at a time, as they are consumed. */
+  async getList<T>(path: string, signal?: AbortSignal): Promise<SplitList<T>> {
+    return splitList<T>(await this.getBody(path, signal));
   }
 }
 
@@ -95,7 +105,8 @@ export class Reflector {
   private readonly sink: ReflectorSink;
   private readonly log: Logger;
   private readonly metrics: ReflectorMetrics | undefined;
-  private readonly cache = new Map<string, KubeObject>();
+  /** Keys of the objects delivered to the sink: the sink keeps what it needs of them. */
+  private readonly known = new Set<string>();
   private rv = '';
   private readonly abort = new AbortController();
   private syncedResolve!: () => void;
@@ -156,23 +167,25 @@ export class Reflector {
 
   /** Lists and delivers the difference to what the sink already has, deletions included. */
   private async relist(): Promise<void> {
-    const list = await this.upstream.getJSON<{ metadata: { resourceVersion: string }; items: KubeObject[] }>(this.path, this.abort.signal);
+    const list = await this.upstream.getList<KubeObject>(this.path, this.abort.signal);
     if (this.hasSynced) this.metrics?.relist(this.spec.resource);
     const seen = new Set<string>();
-    for (const item of list.items) {
+    for (const item of list.items()) {
       const key = objectKey(item);
       seen.add(key);
-      this.cache.set(key, item);
+      this.known.add(key);
       this.sink.upsert(this.spec.resource, withoutManagedFields(item));
     }
-    for (const [key, old] of this.cache) {
+    for (const key of this.known) {
       if (seen.has(key)) continue;
-      this.cache.delete(key);
+      this.known.delete(key);
       this.log.info({ object: key }, 'object deleted while not watching; removing');
-      this.sink.delete(this.spec.resource, old);
+      const slash = key.indexOf('/');
+      const metadata = slash < 0 ? { name: key } : { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
+      this.sink.delete(this.spec.resource, { metadata });
     }
-    this.rv = list.metadata.resourceVersion;
-    this.log.debug({ rv: this.rv, count: list.items.length }, 'listed');
+    this.rv = list.head.metadata?.resourceVersion ?? '';
+    this.log.debug({ rv: this.rv, count: seen.size }, 'listed');
     if (!this.hasSynced) {
       this.hasSynced = true;
       this.syncedResolve();
@@ -218,12 +231,12 @@ export class Reflector {
     switch (ev.type) {
       case 'ADDED':
       case 'MODIFIED': {
-        this.cache.set(objectKey(obj), obj);
+        this.known.add(objectKey(obj));
         this.sink.upsert(this.spec.resource, withoutManagedFields(obj));
         break;
       }
       case 'DELETED': {
-        this.cache.delete(objectKey(obj));
+        this.known.delete(objectKey(obj));
         this.sink.delete(this.spec.resource, obj);
         break;
       }

@@ -45,10 +45,14 @@ export class NodeUnitView {
   private readonly topology = new Map<string, TopologyKeys>();
   /** Services whose endpoints are filtered (valid topology keys). */
   private readonly marked = new Set<string>();
-  private readonly slices = new Map<string, KubeObject>();
+  /**
+   * Upstream inputs of the rule, as JSON: parsed again only when their Service is recomputed,
+   * which costs less than keeping thousands of parsed objects on every node.
+   */
+  private readonly slices = new Map<string, string>();
   private readonly sliceService = new Map<string, string>();
   private readonly slicesByService = new Map<string, Set<string>>();
-  private readonly endpoints = new Map<string, KubeObject>();
+  private readonly endpoints = new Map<string, string>();
   private readonly nodeLabels = new Map<string, Record<string, string>>();
   private readonly nodesOfService = new Map<string, Set<string>>();
   private readonly servicesByNode = new Map<string, Set<string>>();
@@ -89,8 +93,8 @@ export class NodeUnitView {
         break;
       case 'endpoints':
         if (deleted) this.endpoints.delete(key);
-        else this.endpoints.set(key, obj);
-        this.recompute(key);
+        else this.endpoints.set(key, JSON.stringify(obj));
+        this.recompute(key, { input: 'endpoints', key, obj: deleted ? undefined : obj });
         break;
       case 'nodes':
         this.served.nodes.apply(key, deleted ? undefined : obj);
@@ -119,14 +123,14 @@ export class NodeUnitView {
 
   private sliceChanged(key: string, slice: KubeObject | undefined): void {
     const oldService = this.sliceService.get(key);
-    const ns = (slice ?? this.slices.get(key))?.metadata.namespace;
+    const ns = key.slice(0, Math.max(0, key.indexOf('/')));
     const svcName = slice?.metadata.labels?.[SERVICE_NAME_LABEL];
     const newService = slice && svcName ? `${ns}/${svcName}` : undefined;
     if (oldService !== undefined && oldService !== newService) {
       removeFrom(this.slicesByService, oldService, key);
       this.sliceService.delete(key);
     }
-    if (slice) this.slices.set(key, slice);
+    if (slice) this.slices.set(key, JSON.stringify(slice));
     else this.slices.delete(key);
     if (newService !== undefined) {
       addTo(this.slicesByService, newService, key);
@@ -134,7 +138,7 @@ export class NodeUnitView {
     }
     if (oldService !== undefined && oldService !== newService) this.recompute(oldService);
     if (newService !== undefined) {
-      this.recompute(newService);
+      this.recompute(newService, { input: 'slice', key, obj: slice });
     } else {
       // A slice that names no Service belongs to no topology rule: served as is.
       this.served.endpointslices.apply(key, slice);
@@ -153,8 +157,13 @@ export class NodeUnitView {
     for (const svc of [...affected]) if (this.marked.has(svc)) this.recompute(svc);
   }
 
-  /** Recomputes the served slices and Endpoints of one Service from its current inputs. */
-  private recompute(svcKey: string): void {
+  /**
+   * Recomputes the served slices and Endpoints of one Service from its current inputs. `fresh` is
+   * the input that just changed, already parsed.
+   */
+  private recompute(svcKey: string, fresh?: { input: 'slice' | 'endpoints'; key: string; obj: KubeObject | undefined }): void {
+    const parsed = (input: 'slice' | 'endpoints', k: string, json: string | undefined): KubeObject | undefined =>
+      fresh?.input === input && fresh.key === k ? fresh.obj : json === undefined ? undefined : (JSON.parse(json) as KubeObject);
     this.recomputations++;
     const keys = this.topology.get(svcKey) ?? { kind: 'none' };
     const effective: TopologyKeys = keys.kind === 'keys' ? keys : { kind: 'none' };
@@ -164,7 +173,7 @@ export class NodeUnitView {
     let dropped = 0;
 
     const sliceKeys = [...(this.slicesByService.get(svcKey) ?? [])];
-    const inputs = sliceKeys.map((k) => this.slices.get(k)!);
+    const inputs = sliceKeys.map((k) => parsed('slice', k, this.slices.get(k))!);
     for (const s of inputs) {
       for (const e of (s.endpoints as { nodeName?: string }[] | undefined) ?? []) if (e.nodeName) nodes.add(e.nodeName);
     }
@@ -175,7 +184,7 @@ export class NodeUnitView {
       dropped += r.stats.dropped;
     }
 
-    const ep = this.endpoints.get(svcKey);
+    const ep = parsed('endpoints', svcKey, this.endpoints.get(svcKey));
     if (ep) {
       for (const s of (ep.subsets as { addresses?: { nodeName?: string }[]; notReadyAddresses?: { nodeName?: string }[] }[] | undefined) ??
         []) {
