@@ -59,7 +59,10 @@ users: [{name: sa, user: {tokenFile: token}}]
 });
 
 test('a plain-HTTP server with no user', async () => {
-  const file = write('plain.yaml', `current-context: c\ncontexts: [{name: c, context: {cluster: k}}]\nclusters: [{name: k, cluster: {server: 'http://127.0.0.1:8080'}}]\n`);
+  const file = write(
+    'plain.yaml',
+    `current-context: c\ncontexts: [{name: c, context: {cluster: k}}]\nclusters: [{name: k, cluster: {server: 'http://127.0.0.1:8080'}}]\n`,
+  );
   assert.equal(loadKubeconfig(file).server, 'http://127.0.0.1:8080');
 });
 
@@ -72,7 +75,10 @@ test('clear errors for what the wrapper cannot use', () => {
     `current-context: c\ncontexts: [{name: c, context: {cluster: k, user: e}}]\nclusters: [{name: k, cluster: {server: 'https://k'}}]\nusers: [{name: e, user: {exec: {command: aws}}}]\n`,
   );
   assert.throws(() => loadKubeconfig(exec), /exec\/auth-provider/);
-  const noServer = write('noserver.yaml', `current-context: c\ncontexts: [{name: c, context: {cluster: k}}]\nclusters: [{name: k, cluster: {}}]\n`);
+  const noServer = write(
+    'noserver.yaml',
+    `current-context: c\ncontexts: [{name: c, context: {cluster: k}}]\nclusters: [{name: k, cluster: {}}]\n`,
+  );
   assert.throws(() => loadKubeconfig(noServer), /has no server/);
 });
 
