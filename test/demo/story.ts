@@ -108,13 +108,16 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
 
   const snapshot = async () => {
     const units = await unitOf();
+    // One read of the apiserver per Service, so every node is compared with the same truth.
+    const truth = new Map<string, Endpoint[]>();
+    for (const service of SERVICES) truth.set(service, await apiserverEndpoints(service));
     const perNode = new Map<string, ServiceView[]>();
     for (const n of nodes) {
       const views: ServiceView[] = [];
       for (const service of SERVICES) {
         views.push({
           service,
-          apiserver: await apiserverEndpoints(service),
+          apiserver: truth.get(service) ?? [],
           wrapper: await wrapperEndpoints(n.wrapper, service),
           kubeProxy: n.proxy ? await kubeProxyEndpoints(n.proxy, service) : undefined,
         });
