@@ -149,6 +149,8 @@ export class WatchEvent {
 export interface WatchSink {
   write(chunk: Buffer): boolean;
   end(): void;
+  cork?(): void;
+  uncork?(): void;
   readonly writableLength: number;
   readonly writableEnded: boolean;
 }
@@ -160,7 +162,12 @@ export class Watcher {
   readonly match: Match | undefined;
   readonly bookmarks: boolean;
   closed = false;
+  private corked = false;
   private readonly owner: ServedResource;
+  private readonly uncork = () => {
+    this.corked = false;
+    this.sink.uncork?.();
+  };
   constructor(owner: ServedResource, sink: WatchSink, match: Match | undefined, bookmarks: boolean) {
     this.owner = owner;
     this.sink = sink;
@@ -187,6 +194,13 @@ export class Watcher {
 
   write(line: Buffer): void {
     if (this.closed || this.sink.writableEnded) return;
+    // Lines written in one tick (an upstream chunk with several events, a relabel touching many
+    // slices, a replay) leave in one write system call instead of one each.
+    if (!this.corked && this.sink.cork) {
+      this.corked = true;
+      this.sink.cork();
+      process.nextTick(this.uncork);
+    }
     this.sink.write(line);
     this.owner.metrics.sent(this.owner.resource);
     // A watcher that does not read must neither stall the others nor lose events silently: end
