@@ -3,7 +3,6 @@
 
 import type { V1Deployment } from '@kubernetes/client-node';
 import {
-  CONDITION_DEGRADED,
   CONDITION_PROGRESSING,
   CONDITION_READY,
   type DeploymentGrid,
@@ -20,11 +19,13 @@ import {
   condition,
   DEPLOYMENT_GRIDS,
   DEPLOYMENTS,
+  degradedCondition,
   deleteOwned,
   type GridObject,
   isControlledBy,
   listUnits,
   type SyncContext,
+  type UnitProblem,
   writeStatus,
 } from './objects.ts';
 
@@ -32,12 +33,6 @@ export interface DeploymentGridSyncResult {
   status: DeploymentGridStatus;
   /** A retriable failure happened: sync again later with backoff. */
   retry: boolean;
-}
-
-interface UnitProblem {
-  unit: string;
-  reason: string;
-  message: string;
 }
 
 function deploymentReady(d: V1Deployment | undefined): boolean {
@@ -153,8 +148,6 @@ export async function syncDeploymentGrid(
   const gen = grid.metadata.generation;
   const old = grid.status?.conditions;
   const total = rendered.length;
-  const degraded = problems.length > 0;
-  const firstReason = (problems.find((p) => p.reason === REASON_CONFLICT) ?? problems[0])?.reason ?? 'AsExpected';
   const status: DeploymentGridStatus = {
     observedGeneration: gen,
     totalUnits: total,
@@ -179,19 +172,7 @@ export async function syncDeploymentGrid(
         rolling.length > 0 ? `rolling out units ${listUnits(rolling)}` : 'all units rolled out',
         gen,
       ),
-      condition(
-        old,
-        CONDITION_DEGRADED,
-        degraded,
-        firstReason,
-        degraded
-          ? problems
-              .slice(0, 5)
-              .map((p) => `unit ${JSON.stringify(p.unit)}: ${p.reason}: ${p.message}`)
-              .join('; ')
-          : '',
-        gen,
-      ),
+      degradedCondition(old, problems, gen),
     ],
   };
   if (await writeStatus(ctx, DEPLOYMENT_GRIDS, grid, status as Record<string, unknown>)) log.debug({ readyUnits, total }, 'status written');

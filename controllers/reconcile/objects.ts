@@ -3,7 +3,7 @@
 
 import type { V1Condition } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { ANNOTATION_RENDER_HASH, API_VERSION, GROUP, VERSION } from '../api/v1alpha1.ts';
+import { ANNOTATION_RENDER_HASH, API_VERSION, CONDITION_DEGRADED, GROUP, REASON_CONFLICT, VERSION } from '../api/v1alpha1.ts';
 import { ApiError, isStatus, type KubeClient, resourcePath } from '../kube/client.ts';
 import type { Informer, KubeObject } from '../kube/informer.ts';
 import { stableStringify } from '../render/common.ts';
@@ -160,6 +160,27 @@ export function condition(
   const lastTransitionTime =
     prev && prev.status === s ? prev.lastTransitionTime : (new Date().toISOString().replace(/\.\d{3}Z$/, 'Z') as unknown as Date);
   return { type, status: s, reason, message, lastTransitionTime, observedGeneration: generation };
+}
+
+/** A problem of one unit; unit '' is the grid as a whole (e.g. a ServiceGrid's shared Service). */
+export interface UnitProblem {
+  unit: string;
+  reason: string;
+  message: string;
+}
+
+/**
+ * `Degraded`, the same for both grid kinds: true while any unit has a problem; the reason is a
+ * Conflict if there is one (the case an operator must act on), else the first problem's.
+ */
+export function degradedCondition(old: V1Condition[] | undefined, problems: UnitProblem[], generation: number | undefined): V1Condition {
+  const degraded = problems.length > 0;
+  const reason = (problems.find((p) => p.reason === REASON_CONFLICT) ?? problems[0])?.reason ?? 'AsExpected';
+  const message = problems
+    .slice(0, 5)
+    .map((p) => (p.unit === '' ? `${p.reason}: ${p.message}` : `unit ${JSON.stringify(p.unit)}: ${p.reason}: ${p.message}`))
+    .join('; ');
+  return condition(old, CONDITION_DEGRADED, degraded, reason, message, generation);
 }
 
 /** Writes the grid's status (merge patch on the status subresource) when it differs. */

@@ -19,6 +19,7 @@ import {
   type ApplyOutcome,
   applyOwned,
   condition,
+  degradedCondition,
   deleteOwned,
   type GridObject,
   isControlledBy,
@@ -26,6 +27,7 @@ import {
   SERVICE_GRIDS,
   SERVICES,
   type SyncContext,
+  type UnitProblem,
   writeStatus,
 } from './objects.ts';
 
@@ -35,11 +37,7 @@ export interface ServiceGridCaches {
   nodes: Informer<KubeObject>;
 }
 
-interface Problem {
-  unit: string;
-  reason: string;
-  message: string;
-}
+type Problem = UnitProblem;
 
 const SHARED = '';
 
@@ -158,8 +156,6 @@ export async function syncServiceGrid(
   const waiting = unitStatus.filter((u) => !u.error && u.readyEndpoints === 0).map((u) => u.name);
   const gen = grid.metadata.generation;
   const old = grid.status?.conditions;
-  const degraded = problems.length > 0;
-  const firstReason = (problems.find((p) => p.reason === REASON_CONFLICT) ?? problems[0])?.reason ?? 'AsExpected';
   const status: ServiceGridStatus = {
     observedGeneration: gen,
     service: shared.metadata!.name!,
@@ -185,19 +181,7 @@ export async function syncServiceGrid(
         waiting.length > 0 ? `no ready endpoint yet in units ${listUnits(waiting)}` : 'every unit has ready endpoints',
         gen,
       ),
-      condition(
-        old,
-        CONDITION_DEGRADED,
-        degraded,
-        firstReason,
-        degraded
-          ? problems
-              .slice(0, 5)
-              .map((p) => (p.unit === SHARED ? `${p.reason}: ${p.message}` : `unit ${JSON.stringify(p.unit)}: ${p.reason}: ${p.message}`))
-              .join('; ')
-          : '',
-        gen,
-      ),
+      degradedCondition(old, problems, gen),
     ],
   };
   await writeStatus(ctx, SERVICE_GRIDS, grid, status as Record<string, unknown>);
