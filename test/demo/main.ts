@@ -31,7 +31,10 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => vo
 
 let demo: Awaited<ReturnType<typeof startDemo>> | undefined;
 try {
-  demo = await startDemo(cluster, { kubeProxy: !values['no-kube-proxy'], log: (m) => console.error(`[demo] ${m}`) });
+  // kube-proxy needs network namespaces of its own, which only root can make.
+  const kubeProxy = !values['no-kube-proxy'] && process.getuid?.() === 0;
+  if (!kubeProxy && !values['no-kube-proxy']) console.error('[demo] not root: running without kube-proxy (the wrappers still show what each node would route to)');
+  demo = await startDemo(cluster, { kubeProxy, log: (m) => console.error(`[demo] ${m}`) });
 } catch (err) {
   console.error(`[demo] could not start: ${(err as Error).message}`);
   cluster.keepFiles();
