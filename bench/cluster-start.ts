@@ -29,8 +29,12 @@ for (let i = 0; i < runs; i++) {
   const c2 = await startCluster({ controllerManager: true, scheduler: true, kwok: true });
   await c2.createNode('bench-node', { zone: 'a' });
   const core = c2.kubeConfig().makeApiClient(k8s.CoreV1Api);
-  await waitFor('default ServiceAccount', async () => ((await core.listNamespacedServiceAccount({ namespace: 'default' })).items.length ? true : undefined));
-  await c2.apply([{ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'default' }, spec: { containers: [{ name: 'c', image: 'x' }] } }]);
+  await waitFor('default ServiceAccount', async () =>
+    (await core.listNamespacedServiceAccount({ namespace: 'default' })).items.length ? true : undefined,
+  );
+  await c2.apply([
+    { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'default' }, spec: { containers: [{ name: 'c', image: 'x' }] } },
+  ]);
   await waitFor('pod Ready', async () => {
     const p = await core.readNamespacedPod({ name: 'p', namespace: 'default' });
     return p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined;
@@ -44,9 +48,20 @@ for (let i = 0; i < runs; i++) {
 const names = Object.keys(memory[0] ?? {});
 const rows = [
   ['etcd + kube-apiserver ready', `${(median(minimal) / 1000).toFixed(2)} s`, minimal.map((x) => (x / 1000).toFixed(2)).join(' ')],
-  ['full stack: a pod Running/Ready on a kwok node', `${(median(full) / 1000).toFixed(2)} s`, full.map((x) => (x / 1000).toFixed(2)).join(' ')],
+  [
+    'full stack: a pod Running/Ready on a kwok node',
+    `${(median(full) / 1000).toFixed(2)} s`,
+    full.map((x) => (x / 1000).toFixed(2)).join(' '),
+  ],
   ...names.map((n) => [`RSS ${n}`, `${median(memory.map((m) => m[n] ?? 0)).toFixed(0)} MiB`, '']),
   ['RSS full stack total', `${median(memory.map((m) => Object.values(m).reduce((a, b) => a + b, 0))).toFixed(0)} MiB`, ''],
 ];
 printTable(`cluster start (${runs} runs, median; ${machine()})`, ['what', 'median', 'runs'], rows);
-writeJson(values.out, { benchmark: 'cluster-start', machine: machine(), date: new Date().toISOString(), minimalMs: minimal, fullMs: full, rssMiB: memory });
+writeJson(values.out, {
+  benchmark: 'cluster-start',
+  machine: machine(),
+  date: new Date().toISOString(),
+  minimalMs: minimal,
+  fullMs: full,
+  rssMiB: memory,
+});

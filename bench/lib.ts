@@ -36,7 +36,13 @@ function open(e: Endpoint, method: string, path: string, headers: Record<string,
   return e.tls ? httpsRequest(opts, cb) : httpRequest(opts, cb);
 }
 
-export function request(e: Endpoint, method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; body: string }> {
+export function request(
+  e: Endpoint,
+  method: string,
+  path: string,
+  body?: unknown,
+  contentType = 'application/json',
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const req = open(e, method, path, { accept: 'application/json', ...(payload ? { 'content-type': contentType } : {}) }, (res) => {
@@ -164,9 +170,16 @@ export async function startWrapperUnderTest(
 }
 
 /** Starts a controller from a command template ({kubeconfig} {metrics} {resync} are filled in). */
-export async function startControllerUnderTest(cluster: Cluster, o: { cmd?: string; kubeconfig: string; resync?: string }): Promise<ProgramUnderTest> {
+export async function startControllerUnderTest(
+  cluster: Cluster,
+  o: { cmd?: string; kubeconfig: string; resync?: string },
+): Promise<ProgramUnderTest> {
   const metricsPort = await freePort();
-  const cmd = fill(o.cmd ?? DEFAULT_CONTROLLER_CMD, { kubeconfig: o.kubeconfig, metrics: `127.0.0.1:${metricsPort}`, resync: o.resync ?? '10m' });
+  const cmd = fill(o.cmd ?? DEFAULT_CONTROLLER_CMD, {
+    kubeconfig: o.kubeconfig,
+    metrics: `127.0.0.1:${metricsPort}`,
+    resync: o.resync ?? '10m',
+  });
   const c = cluster.startProcess('controller-under-test', 'sh', ['-c', `exec ${cmd}`]);
   const url = `http://127.0.0.1:${metricsPort}`;
   await new Promise((r) => setTimeout(r, 300));

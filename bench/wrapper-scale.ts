@@ -8,7 +8,19 @@
 import { parseArgs } from 'node:util';
 import { startCluster } from '../test/cluster/cluster.ts';
 import { installWrapperRbac } from '../test/wrapper-harness.ts';
-import { apiserverEndpoint, cpuOver, type Endpoint, inParallel, machine, procStats, request, requestOk, startWrapperUnderTest, WatchStream, writeJson } from './lib.ts';
+import {
+  apiserverEndpoint,
+  cpuOver,
+  type Endpoint,
+  inParallel,
+  machine,
+  procStats,
+  request,
+  requestOk,
+  startWrapperUnderTest,
+  WatchStream,
+  writeJson,
+} from './lib.ts';
 import { median, printTable } from './table.ts';
 
 const { values } = parseArgs({
@@ -45,12 +57,20 @@ function slice(s: number, version = 0) {
   return {
     apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',
-    metadata: { name: `svc-${s}-1`, namespace: NS, labels: { 'kubernetes.io/service-name': `svc-${s}`, 'endpointslice.kubernetes.io/managed-by': 'bench' } },
+    metadata: {
+      name: `svc-${s}-1`,
+      namespace: NS,
+      labels: { 'kubernetes.io/service-name': `svc-${s}`, 'endpointslice.kubernetes.io/managed-by': 'bench' },
+    },
     addressType: 'IPv4',
     ports: [{ port: 80, protocol: 'TCP' }],
     endpoints: Array.from({ length: N.eps }, (_, k) => {
       const ip = s * N.eps + k + version;
-      return { addresses: [`10.${(ip >> 16) & 255}.${(ip >> 8) & 255}.${ip & 255}`], nodeName: nodeName(nodeOfEndpoint(s, k)), conditions: { ready: true } };
+      return {
+        addresses: [`10.${(ip >> 16) & 255}.${(ip >> 8) & 255}.${ip & 255}`],
+        nodeName: nodeName(nodeOfEndpoint(s, k)),
+        conditions: { ready: true },
+      };
     }),
   };
 }
@@ -61,7 +81,13 @@ async function main() {
     const api = apiserverEndpoint(cluster);
     await cluster.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } }]);
     let t = performance.now();
-    await inParallel(N.nodes, 16, (i) => requestOk(api, 'POST', '/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: nodeName(i), labels: { zone: unitOf(i) } } }).then(() => {}));
+    await inParallel(N.nodes, 16, (i) =>
+      requestOk(api, 'POST', '/api/v1/nodes', {
+        apiVersion: 'v1',
+        kind: 'Node',
+        metadata: { name: nodeName(i), labels: { zone: unitOf(i) } },
+      }).then(() => {}),
+    );
     await inParallel(N.services, 32, async (s) => {
       await requestOk(api, 'POST', `/api/v1/namespaces/${NS}/services`, {
         apiVersion: 'v1',
@@ -71,11 +97,18 @@ async function main() {
       });
       await requestOk(api, 'POST', `/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices`, slice(s));
     });
-    console.error(`[bench] created ${N.nodes} nodes, ${N.services} services, ${N.services * N.eps} endpoints in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    console.error(
+      `[bench] created ${N.nodes} nodes, ${N.services} services, ${N.services * N.eps} endpoints in ${((performance.now() - t) / 1000).toFixed(1)} s`,
+    );
 
     const kubeconfig = await installWrapperRbac(cluster);
     t = performance.now();
-    const wrapper = await startWrapperUnderTest(cluster, { cmd: values['wrapper-cmd'], url: values['wrapper-url'], nodeName: nodeName(0), kubeconfig });
+    const wrapper = await startWrapperUnderTest(cluster, {
+      cmd: values['wrapper-cmd'],
+      url: values['wrapper-url'],
+      nodeName: nodeName(0),
+      kubeconfig,
+    });
     const syncMs = performance.now() - t;
     const ep: Endpoint = { url: wrapper.url };
 
@@ -161,9 +194,13 @@ async function main() {
     // endpoint on it must lose that endpoint at every watcher (and regain it when it moves back).
     const reactions: number[] = [];
     const moved = N.units; // node-50: same unit as node-0, not the wrapper's own node
-    const affected = [...new Set(Array.from({ length: N.services }, (_, s) => s).filter((s) => Array.from({ length: N.eps }, (_, k) => nodeOfEndpoint(s, k)).includes(moved)))].map(
-      (s) => `${NS}/svc-${s}-1`,
-    );
+    const affected = [
+      ...new Set(
+        Array.from({ length: N.services }, (_, s) => s).filter((s) =>
+          Array.from({ length: N.eps }, (_, k) => nodeOfEndpoint(s, k)).includes(moved),
+        ),
+      ),
+    ].map((s) => `${NS}/svc-${s}-1`);
     for (let r = 0; r < Number(values.relabels); r++) {
       const away = r % 2 === 0;
       const zone = away ? unitOf(1) : unitOf(0);
@@ -193,14 +230,31 @@ async function main() {
         ['RSS after sync', f(figures.rssAfterSyncMiB, 'MiB'), '≤ 100 MB'],
         ['heap used after sync', f(figures.heapUsedMiB, 'MiB'), ''],
         ['CPU idle (10 s)', f(typeof figures.idleCpu === 'number' ? figures.idleCpu * 100 : undefined, '% of a core', 2), '≈ 0'],
-        [`CPU under ${achieved.toFixed(0)} updates/s (asked ${N.rate}/s)`, f(typeof figures.loadCpu === 'number' ? figures.loadCpu * 100 : undefined, '% of a core'), ''],
+        [
+          `CPU under ${achieved.toFixed(0)} updates/s (asked ${N.rate}/s)`,
+          f(typeof figures.loadCpu === 'number' ? figures.loadCpu * 100 : undefined, '% of a core'),
+          '',
+        ],
         ['RSS under load', f(figures.rssUnderLoadMiB, 'MiB'), ''],
         ['kube-proxy initial list through wrapper (median of 5)', f(figures.initialListWrapperMs, 'ms'), ''],
         ['same list from the apiserver (median of 5)', f(figures.initialListApiserverMs, 'ms'), ''],
-        [`relabel → all ${N.watchers} watchers corrected (${affected.length} slices, median of ${reactions.length})`, f(figures.relabelMedianMs, 'ms'), '≤ 50 ms'],
+        [
+          `relabel → all ${N.watchers} watchers corrected (${affected.length} slices, median of ${reactions.length})`,
+          f(figures.relabelMedianMs, 'ms'),
+          '≤ 50 ms',
+        ],
       ],
     );
-    writeJson(values.out, { benchmark: 'wrapper-scale', machine: machine(), date: new Date().toISOString(), params: N, figures, reactions, wrapperLists, apiLists });
+    writeJson(values.out, {
+      benchmark: 'wrapper-scale',
+      machine: machine(),
+      date: new Date().toISOString(),
+      params: N,
+      figures,
+      reactions,
+      wrapperLists,
+      apiLists,
+    });
   } finally {
     await cluster.stop();
   }

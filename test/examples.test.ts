@@ -29,8 +29,15 @@ describe('examples/', () => {
     await installCrds(c);
     const kubeconfig = await installRbac(c);
     const port = await freePort();
-    const controller = c.startProcess('controller', process.execPath, [join(root, 'controllers/main.ts'), `--kubeconfig=${kubeconfig}`, `--metrics-listen=127.0.0.1:${port}`, '--leader-elect=false']);
-    await waitFor('controller ready', async () => ((await httpText(`http://127.0.0.1:${port}/readyz`)).status === 200 ? true : undefined), { components: [controller] });
+    const controller = c.startProcess('controller', process.execPath, [
+      join(root, 'controllers/main.ts'),
+      `--kubeconfig=${kubeconfig}`,
+      `--metrics-listen=127.0.0.1:${port}`,
+      '--leader-elect=false',
+    ]);
+    await waitFor('controller ready', async () => ((await httpText(`http://127.0.0.1:${port}/readyz`)).status === 200 ? true : undefined), {
+      components: [controller],
+    });
     apps = c.kubeConfig().makeApiClient(k8s.AppsV1Api);
     core = c.kubeConfig().makeApiClient(k8s.CoreV1Api);
   });
@@ -89,7 +96,11 @@ describe('examples/', () => {
   test('topology-fallback.yaml: ordered topology keys and ClusterIP per-unit Services', async () => {
     await applyExample('topology-fallback.yaml', 'ex-fallback');
     const shared = await service('ex-fallback', 'api-svc');
-    assert.deepEqual(JSON.parse(shared.metadata?.annotations?.[ANNOTATION_TOPOLOGY_KEYS] ?? 'null'), ['zone', 'topology.kubernetes.io/region', '*']);
+    assert.deepEqual(JSON.parse(shared.metadata?.annotations?.[ANNOTATION_TOPOLOGY_KEYS] ?? 'null'), [
+      'zone',
+      'topology.kubernetes.io/region',
+      '*',
+    ]);
     const unit = await service('ex-fallback', 'api-svc-zone-a');
     assert.notEqual(unit.spec?.clusterIP, 'None');
   });
@@ -112,7 +123,10 @@ describe('examples/', () => {
     ]);
     const wrapper = await startWrapper(c, { nodeName: 'zone-a-1', kubeconfig: await installWrapperRbac(c) });
     try {
-      const config = k8s.loadYaml(await readFile(join(root, 'examples/kube-proxy/kube-proxy-config.yaml'), 'utf8')) as Record<string, unknown>;
+      const config = k8s.loadYaml(await readFile(join(root, 'examples/kube-proxy/kube-proxy-config.yaml'), 'utf8')) as Record<
+        string,
+        unknown
+      >;
       const proxy = await c.startKubeProxy({ nodeName: 'zone-a-1', target: wrapper.url, config });
       const rules = await waitFor('kube-proxy rules for ex-plain/metrics-gateway', async () => {
         const text = await proxy.rules();
@@ -146,7 +160,14 @@ describe('examples/', () => {
     assert.equal(ds.spec?.template.spec?.hostNetwork, true);
     // Both programs come from the one image of the Dockerfile.
     assert.equal(d.spec?.template.spec?.containers[0]?.image, ds.spec?.template.spec?.containers[0]?.image);
-    const can = await c.kubectl(['auth', 'can-i', 'list', 'secrets', '--as=system:serviceaccount:servicegroup-system:application-grid-wrapper', '-A']);
+    const can = await c.kubectl([
+      'auth',
+      'can-i',
+      'list',
+      'secrets',
+      '--as=system:serviceaccount:servicegroup-system:application-grid-wrapper',
+      '-A',
+    ]);
     assert.equal(can.stdout.trim(), 'no');
   });
 

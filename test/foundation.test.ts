@@ -110,7 +110,12 @@ describe('test cluster', () => {
     assert.match(denied.stderr, /User "alice" cannot list resource "services"/);
 
     await cluster().apply([
-      { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'svc-reader', namespace: ns }, rules: [{ apiGroups: [''], resources: ['services'], verbs: ['list'] }] },
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'Role',
+        metadata: { name: 'svc-reader', namespace: ns },
+        rules: [{ apiGroups: [''], resources: ['services'], verbs: ['list'] }],
+      },
       {
         apiVersion: 'rbac.authorization.k8s.io/v1',
         kind: 'RoleBinding',
@@ -145,10 +150,18 @@ describe('test cluster', () => {
         spec: {
           replicas: 2,
           selector: { matchLabels: { app: 'echo' } },
-          template: { metadata: { labels: { app: 'echo' } }, spec: { nodeSelector: { zone: 'b' }, containers: [{ name: 'echo', image: 'example/echo:1' }] } },
+          template: {
+            metadata: { labels: { app: 'echo' } },
+            spec: { nodeSelector: { zone: 'b' }, containers: [{ name: 'echo', image: 'example/echo:1' }] },
+          },
         },
       },
-      { apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo', namespace: ns }, spec: { selector: { app: 'echo' }, ports: [{ port: 80, targetPort: 8080 }] } },
+      {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'echo', namespace: ns },
+        spec: { selector: { app: 'echo' }, ports: [{ port: 80, targetPort: 8080 }] },
+      },
     ]);
     const ips = await waitFor('echo endpoints', async () => {
       const list = await discovery.listNamespacedEndpointSlice({ namespace: ns, labelSelector: 'kubernetes.io/service-name=echo' });

@@ -22,7 +22,9 @@ function step(name: string, command: string, args: string[]): void {
 
 const [major] = process.versions.node.split('.').map(Number);
 if ((major ?? 0) < 22) {
-  console.error(`[test] Node ${process.versions.node} is too old; run through npm (npm test), which uses the pinned Node from node_modules`);
+  console.error(
+    `[test] Node ${process.versions.node} is too old; run through npm (npm test), which uses the pinned Node from node_modules`,
+  );
   process.exit(1);
 }
 
@@ -32,7 +34,7 @@ const started = Date.now();
 const binDir = await ensureBinaries();
 console.error(`[test] binaries in ${binDir} (${((Date.now() - started) / 1000).toFixed(1)}s)`);
 step('typecheck', bin('tsc'), ['-p', 'tsconfig.json']);
-step('lint', bin('biome'), ['lint', '.']);
+step('lint', bin('biome'), ['check', '.']);
 
 const files = process.argv.slice(2);
 step('tests', process.execPath, [

@@ -49,7 +49,9 @@ export function loadKubeconfig(file: string): UpstreamCredentials {
     return p ? readFileSync(p) : undefined;
   };
   if (user.exec || user['auth-provider']) {
-    throw new Error(`kubeconfig ${file}: user "${ctx.user}" uses exec/auth-provider credentials, which the wrapper does not run; use a ServiceAccount token or a client certificate`);
+    throw new Error(
+      `kubeconfig ${file}: user "${ctx.user}" uses exec/auth-provider credentials, which the wrapper does not run; use a ServiceAccount token or a client certificate`,
+    );
   }
   const server = cluster.server;
   if (typeof server !== 'string' || !server) throw new Error(`kubeconfig ${file}: cluster "${ctx.cluster}" has no server`);

@@ -3,18 +3,17 @@
 // kube-scheduler and kwok (simulated nodes) on request; kube-proxy per simulated node in its own
 // network namespace. Binaries are built from their Go modules by build-binaries.sh.
 import { execFile } from 'node:child_process';
-import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
-import { createServer, type AddressInfo } from 'node:net';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { after, afterEach, before } from 'node:test';
 import { join } from 'node:path';
+import { after, afterEach, before } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { ensureBinaries } from './binaries.ts';
+import { type KubeProxy, type KubeProxyOptions, startKubeProxy } from './kube-proxy.ts';
 import { createCA, createServiceAccountKeys, type KeyPair, signCert } from './pki.ts';
 import { type Component, startComponent, waitFor } from './processes.ts';
-import { startKubeProxy, type KubeProxy, type KubeProxyOptions } from './kube-proxy.ts';
-
 
 export interface ClusterOptions {
   /** kube-controller-manager: Deployments, ReplicaSets, EndpointSlices, garbage collection, ... */
@@ -88,13 +87,7 @@ export async function freePort(): Promise<number> {
   });
 }
 
-function kubeconfigYaml(opts: {
-  server: string;
-  caPem?: string;
-  user: string;
-  client?: KeyPair;
-  token?: string;
-}): string {
+function kubeconfigYaml(opts: { server: string; caPem?: string; user: string; client?: KeyPair; token?: string }): string {
   const b64 = (s: string) => Buffer.from(s).toString('base64');
   const cluster: Record<string, string> = { server: opts.server };
   if (opts.caPem) cluster['certificate-authority-data'] = b64(opts.caPem);
@@ -148,7 +141,11 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     const [etcdPort, etcdPeerPort, apiPort] = await Promise.all([freePort(), freePort(), freePort()]);
     const ca = await createCA(pkiDir);
     const [serving, admin, saKeys] = await Promise.all([
-      signCert(pkiDir, ca, 'apiserver', { commonName: 'kube-apiserver', ipSANs: ['127.0.0.1', '10.96.0.1'], dnsSANs: ['localhost', 'kubernetes.default.svc'] }),
+      signCert(pkiDir, ca, 'apiserver', {
+        commonName: 'kube-apiserver',
+        ipSANs: ['127.0.0.1', '10.96.0.1'],
+        dnsSANs: ['localhost', 'kubernetes.default.svc'],
+      }),
       signCert(pkiDir, ca, 'admin', { commonName: 'admin', organizations: ['system:masters'] }),
       createServiceAccountKeys(pkiDir),
     ]);
@@ -220,11 +217,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     const startApiserver = async () => {
       apiserver = startComponent('kube-apiserver', join(binDir, 'kube-apiserver'), apiserverArgs, { logDir });
       components.push(apiserver);
-      await waitFor(
-        'kube-apiserver /readyz',
-        async () => ((await adminRequest('/readyz')).status === 200 ? true : undefined),
-        { timeoutMs: 90_000, components: [etcd, apiserver] },
-      );
+      await waitFor('kube-apiserver /readyz', async () => ((await adminRequest('/readyz')).status === 200 ? true : undefined), {
+        timeoutMs: 90_000,
+        components: [etcd, apiserver],
+      });
     };
     await startApiserver();
 

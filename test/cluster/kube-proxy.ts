@@ -69,9 +69,14 @@ export async function startKubeProxy(o: KubeProxyOptions): Promise<KubeProxy> {
     // Inside the namespace the endpoint keeps its port: a wrapper is at 127.0.0.1:51006 as on a
     // real node, the apiserver at its own port (its serving cert names 127.0.0.1).
     const insidePort = o.target ? 51006 : o.apiserver.port;
-    const bridge = startComponent(`netns-bridge-${name}`, 'nsenter', [netns, process.execPath, bridgeScript, String(insidePort), socketPath], {
-      logDir: o.logDir,
-    });
+    const bridge = startComponent(
+      `netns-bridge-${name}`,
+      'nsenter',
+      [netns, process.execPath, bridgeScript, String(insidePort), socketPath],
+      {
+        logDir: o.logDir,
+      },
+    );
     components.push(bridge);
 
     let kubeconfig = o.apiserver.kubeconfig;
@@ -117,11 +122,15 @@ export async function startKubeProxy(o: KubeProxyOptions): Promise<KubeProxy> {
       return (await run('nsenter', [netns, ...cmd], { maxBuffer: 64 * 1024 * 1024 })).stdout;
     };
     // Synced once it has written its own chains.
-    await waitFor(`kube-proxy ${o.nodeName} to program rules`, async () => ((await rules()).includes('KUBE-SERVICES') || (await rules()).includes('services') ? true : undefined), {
-      components,
-      timeoutMs: 60_000,
-      intervalMs: 250,
-    });
+    await waitFor(
+      `kube-proxy ${o.nodeName} to program rules`,
+      async () => ((await rules()).includes('KUBE-SERVICES') || (await rules()).includes('services') ? true : undefined),
+      {
+        components,
+        timeoutMs: 60_000,
+        intervalMs: 250,
+      },
+    );
     return { nodeName: o.nodeName, logFile: proxy.logFile, rules, stop };
   } catch (err) {
     await stop();

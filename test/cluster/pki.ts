@@ -37,10 +37,7 @@ async function readPair(certFile: string, keyFile: string): Promise<KeyPair> {
 /** A self-signed CA in `dir`: it signs the apiserver's serving cert and every client cert. */
 export async function createCA(dir: string): Promise<KeyPair> {
   await openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'ca.key'], dir);
-  await openssl(
-    ['req', '-x509', '-new', '-key', 'ca.key', '-days', '30', '-subj', '/CN=servicegroup-test-ca', '-out', 'ca.crt'],
-    dir,
-  );
+  await openssl(['req', '-x509', '-new', '-key', 'ca.key', '-days', '30', '-subj', '/CN=servicegroup-test-ca', '-out', 'ca.crt'], dir);
   return readPair(join(dir, 'ca.crt'), join(dir, 'ca.key'));
 }
 
@@ -58,8 +55,7 @@ export async function signCert(
   const csrFile = `${file}.csr`;
   const certFile = `${file}.crt`;
   const extFile = `${file}.ext`;
-  const subj =
-    (subject.organizations ?? []).map((o) => `/O=${escapeSubject(o)}`).join('') + `/CN=${escapeSubject(subject.commonName)}`;
+  const subj = (subject.organizations ?? []).map((o) => `/O=${escapeSubject(o)}`).join('') + `/CN=${escapeSubject(subject.commonName)}`;
   const serving = (subject.ipSANs?.length ?? 0) + (subject.dnsSANs?.length ?? 0) > 0;
   const sans = [...(subject.ipSANs ?? []).map((ip) => `IP:${ip}`), ...(subject.dnsSANs ?? []).map((d) => `DNS:${d}`)];
   const ext = [
@@ -74,7 +70,24 @@ export async function signCert(
   await openssl(
     // A random serial per certificate: -CAcreateserial shares one serial file, which certificates
     // signed in parallel would race on.
-    ['x509', '-req', '-in', csrFile, '-CA', ca.certFile, '-CAkey', ca.keyFile, '-set_serial', `0x${randomBytes(12).toString('hex')}`, '-days', '30', '-extfile', extFile, '-out', certFile],
+    [
+      'x509',
+      '-req',
+      '-in',
+      csrFile,
+      '-CA',
+      ca.certFile,
+      '-CAkey',
+      ca.keyFile,
+      '-set_serial',
+      `0x${randomBytes(12).toString('hex')}`,
+      '-days',
+      '30',
+      '-extfile',
+      extFile,
+      '-out',
+      certFile,
+    ],
     dir,
   );
   return readPair(join(dir, certFile), join(dir, keyFile));

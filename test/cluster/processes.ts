@@ -2,7 +2,7 @@
 // KILL`, so the kernel kills it when this Node process dies for any reason (test failure,
 // Ctrl-C, SIGKILL of the test runner): teardown leaves no process behind.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { openSync, closeSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const live = new Set<ChildProcess>();

@@ -33,7 +33,8 @@ let demo: Awaited<ReturnType<typeof startDemo>> | undefined;
 try {
   // kube-proxy needs network namespaces of its own, which only root can make.
   const kubeProxy = !values['no-kube-proxy'] && process.getuid?.() === 0;
-  if (!kubeProxy && !values['no-kube-proxy']) console.error('[demo] not root: running without kube-proxy (the wrappers still show what each node would route to)');
+  if (!kubeProxy && !values['no-kube-proxy'])
+    console.error('[demo] not root: running without kube-proxy (the wrappers still show what each node would route to)');
   demo = await startDemo(cluster, { kubeProxy, log: (m) => console.error(`[demo] ${m}`) });
 } catch (err) {
   console.error(`[demo] could not start: ${(err as Error).message}`);

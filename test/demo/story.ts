@@ -58,10 +58,14 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
     `--kubeconfig=${controllerKubeconfig}`,
     `--metrics-listen=127.0.0.1:${metricsPort}`,
   ]);
-  await waitFor('the controller to be ready', async () => ((await httpText(`http://127.0.0.1:${metricsPort}/readyz`)).status === 200 ? true : undefined), {
-    components: [controller],
-    timeoutMs: 60_000,
-  });
+  await waitFor(
+    'the controller to be ready',
+    async () => ((await httpText(`http://127.0.0.1:${metricsPort}/readyz`)).status === 200 ? true : undefined),
+    {
+      components: [controller],
+      timeoutMs: 60_000,
+    },
+  );
   log(`controller running (metrics http://127.0.0.1:${metricsPort}/metrics)`);
 
   const nodes: NodeParts[] = [];
@@ -85,8 +89,13 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
   };
 
   const apiserverEndpoints = async (service: string): Promise<Endpoint[]> => {
-    const list = await discovery.listNamespacedEndpointSlice({ namespace: NAMESPACE, labelSelector: `kubernetes.io/service-name=${service}` });
-    return list.items.flatMap((s) => (s.endpoints ?? []).filter((e) => e.conditions?.ready).flatMap((e) => e.addresses.map((ip) => ({ ip, node: e.nodeName ?? '' }))));
+    const list = await discovery.listNamespacedEndpointSlice({
+      namespace: NAMESPACE,
+      labelSelector: `kubernetes.io/service-name=${service}`,
+    });
+    return list.items.flatMap((s) =>
+      (s.endpoints ?? []).filter((e) => e.conditions?.ready).flatMap((e) => e.addresses.map((ip) => ({ ip, node: e.nodeName ?? '' }))),
+    );
   };
 
   const wrapperEndpoints = async (w: RunningWrapper, service: string): Promise<Endpoint[]> => {
@@ -95,7 +104,9 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
     );
     if (r.status !== 200) throw new Error(`wrapper ${w.url}: ${r.status} ${r.body.slice(0, 200)}`);
     const list = JSON.parse(r.body) as k8s.V1EndpointSliceList;
-    return list.items.flatMap((s) => (s.endpoints ?? []).filter((e) => e.conditions?.ready).flatMap((e) => e.addresses.map((ip) => ({ ip, node: e.nodeName ?? '' }))));
+    return list.items.flatMap((s) =>
+      (s.endpoints ?? []).filter((e) => e.conditions?.ready).flatMap((e) => e.addresses.map((ip) => ({ ip, node: e.nodeName ?? '' }))),
+    );
   };
 
   const kubeProxyEndpoints = async (p: KubeProxy, service: string): Promise<string[]> => {
@@ -131,14 +142,20 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
   type Snapshot = Awaited<ReturnType<typeof snapshot>>;
 
   const render = (s: Snapshot): string => {
-    const ipList = (eps: { ip: string; node: string }[]) => eps.map((e) => e.ip).sort().join(' ') || '(none)';
+    const ipList = (eps: { ip: string; node: string }[]) =>
+      eps
+        .map((e) => e.ip)
+        .sort()
+        .join(' ') || '(none)';
     const lines: string[] = [];
     const unitValues = [...new Set(s.units.values())].filter(Boolean).sort();
     for (const unit of unitValues) {
       const members = [...s.units].filter(([, u]) => u === unit).map(([n]) => n);
       lines.push(`NodeUnit ${KEY}=${unit}  nodes: ${members.join(', ')}`);
       for (const d of s.deployments.filter((d) => d.metadata?.labels?.[LABEL_UNIT] === unit)) {
-        const pods = s.pods.filter((p) => Object.entries(d.spec?.selector?.matchLabels ?? {}).every(([k, v]) => p.metadata?.labels?.[k] === v));
+        const pods = s.pods.filter((p) =>
+          Object.entries(d.spec?.selector?.matchLabels ?? {}).every(([k, v]) => p.metadata?.labels?.[k] === v),
+        );
         const where = pods.map((p) => `${p.status?.podIP ?? '-'}@${p.spec?.nodeName ?? '-'}`).join(' ');
         lines.push(`  ${(d.metadata?.name ?? '').padEnd(22)} ${d.status?.readyReplicas ?? 0}/${d.spec?.replicas ?? 0} ready   ${where}`);
       }
@@ -147,7 +164,9 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
     for (const service of SERVICES) {
       const all = s.perNode.get(NODES[0]!)?.find((v) => v.service === service)?.apiserver ?? [];
       lines.push(`${NAMESPACE}/${service}  apiserver holds: ${all.map((e) => `${e.ip}@${e.node}`).join(' ') || '(none)'}`);
-      lines.push(`  ${'node'.padEnd(15)} ${'unit'.padEnd(8)} ${'wrapper serves'.padEnd(34)} ${opts.kubeProxy ? 'kube-proxy routes to' : ''}`);
+      lines.push(
+        `  ${'node'.padEnd(15)} ${'unit'.padEnd(8)} ${'wrapper serves'.padEnd(34)} ${opts.kubeProxy ? 'kube-proxy routes to' : ''}`,
+      );
       for (const n of nodes) {
         const v = s.perNode.get(n.name)?.find((x) => x.service === service);
         lines.push(
@@ -169,15 +188,24 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
     const unitValues = [...new Set(s.units.values())].filter(Boolean).sort();
     for (const unit of unitValues) {
       for (const grid of ['wordpress', 'mysql']) {
-        const d = s.deployments.find((x) => x.metadata?.labels?.[LABEL_UNIT] === unit && x.metadata?.labels?.['servicegroup.io/grid'] === grid);
+        const d = s.deployments.find(
+          (x) => x.metadata?.labels?.[LABEL_UNIT] === unit && x.metadata?.labels?.['servicegroup.io/grid'] === grid,
+        );
         const ready = d ? (d.status?.readyReplicas ?? 0) === (d.spec?.replicas ?? -1) : false;
-        out.push({ fact: `NodeUnit ${unit} runs ${grid} with all replicas ready`, ok: ready, detail: d ? `${d.metadata?.name} ${d.status?.readyReplicas ?? 0}/${d.spec?.replicas}` : 'no Deployment' });
+        out.push({
+          fact: `NodeUnit ${unit} runs ${grid} with all replicas ready`,
+          ok: ready,
+          detail: d ? `${d.metadata?.name} ${d.status?.readyReplicas ?? 0}/${d.spec?.replicas}` : 'no Deployment',
+        });
       }
     }
     for (const n of nodes) {
       const myUnit = s.units.get(n.name);
       for (const v of s.perNode.get(n.name) ?? []) {
-        const expected = v.apiserver.filter((e) => s.units.get(e.node) === myUnit).map((e) => e.ip).sort();
+        const expected = v.apiserver
+          .filter((e) => s.units.get(e.node) === myUnit)
+          .map((e) => e.ip)
+          .sort();
         const served = v.wrapper.map((e) => e.ip).sort();
         out.push({
           fact: `${n.name} (${myUnit}): wrapper serves only ${myUnit}'s endpoints of ${v.service}`,
@@ -198,10 +226,14 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
 
   const settle = async (what: string, timeoutMs = 60_000) => {
     try {
-      return await waitFor(what, async () => {
-        const s = await snapshot();
-        return facts(s).every((f) => f.ok) ? s : undefined;
-      }, { timeoutMs, intervalMs: 500, components: [controller] });
+      return await waitFor(
+        what,
+        async () => {
+          const s = await snapshot();
+          return facts(s).every((f) => f.ok) ? s : undefined;
+        },
+        { timeoutMs, intervalMs: 500, components: [controller] },
+      );
     } catch {
       return snapshot();
     }
@@ -209,7 +241,10 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
 
   const relabel = async () => {
     const target = UNITS.find((u) => u !== MOVED_NODE.replace(/-node-\d+$/, ''))!;
-    await core.patchNode({ name: MOVED_NODE, body: { metadata: { labels: { [KEY]: target } } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+    await core.patchNode(
+      { name: MOVED_NODE, body: { metadata: { labels: { [KEY]: target } } } },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+    );
     return target;
   };
 
@@ -261,7 +296,9 @@ Component logs: ${cluster.logDir}. Ctrl-C stops everything.
         const note = moved
           ? `moved ${MOVED_NODE} to ${KEY}=${moved}: its wrapper and kube-proxy now hold ${moved}'s endpoints`
           : `in ${Math.max(0, Math.ceil((relabelAfterMs - (Date.now() - started)) / 1000))} s the demo moves ${MOVED_NODE} to the other NodeUnit`;
-        process.stdout.write(`\x1b[2J\x1b[H${new Date().toISOString()}  ${note}\n\n${body}\n(Ctrl-C stops; kubectl usage printed above the view: scroll up)\n`);
+        process.stdout.write(
+          `\x1b[2J\x1b[H${new Date().toISOString()}  ${note}\n\n${body}\n(Ctrl-C stops; kubectl usage printed above the view: scroll up)\n`,
+        );
         await new Promise((r) => setTimeout(r, 2000));
       }
     },
