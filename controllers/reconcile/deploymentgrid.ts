@@ -4,7 +4,6 @@
 import type { V1Deployment } from '@kubernetes/client-node';
 import {
   CONDITION_PROGRESSING,
-  CONDITION_READY,
   type DeploymentGrid,
   type DeploymentGridStatus,
   type DeploymentGridUnitStatus,
@@ -24,6 +23,7 @@ import {
   type GridObject,
   isControlledBy,
   listUnits,
+  readyCondition,
   type SyncContext,
   type UnitProblem,
   writeStatus,
@@ -154,16 +154,7 @@ export async function syncDeploymentGrid(
     readyUnits,
     units: unitStatus,
     conditions: [
-      total === 0
-        ? condition(old, CONDITION_READY, false, 'NoUnits', `no node carries label ${grid.spec.gridUniqKey}`, gen)
-        : condition(
-            old,
-            CONDITION_READY,
-            readyUnits === total,
-            readyUnits === total ? 'AllUnitsReady' : 'UnitsNotReady',
-            `${readyUnits}/${total} units ready`,
-            gen,
-          ),
+      readyCondition(old, { gridUniqKey: grid.spec.gridUniqKey, total, ready: readyUnits, what: 'units ready' }, gen),
       condition(
         old,
         CONDITION_PROGRESSING,

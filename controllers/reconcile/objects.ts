@@ -3,7 +3,15 @@
 
 import type { V1Condition } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { ANNOTATION_RENDER_HASH, API_VERSION, CONDITION_DEGRADED, GROUP, REASON_CONFLICT, VERSION } from '../api/v1alpha1.ts';
+import {
+  ANNOTATION_RENDER_HASH,
+  API_VERSION,
+  CONDITION_DEGRADED,
+  CONDITION_READY,
+  GROUP,
+  REASON_CONFLICT,
+  VERSION,
+} from '../api/v1alpha1.ts';
 import { ApiError, isStatus, type KubeClient, resourcePath } from '../kube/client.ts';
 import type { Informer, KubeObject } from '../kube/informer.ts';
 import { stableStringify } from '../render/common.ts';
@@ -160,6 +168,27 @@ export function condition(
   const lastTransitionTime =
     prev && prev.status === s ? prev.lastTransitionTime : (new Date().toISOString().replace(/\.\d{3}Z$/, 'Z') as unknown as Date);
   return { type, status: s, reason, message, lastTransitionTime, observedGeneration: generation };
+}
+
+/**
+ * `Ready`, the same for both grid kinds: false with reason NoUnits while no node carries the key,
+ * else true when every unit is ready (and nothing grid-wide is wrong).
+ */
+export function readyCondition(
+  old: V1Condition[] | undefined,
+  grid: { gridUniqKey: string; total: number; ready: number; gridWideOk?: boolean; what: string },
+  generation: number | undefined,
+): V1Condition {
+  if (grid.total === 0) return condition(old, CONDITION_READY, false, 'NoUnits', `no node carries label ${grid.gridUniqKey}`, generation);
+  const all = grid.ready === grid.total;
+  return condition(
+    old,
+    CONDITION_READY,
+    all && (grid.gridWideOk ?? true),
+    all ? 'AllUnitsReady' : 'UnitsNotReady',
+    `${grid.ready}/${grid.total} ${grid.what}`,
+    generation,
+  );
 }
 
 /** A problem of one unit; unit '' is the grid as a whole (e.g. a ServiceGrid's shared Service). */

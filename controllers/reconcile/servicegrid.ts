@@ -5,7 +5,6 @@ import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node
 import {
   CONDITION_DEGRADED,
   CONDITION_PROGRESSING,
-  CONDITION_READY,
   REASON_APPLY_FAILED,
   REASON_CONFLICT,
   type ServiceGrid,
@@ -24,6 +23,7 @@ import {
   type GridObject,
   isControlledBy,
   listUnits,
+  readyCondition,
   SERVICE_GRIDS,
   SERVICES,
   type SyncContext,
@@ -163,16 +163,17 @@ export async function syncServiceGrid(
     readyUnits: readyList.length,
     units: unitStatus,
     conditions: [
-      total === 0
-        ? condition(old, CONDITION_READY, false, 'NoUnits', `no node carries label ${grid.spec.gridUniqKey}`, gen)
-        : condition(
-            old,
-            CONDITION_READY,
-            readyList.length === total && !problemByUnit.has(SHARED),
-            readyList.length === total ? 'AllUnitsReady' : 'UnitsNotReady',
-            `${readyList.length}/${total} units have ready endpoints`,
-            gen,
-          ),
+      readyCondition(
+        old,
+        {
+          gridUniqKey: grid.spec.gridUniqKey,
+          total,
+          ready: readyList.length,
+          gridWideOk: !problemByUnit.has(SHARED),
+          what: 'units have ready endpoints',
+        },
+        gen,
+      ),
       condition(
         old,
         CONDITION_PROGRESSING,

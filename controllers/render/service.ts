@@ -81,28 +81,16 @@ export function renderServiceGrid(grid: ServiceGrid, units: readonly string[]): 
     if ('error' in assigned)
       return { unit, name: '', template: choice.name, error: { reason: REASON_NAME_COLLISION, message: assigned.error } };
     const { name } = assigned;
+    const invalid = (why: string) => ({
+      unit,
+      name,
+      template: choice.name,
+      error: { reason: REASON_INVALID_TEMPLATE, message: `template ${JSON.stringify(choice.name)} ${why}` },
+    });
     if (!choice.template.selector || Object.keys(choice.template.selector).length === 0) {
-      return {
-        unit,
-        name,
-        template: choice.name,
-        error: {
-          reason: REASON_INVALID_TEMPLATE,
-          message: `template ${JSON.stringify(choice.name)} has no selector, so a per-unit Service cannot select the unit's pods`,
-        },
-      };
+      return invalid("has no selector, so a per-unit Service cannot select the unit's pods");
     }
-    if (choice.template.type === 'ExternalName') {
-      return {
-        unit,
-        name,
-        template: choice.name,
-        error: {
-          reason: REASON_INVALID_TEMPLATE,
-          message: `template ${JSON.stringify(choice.name)} is an ExternalName Service; it has no per-unit form`,
-        },
-      };
-    }
+    if (choice.template.type === 'ExternalName') return invalid('is an ExternalName Service; it has no per-unit form');
     return { unit, name, template: choice.name, service: renderUnitService(grid, unit, name, choice.template) };
   });
   return { shared: renderSharedService(grid), units: rendered };
