@@ -29,7 +29,8 @@ const { values: flags } = parseArgs({
     'retry-period': { type: 'string', default: '2s' },
     'log-level': { type: 'string', default: 'info' },
     'resync-period': { type: 'string', default: '10m' },
-    workers: { type: 'string', default: '2' },
+    workers: { type: 'string', default: '8' },
+    'evict-misplaced-pods': { type: 'string', default: 'true' },
     identity: { type: 'string', default: '' },
   },
   allowPositionals: false,
@@ -63,6 +64,7 @@ async function startController(): Promise<void> {
     instance: identity,
     workers: Number(flags.workers),
     resyncPeriodMs: parseDuration(flags['resync-period']!),
+    evictMisplacedPods: flags['evict-misplaced-pods'] !== 'false',
   });
   await controller.start();
   started = true;

@@ -124,11 +124,17 @@ export interface ServiceGrid {
 export const CONDITION_READY = 'Ready';
 export const CONDITION_PROGRESSING = 'Progressing';
 export const CONDITION_DEGRADED = 'Degraded';
+/** DeploymentGrid: True while pods of a unit run on nodes that are no longer in that unit. */
+export const CONDITION_MISPLACED_PODS = 'MisplacedPods';
+/** DeploymentGrid: True while `overrides` name units no node carries (they apply once a node does). */
+export const CONDITION_UNKNOWN_OVERRIDE_UNITS = 'UnknownOverrideUnits';
 export const REASON_CONFLICT = 'Conflict';
 export const REASON_INVALID_OVERRIDE = 'InvalidOverride';
 export const REASON_INVALID_TEMPLATE = 'InvalidTemplate';
 export const REASON_NAME_COLLISION = 'NameCollision';
 export const REASON_APPLY_FAILED = 'ApplyFailed';
+/** A unit's Deployment needs a new `spec.selector`, which is immutable: see the controller README. */
+export const REASON_SELECTOR_CHANGED = 'SelectorChanged';
 
 /** Annotation on rendered objects: hash of what the controller last applied, to skip no-op writes. */
 export const ANNOTATION_RENDER_HASH = 'servicegroup.io/render-hash';

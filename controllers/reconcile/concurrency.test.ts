@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { forEachConcurrently } from './concurrency.ts';
+import { forEachConcurrently, Semaphore } from './concurrency.ts';
 
 test('runs every item once, never more than the limit at a time', async () => {
   let inFlight = 0;
@@ -27,4 +27,24 @@ test('an empty list and a limit above the length are fine', async () => {
     n++;
   });
   assert.equal(n, 2);
+});
+
+test('a semaphore keeps at most its limit running and runs every call', async () => {
+  const s = new Semaphore(3);
+  let inFlight = 0;
+  let most = 0;
+  const results = await Promise.all(
+    [...Array(20).keys()].map((i) =>
+      s.run(async () => {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        await new Promise((r) => setTimeout(r, i % 3));
+        inFlight--;
+        return i;
+      }),
+    ),
+  );
+  assert.deepEqual(results, [...Array(20).keys()]);
+  assert.equal(most, 3);
+  assert.equal(inFlight, 0);
 });

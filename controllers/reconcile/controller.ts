@@ -1,28 +1,37 @@
-// Wires informers, the work queue and the two grid syncs. Every event is mapped to the grid keys
+// Wires informers, the work queue and the grid syncs. Every event is mapped to the grid keys
 // it can affect; a worker syncs one key at a time from the caches (level-triggered).
 
 import type { Logger } from 'pino';
-import { type DeploymentGrid, KIND_DEPLOYMENT_GRID, KIND_SERVICE_GRID, LABEL_GRID, type ServiceGrid } from '../api/v1alpha1.ts';
+import { KIND_DEPLOYMENT_GRID, KIND_SERVICE_GRID, LABEL_GRID, LABEL_UNIT } from '../api/v1alpha1.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { resourcePath } from '../kube/client.ts';
 import { Informer, type KubeObject } from '../kube/informer.ts';
 import type { ControllerMetrics } from '../metrics.ts';
-import { syncDeploymentGrid } from './deploymentgrid.ts';
+import { BlockerWatches } from './blockers.ts';
+import { CONTROLLER_WRITE_CONCURRENCY, Semaphore } from './concurrency.ts';
+import { deploymentGridParts } from './deploymentgrid.ts';
 import { DriftDetector } from './drift.ts';
+import { EventRecorder } from './events.ts';
+import { Evictor } from './eviction.ts';
+import { FailureMemory } from './failures.ts';
+import { type Blocked, type GridKindParts, type SyncContext, syncGrid } from './grid-sync.ts';
+import { WorkQueue } from './queue.ts';
 import {
   DEPLOYMENT_GRIDS,
   DEPLOYMENTS,
   ENDPOINT_SLICES,
-  EventRecorder,
   type GridObject,
   NODES,
+  objectRef,
+  PODS,
   type Resource,
   SERVICE_GRIDS,
   SERVICES,
-  type SyncContext,
-} from './objects.ts';
-import { WorkQueue } from './queue.ts';
-import { syncServiceGrid } from './servicegrid.ts';
+} from './resources.ts';
+import { serviceGridParts } from './servicegrid.ts';
+import { StatusWriter } from './status.ts';
+
+export const DEFAULT_WORKERS = 8;
 
 export interface ControllerOptions {
   client: KubeClient;
@@ -33,12 +42,19 @@ export interface ControllerOptions {
   workers?: number;
   /** Re-sync every grid from the caches this often (0: never). */
   resyncPeriodMs?: number;
+  /** Evict pods a relabel left on a node of another unit (default true); when false they are only reported. */
+  evictMisplacedPods?: boolean;
 }
 
 type Kind = typeof KIND_DEPLOYMENT_GRID | typeof KIND_SERVICE_GRID;
 
-function gridKey(kind: Kind, namespace: string, name: string): string {
+function gridKey(kind: string, namespace: string, name: string): string {
   return `${kind}/${namespace}/${name}`;
+}
+
+interface GridKindEntry {
+  grids: Informer<KubeObject>;
+  parts: GridKindParts<GridObject>;
 }
 
 export class GridController {
@@ -52,7 +68,13 @@ export class GridController {
   readonly deployments: Informer<KubeObject>;
   readonly services: Informer<KubeObject>;
   readonly endpointSlices: Informer<KubeObject>;
+  readonly pods: Informer<KubeObject>;
   private readonly informers: Informer<KubeObject>[];
+  private readonly kinds: Map<string, GridKindEntry>;
+  private readonly blockers: BlockerWatches;
+  /** object ref → grid keys it blocks; grid key → the refs blocking it. */
+  private readonly blockedGrids = new Map<string, Set<string>>();
+  private readonly blocking = new Map<string, Set<string>>();
   private resyncTimer?: NodeJS.Timeout;
   private workers: Promise<void>[] = [];
   private readonly unitCounts = new Map<string, { total: number; ready: number }>();
@@ -65,46 +87,83 @@ export class GridController {
       log: opts.log,
       recorder: new EventRecorder(opts.client, opts.log, opts.instance ?? 'servicegroup-controller'),
       drift: new DriftDetector(),
+      failures: new FailureMemory(),
+      statuses: new StatusWriter(),
+      writes: new Semaphore(CONTROLLER_WRITE_CONCURRENCY),
     };
     const informer = (r: Resource, labelSelector?: string) =>
       new Informer<KubeObject>(opts.client, { path: resourcePath(r), name: r.plural, labelSelector }, opts.log);
     this.deploymentGrids = informer(DEPLOYMENT_GRIDS);
     this.serviceGrids = informer(SERVICE_GRIDS);
     this.nodes = informer(NODES);
-    // Only labelled objects are cached; a same-name foreign object is found by a GET when needed.
+    // Only labelled objects are cached; a same-name foreign object is found when a write runs into it.
     this.deployments = informer(DEPLOYMENTS, LABEL_GRID);
     this.services = informer(SERVICES, LABEL_GRID);
     this.endpointSlices = informer(ENDPOINT_SLICES, LABEL_GRID);
-    this.informers = [this.deploymentGrids, this.serviceGrids, this.nodes, this.deployments, this.services, this.endpointSlices];
+    // Pods of rendered Deployments only (their template carries both labels), for misplaced pods.
+    this.pods = informer(PODS, `${LABEL_GRID},${LABEL_UNIT}`);
+    this.informers = [this.deploymentGrids, this.serviceGrids, this.nodes, this.deployments, this.services, this.endpointSlices, this.pods];
+    this.blockers = new BlockerWatches(opts.client, opts.log, (ref) => this.unblocked(ref));
 
-    const onGrid = (kind: Kind) => (type: string, obj: KubeObject, old?: KubeObject) => {
-      // Our own status writes come back as updates with the same generation: nothing to do.
-      if (
-        type === 'update' &&
-        old &&
-        old.metadata?.generation === obj.metadata?.generation &&
-        !!old.metadata?.deletionTimestamp === !!obj.metadata?.deletionTimestamp
-      )
-        return;
-      const key = gridKey(kind, obj.metadata!.namespace!, obj.metadata!.name!);
-      if (type === 'delete') this.unitCounts.delete(key);
-      this.queue.add(key);
-    };
-    this.deploymentGrids.on(onGrid(KIND_DEPLOYMENT_GRID));
-    this.serviceGrids.on(onGrid(KIND_SERVICE_GRID));
+    const evictor = opts.evictMisplacedPods === false ? undefined : new Evictor(opts.client, opts.log);
+    this.kinds = new Map<string, GridKindEntry>([
+      [
+        KIND_DEPLOYMENT_GRID,
+        {
+          grids: this.deploymentGrids,
+          parts: deploymentGridParts(
+            { deployments: this.deployments, pods: this.pods, nodes: this.nodes },
+            evictor,
+          ) as GridKindParts<GridObject>,
+        },
+      ],
+      [
+        KIND_SERVICE_GRID,
+        {
+          grids: this.serviceGrids,
+          parts: serviceGridParts({
+            services: this.services,
+            endpointSlices: this.endpointSlices,
+            nodes: this.nodes,
+          }) as GridKindParts<GridObject>,
+        },
+      ],
+    ]);
+
+    for (const [kind, { grids }] of this.kinds) grids.on((type, obj, old) => this.onGrid(kind, type, obj, old));
     this.nodes.on((type, node, old) => this.onNode(type, node, old));
-    const onOwned = (kind: Kind) => (_type: string, obj: KubeObject) => {
-      const grid = obj.metadata?.labels?.[LABEL_GRID];
-      if (grid) this.queue.add(gridKey(kind, obj.metadata!.namespace!, grid));
-    };
-    const forget = (type: string, obj: KubeObject) => {
-      if (type === 'delete') this.ctx.drift.forget(obj.metadata?.uid);
-    };
-    this.deployments.on(forget);
-    this.services.on(forget);
-    this.deployments.on(onOwned(KIND_DEPLOYMENT_GRID));
-    this.services.on(onOwned(KIND_SERVICE_GRID));
-    this.endpointSlices.on(onOwned(KIND_SERVICE_GRID));
+    this.deployments.on((type, obj) => this.onOwned(KIND_DEPLOYMENT_GRID, DEPLOYMENTS, type, obj));
+    this.services.on((type, obj) => this.onOwned(KIND_SERVICE_GRID, SERVICES, type, obj));
+    this.endpointSlices.on((_type, obj) => this.queueOwner(KIND_SERVICE_GRID, obj));
+    this.pods.on((type, pod, old) => {
+      // Only where a pod runs can make it misplaced; its status changes do not.
+      if (type === 'update' && old?.spec?.nodeName === pod.spec?.nodeName) return;
+      this.queueOwner(KIND_DEPLOYMENT_GRID, pod);
+    });
+  }
+
+  private onGrid(kind: string, type: string, obj: KubeObject, old?: KubeObject): void {
+    this.ctx.statuses.seen(obj);
+    const key = gridKey(kind, obj.metadata!.namespace!, obj.metadata!.name!);
+    if (type === 'delete') {
+      this.forgetGrid(key, obj.metadata?.uid);
+    } else if (
+      // Our own status writes come back as updates with the same generation: nothing to do.
+      type === 'update' &&
+      old &&
+      old.metadata?.generation === obj.metadata?.generation &&
+      !!old.metadata?.deletionTimestamp === !!obj.metadata?.deletionTimestamp
+    ) {
+      return;
+    }
+    this.queue.add(key);
+  }
+
+  private forgetGrid(key: string, uid: string | undefined): void {
+    this.unitCounts.delete(key);
+    this.ctx.recorder.forget(uid);
+    this.ctx.statuses.forget(uid);
+    this.updateBlocked(key, []);
   }
 
   /** A node's unit label changes matter to every grid keyed on that label. */
@@ -112,16 +171,54 @@ export class GridController {
     const now = (node.metadata?.labels ?? {}) as Record<string, string>;
     const before = (type === 'update' ? (old?.metadata?.labels ?? {}) : {}) as Record<string, string>;
     const after = type === 'delete' ? {} : now;
-    const changed = (key: string) => before[key] !== after[key];
-    for (const [inf, kind] of [
-      [this.deploymentGrids, KIND_DEPLOYMENT_GRID],
-      [this.serviceGrids, KIND_SERVICE_GRID],
-    ] as const) {
-      for (const g of inf.list()) {
+    for (const [kind, { grids }] of this.kinds) {
+      for (const g of grids.list()) {
         const key = g.spec?.gridUniqKey as string | undefined;
-        if (key && changed(key)) this.queue.add(gridKey(kind, g.metadata!.namespace!, g.metadata!.name!));
-        // Endpoint counts of a ServiceGrid depend on which unit a node is in.
+        if (key && before[key] !== after[key]) this.queue.add(gridKey(kind, g.metadata!.namespace!, g.metadata!.name!));
       }
+    }
+  }
+
+  private onOwned(kind: Kind, resource: Resource, type: string, obj: KubeObject): void {
+    if (type === 'delete') {
+      this.ctx.drift.forget(obj.metadata?.uid);
+      // A name another grid's object held is free now: the grids that wanted it can take it.
+      this.unblocked(objectRef(resource, obj.metadata!.namespace!, obj.metadata!.name!));
+    }
+    this.queueOwner(kind, obj);
+  }
+
+  private queueOwner(kind: Kind, obj: KubeObject): void {
+    const grid = obj.metadata?.labels?.[LABEL_GRID];
+    if (grid) this.queue.add(gridKey(kind, obj.metadata!.namespace!, grid));
+  }
+
+  /** The object holding `ref` went away or changed hands: sync the grids it blocked now. */
+  private unblocked(ref: string): void {
+    this.ctx.failures.clear(ref);
+    for (const key of this.blockedGrids.get(ref) ?? []) this.queue.add(key);
+  }
+
+  /** Records what blocks a grid after its sync; watches foreign blockers while they block anyone. */
+  private updateBlocked(key: string, blocked: Blocked[]): void {
+    const now = new Set(blocked.map((b) => b.ref));
+    for (const ref of this.blocking.get(key) ?? []) {
+      if (now.has(ref)) continue;
+      const grids = this.blockedGrids.get(ref);
+      grids?.delete(key);
+      if (grids?.size === 0) {
+        this.blockedGrids.delete(ref);
+        this.blockers.unwatch(ref);
+      }
+    }
+    if (now.size === 0) this.blocking.delete(key);
+    else this.blocking.set(key, now);
+    for (const b of blocked) {
+      let grids = this.blockedGrids.get(b.ref);
+      if (!grids) this.blockedGrids.set(b.ref, (grids = new Set()));
+      grids.add(key);
+      // Objects of other grids are in the labelled caches, whose delete events cover them.
+      if (!b.blocker.metadata?.labels?.[LABEL_GRID]) this.blockers.watch(b.ref, b.resource, b.blocker);
     }
   }
 
@@ -140,7 +237,7 @@ export class GridController {
     await Promise.all(this.informers.map((i) => i.synced));
     this.log.info({ grids: this.deploymentGrids.size + this.serviceGrids.size, nodes: this.nodes.size }, 'caches synced');
     this.resyncAll();
-    for (let i = 0; i < (this.opts.workers ?? 2); i++) this.workers.push(this.work());
+    for (let i = 0; i < (this.opts.workers ?? DEFAULT_WORKERS); i++) this.workers.push(this.work());
     const period = this.opts.resyncPeriodMs ?? 0;
     if (period > 0) {
       this.resyncTimer = setInterval(() => this.resyncAll(), period);
@@ -150,24 +247,27 @@ export class GridController {
 
   /** Queues every grid in the caches (a resync: makes no write when nothing changed). */
   resyncAll(): void {
-    for (const g of this.deploymentGrids.list()) this.queue.add(gridKey(KIND_DEPLOYMENT_GRID, g.metadata!.namespace!, g.metadata!.name!));
-    for (const g of this.serviceGrids.list()) this.queue.add(gridKey(KIND_SERVICE_GRID, g.metadata!.namespace!, g.metadata!.name!));
+    for (const [kind, { grids }] of this.kinds)
+      for (const g of grids.list()) this.queue.add(gridKey(kind, g.metadata!.namespace!, g.metadata!.name!));
   }
 
-  /** Resolves once the queue is empty and no worker is busy. */
+  /** Resolves once the queue is empty, no worker is busy and every event is posted. */
   async waitIdle(timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!this.queue.idle()) {
       if (Date.now() > deadline) throw new Error('controller did not become idle');
       await new Promise((r) => setTimeout(r, 20));
     }
+    await this.ctx.recorder.flushed();
+  }
+
+  /** Number of foreign objects watched because they block a grid. */
+  get blockerWatches(): number {
+    return this.blockers.size;
   }
 
   unitTotals(): { kind: string; total: number; ready: number }[] {
-    const sums = new Map<string, { total: number; ready: number }>([
-      [KIND_DEPLOYMENT_GRID, { total: 0, ready: 0 }],
-      [KIND_SERVICE_GRID, { total: 0, ready: 0 }],
-    ]);
+    const sums = new Map<string, { total: number; ready: number }>([...this.kinds.keys()].map((k) => [k, { total: 0, ready: 0 }]));
     for (const [key, c] of this.unitCounts) {
       const s = sums.get(key.split('/')[0]!)!;
       s.total += c.total;
@@ -180,7 +280,9 @@ export class GridController {
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     this.queue.shutdown();
     for (const i of this.informers) i.stop();
+    this.blockers.stop();
     await Promise.all(this.workers);
+    await this.ctx.recorder.flushed();
   }
 
   private async work(): Promise<void> {
@@ -191,19 +293,20 @@ export class GridController {
       const started = process.hrtime.bigint();
       let result = 'success';
       try {
-        const retry = await this.sync(key);
+        const { retry, requeueAfterMs } = await this.sync(key);
         if (retry) {
           result = 'retry';
           this.opts.metrics?.reconcileErrors.inc({ kind });
           this.queue.addRateLimited(key);
         } else {
           this.queue.forget(key);
+          if (requeueAfterMs) this.queue.addAfter(key, requeueAfterMs);
         }
       } catch (err) {
         result = 'error';
         this.opts.metrics?.reconcileErrors.inc({ kind });
         const delay = this.queue.addRateLimited(key);
-        this.log.error({ err: (err as Error).message, grid: key.slice(kind.length + 1), kind, retryInMs: delay }, 'reconcile failed');
+        this.log.error({ err, grid: key.slice(kind.length + 1), kind, retryInMs: delay }, 'reconcile failed');
       } finally {
         this.queue.done(key);
         this.opts.metrics?.reconciles.inc({ kind, result });
@@ -212,25 +315,20 @@ export class GridController {
     }
   }
 
-  /** One level-triggered sync of a grid key. Returns true when it should be retried. */
-  private async sync(key: string): Promise<boolean> {
-    const [kind, namespace, name] = key.split('/') as [Kind, string, string];
-    const inf = kind === KIND_DEPLOYMENT_GRID ? this.deploymentGrids : this.serviceGrids;
-    const obj = inf.get(namespace, name);
+  /** One level-triggered sync of a grid key. */
+  private async sync(key: string): Promise<{ retry: boolean; requeueAfterMs?: number }> {
+    const [kind, namespace, name] = key.split('/') as [string, string, string];
+    const entry = this.kinds.get(kind)!;
+    const obj = entry.grids.get(namespace, name);
     // Gone or going: the garbage collector removes what it owned.
     if (!obj || obj.metadata?.deletionTimestamp) {
-      this.unitCounts.delete(key);
-      return false;
+      this.forgetGrid(key, obj?.metadata?.uid);
+      return { retry: false };
     }
     const grid = { ...obj, kind } as GridObject;
-    const units = this.unitsFor(grid.spec?.gridUniqKey);
-    if (kind === KIND_DEPLOYMENT_GRID) {
-      const { status, retry } = await syncDeploymentGrid(this.ctx, grid as DeploymentGrid & GridObject, units, this.deployments);
-      this.unitCounts.set(key, { total: status.totalUnits ?? 0, ready: status.readyUnits ?? 0 });
-      return retry;
-    }
-    const { status, retry } = await syncServiceGrid(this.ctx, grid as ServiceGrid & GridObject, units, this);
-    this.unitCounts.set(key, { total: status.totalUnits ?? 0, ready: status.readyUnits ?? 0 });
-    return retry;
+    const result = await syncGrid(this.ctx, entry.parts, grid, this.unitsFor(grid.spec?.gridUniqKey));
+    this.unitCounts.set(key, { total: result.totalUnits, ready: result.readyUnits });
+    this.updateBlocked(key, result.blocked);
+    return result;
   }
 }

@@ -1,39 +1,28 @@
-// Level-triggered sync of one DeploymentGrid: render from the grid and the current unit set,
-// apply what differs, delete Deployments of units that are gone, then write status.
+// DeploymentGrid: one Deployment per unit. Its parts of the grid sync: rendering, the selector
+// check (a Deployment's selector is immutable), readiness from the Deployment's status, overrides
+// naming units that do not exist, and pods left in another unit by a relabel.
 
 import type { V1Deployment } from '@kubernetes/client-node';
 import {
-  CONDITION_PROGRESSING,
+  CONDITION_MISPLACED_PODS,
+  CONDITION_UNKNOWN_OVERRIDE_UNITS,
   type DeploymentGrid,
-  type DeploymentGridStatus,
   type DeploymentGridUnitStatus,
-  REASON_APPLY_FAILED,
-  REASON_CONFLICT,
+  KIND_DEPLOYMENT_GRID,
+  REASON_SELECTOR_CHANGED,
 } from '../api/v1alpha1.ts';
 import type { Informer, KubeObject } from '../kube/informer.ts';
-import { renderDeploymentGrid } from '../render/deployment.ts';
-import { forEachConcurrently, UNIT_CONCURRENCY } from './concurrency.ts';
-import {
-  applyOwned,
-  condition,
-  DEPLOYMENT_GRIDS,
-  DEPLOYMENTS,
-  degradedCondition,
-  deleteOwned,
-  type GridObject,
-  isControlledBy,
-  listUnits,
-  readyCondition,
-  type SyncContext,
-  type UnitProblem,
-  writeStatus,
-} from './objects.ts';
+import { stableStringify } from '../render/common.ts';
+import { renderDeploymentGrid, unknownOverrideUnits } from '../render/deployment.ts';
+import { condition, listSome } from './conditions.ts';
+import { type Evictor, findMisplacedPods, type MisplacedPod } from './eviction.ts';
+import type { GridKindParts, Notice, SyncView } from './grid-sync.ts';
+import { DEPLOYMENT_GRIDS, DEPLOYMENTS, type GridObject } from './resources.ts';
 
-export interface DeploymentGridSyncResult {
-  status: DeploymentGridStatus;
-  /** A retriable failure happened: sync again later with backoff. */
-  retry: boolean;
-}
+type Grid = DeploymentGrid & GridObject;
+
+/** How soon to look again at misplaced pods whose eviction had to wait. */
+const EVICTION_RETRY_MS = 5_000;
 
 function deploymentReady(d: V1Deployment | undefined): boolean {
   if (!d) return false;
@@ -54,118 +43,132 @@ function deploymentRolledOut(d: V1Deployment | undefined): boolean {
   return (st.observedGeneration ?? 0) >= (d.metadata?.generation ?? 0) && (st.updatedReplicas ?? 0) >= want && (st.replicas ?? 0) === want;
 }
 
-export async function syncDeploymentGrid(
-  ctx: SyncContext,
-  grid: DeploymentGrid & GridObject,
-  units: string[],
-  deployments: Informer<KubeObject>,
-): Promise<DeploymentGridSyncResult> {
-  const gridKey = `${grid.metadata.namespace}/${grid.metadata.name}`;
-  const log = ctx.log.child({ grid: gridKey, kind: grid.kind });
-  const oldUnits = new Map((grid.status?.units ?? []).map((u) => [u.name, u]));
-  const rendered = renderDeploymentGrid(grid, units);
-  const problems: UnitProblem[] = [];
-  const liveByUnit = new Map<string, V1Deployment>();
-  let retry = false;
+export interface DeploymentGridCaches {
+  deployments: Informer<KubeObject>;
+  pods: Informer<KubeObject>;
+  nodes: Informer<KubeObject>;
+}
 
-  await forEachConcurrently(rendered, UNIT_CONCURRENCY, async (r) => {
-    if (r.error) {
-      problems.push({ unit: r.unit, ...r.error });
-      const live = r.name ? deployments.get(grid.metadata.namespace, r.name) : undefined;
-      if (live && isControlledBy(live, grid)) liveByUnit.set(r.unit, live as V1Deployment);
-      return;
-    }
-    const outcome = await applyOwned(ctx, DEPLOYMENTS, deployments, r.deployment as KubeObject, grid);
-    const ulog = log.child({ unit: r.unit, deployment: r.name });
-    switch (outcome.kind) {
-      case 'unchanged':
-        liveByUnit.set(r.unit, outcome.live as V1Deployment);
-        break;
-      case 'created':
-      case 'updated':
-        liveByUnit.set(r.unit, outcome.live as V1Deployment);
-        ulog.info(`${outcome.kind} deployment`);
-        await ctx.recorder.record(
-          grid,
-          'Normal',
-          outcome.kind === 'created' ? 'Created' : 'Updated',
-          outcome.kind === 'created' ? 'Create' : 'Update',
-          `${outcome.kind} Deployment ${r.name} for unit ${JSON.stringify(r.unit)} (template ${r.template})`,
-        );
-        break;
-      case 'conflict':
-        problems.push({ unit: r.unit, reason: REASON_CONFLICT, message: outcome.message });
-        break;
-      case 'failed':
-        retry ||= outcome.retry;
-        problems.push({ unit: r.unit, reason: REASON_APPLY_FAILED, message: outcome.message });
-        ulog.warn({ err: outcome.message }, 'apply failed');
-        break;
-    }
-  });
-
-  // Units that are gone lose their Deployment; a failed unit keeps whatever it had.
-  const keep = new Set(rendered.map((r) => r.name).filter(Boolean));
-  for (const d of deployments.list(grid.metadata.namespace)) {
-    if (!isControlledBy(d, grid) || keep.has(d.metadata!.name!)) continue;
-    if (await deleteOwned(ctx, DEPLOYMENTS, d)) {
-      const unit = d.metadata?.labels?.['servicegroup.io/unit'] ?? '';
-      log.info({ unit, deployment: d.metadata!.name }, 'deleted deployment of a unit that is gone');
-      await ctx.recorder.record(
-        grid,
-        'Normal',
-        'Deleted',
-        'Delete',
-        `deleted Deployment ${d.metadata!.name} of unit ${JSON.stringify(unit)}, which no node carries any more`,
-      );
-    }
-  }
-
-  // Events for problems that are new (level-triggered: a standing problem is not re-announced).
-  for (const p of problems) {
-    if (oldUnits.get(p.unit)?.error === `${p.reason}: ${p.message}`) continue;
-    log.warn({ unit: p.unit, reason: p.reason, err: p.message }, 'unit failed');
-    await ctx.recorder.record(grid, 'Warning', p.reason, 'Reconcile', `unit ${JSON.stringify(p.unit)}: ${p.message}`);
-  }
-
-  const problemByUnit = new Map(problems.map((p) => [p.unit, p]));
-  const unitStatus: DeploymentGridUnitStatus[] = rendered.map((r) => {
-    const d = liveByUnit.get(r.unit);
-    const p = problemByUnit.get(r.unit);
-    const s: DeploymentGridUnitStatus = {
-      name: r.unit,
-      deployment: r.name,
-      replicas: d?.status?.replicas ?? 0,
-      readyReplicas: d?.status?.readyReplicas ?? 0,
-      updatedReplicas: d?.status?.updatedReplicas ?? 0,
-      template: r.template,
-    };
-    if (p) s.error = `${p.reason}: ${p.message}`;
-    return s;
-  });
-  const readyUnits = rendered.filter((r) => !problemByUnit.has(r.unit) && deploymentReady(liveByUnit.get(r.unit))).length;
-  const rolling = rendered.filter((r) => !problemByUnit.has(r.unit) && !deploymentRolledOut(liveByUnit.get(r.unit))).map((r) => r.unit);
-  const gen = grid.metadata.generation;
-  const old = grid.status?.conditions;
-  const total = rendered.length;
-  const status: DeploymentGridStatus = {
-    observedGeneration: gen,
-    totalUnits: total,
-    readyUnits,
-    units: unitStatus,
-    conditions: [
-      readyCondition(old, { gridUniqKey: grid.spec.gridUniqKey, total, ready: readyUnits, what: 'units ready' }, gen),
-      condition(
-        old,
-        CONDITION_PROGRESSING,
-        rolling.length > 0,
-        rolling.length > 0 ? 'RollingOut' : 'Complete',
-        rolling.length > 0 ? `rolling out units ${listUnits(rolling)}` : 'all units rolled out',
-        gen,
-      ),
-      degradedCondition(old, problems, gen),
-    ],
+export function deploymentGridParts(caches: DeploymentGridCaches, evictor: Evictor | undefined): GridKindParts<Grid> {
+  return {
+    kind: KIND_DEPLOYMENT_GRID,
+    gridResource: DEPLOYMENT_GRIDS,
+    objectResource: DEPLOYMENTS,
+    objectKind: 'Deployment',
+    objects: caches.deployments,
+    render: (grid, units) =>
+      renderDeploymentGrid(grid, units).map((r) => ({
+        unit: r.unit,
+        name: r.name,
+        template: r.template,
+        desired: r.deployment as KubeObject | undefined,
+        error: r.error,
+      })),
+    replacement(_unit, live, desired) {
+      if (stableStringify(live.spec?.selector ?? {}) === stableStringify(desired.spec?.selector ?? {})) return undefined;
+      const name = `${live.metadata!.namespace}/${live.metadata!.name}`;
+      return {
+        reason: REASON_SELECTOR_CHANGED,
+        message: `the template's selector changed and a Deployment's selector is immutable: delete Deployment ${name} to have it recreated`,
+      };
+    },
+    unitReader: () => (r, live) => {
+      const d = live as V1Deployment | undefined;
+      const status: DeploymentGridUnitStatus = {
+        name: r.unit,
+        deployment: r.name,
+        replicas: d?.status?.replicas ?? 0,
+        readyReplicas: d?.status?.readyReplicas ?? 0,
+        updatedReplicas: d?.status?.updatedReplicas ?? 0,
+        template: r.template,
+      };
+      return { status: status as unknown as Record<string, unknown>, ready: deploymentReady(d), settled: deploymentRolledOut(d) };
+    },
+    progress: {
+      movingReason: 'RollingOut',
+      movingWhat: 'rolling out units',
+      doneMessage: 'all units rolled out',
+      readyWhat: 'units ready',
+    },
+    async extras(view) {
+      const misplaced = await misplacedPods(view, caches, evictor);
+      return { conditions: [unknownOverridesNotice(view), misplaced.notice], requeueAfterMs: misplaced.requeueAfterMs };
+    },
   };
-  if (await writeStatus(ctx, DEPLOYMENT_GRIDS, grid, status as Record<string, unknown>)) log.debug({ readyUnits, total }, 'status written');
-  return { status, retry };
+}
+
+function unknownOverridesNotice(view: SyncView<Grid>): Notice {
+  const { grid, units } = view;
+  const unknown = unknownOverrideUnits(grid, units);
+  const message =
+    unknown.length === 0
+      ? 'every unit named in overrides exists'
+      : `overrides name units no node carries (they apply once one does): ${listSome(
+          unknown.map((u) => `${JSON.stringify(u.unit)} in overrides[${u.overrides.join('], [')}]`),
+          10,
+        )}`;
+  return {
+    condition: condition(
+      grid.status?.conditions,
+      CONDITION_UNKNOWN_OVERRIDE_UNITS,
+      unknown.length > 0,
+      unknown.length > 0 ? 'UnitsNotFound' : 'AsExpected',
+      message,
+      grid.metadata.generation,
+    ),
+    eventType: 'Normal',
+  };
+}
+
+async function misplacedPods(
+  view: SyncView<Grid>,
+  caches: DeploymentGridCaches,
+  evictor: Evictor | undefined,
+): Promise<{ notice: Notice; requeueAfterMs?: number }> {
+  const { grid } = view;
+  const deploymentOfUnit = new Map(view.rendered.filter((r) => r.name && view.live.has(r.name)).map((r) => [r.unit, r.name]));
+  const pods = caches.pods.list(grid.metadata.namespace).filter((p) => p.metadata?.labels?.['servicegroup.io/grid'] === grid.metadata.name);
+  const misplaced = findMisplacedPods(
+    pods,
+    deploymentOfUnit,
+    grid.spec.gridUniqKey,
+    (node) => caches.nodes.get(undefined, node)?.metadata?.labels as Record<string, string> | undefined,
+  );
+  let waiting = false;
+  if (evictor) {
+    for (const m of misplaced) {
+      if (m.terminating) continue;
+      const result = await evictor.evict(m.pod);
+      if (result === 'evicted') {
+        view.changes.add('Evicted', `${m.name} on ${m.node} (unit ${JSON.stringify(m.unit)})`);
+        view.log.info({ pod: m.name, node: m.node, unit: m.unit, nodeUnit: m.nodeUnit }, 'evicted a pod running outside its unit');
+      } else if (result === 'blocked' || result === 'limited') {
+        waiting = true;
+      }
+    }
+  }
+  const reason = misplaced.length === 0 ? 'AsExpected' : !evictor ? 'EvictionDisabled' : waiting ? 'EvictionPending' : 'Evicting';
+  const message =
+    misplaced.length === 0
+      ? 'every pod runs in its own unit'
+      : `${misplaced.length} pod${misplaced.length === 1 ? ' runs' : 's run'} outside ${misplaced.length === 1 ? 'its' : 'their'} unit: ${listSome(misplaced.map(describe), 5)}`;
+  return {
+    notice: {
+      condition: condition(
+        grid.status?.conditions,
+        CONDITION_MISPLACED_PODS,
+        misplaced.length > 0,
+        reason,
+        message,
+        grid.metadata.generation,
+      ),
+      eventType: 'Warning',
+    },
+    requeueAfterMs: waiting ? Math.max(EVICTION_RETRY_MS, evictor?.waitMs() ?? 0) : undefined,
+  };
+}
+
+function describe(m: MisplacedPod): string {
+  const where = m.nodeUnit === undefined ? 'a node without the unit label' : `unit ${JSON.stringify(m.nodeUnit)}`;
+  return `${m.name} of unit ${JSON.stringify(m.unit)} on ${m.node} (${where})${m.terminating ? ', terminating' : ''}`;
 }

@@ -97,3 +97,18 @@ export function renderDeploymentGrid(grid: DeploymentGrid, units: readonly strin
     return { unit, name, template: choice.name, deployment: renderUnitDeployment(grid, unit, name, spec) };
   });
 }
+
+/** Units named in `overrides` that are not among `units`, with the indexes of the overrides naming them. */
+export function unknownOverrideUnits(grid: DeploymentGrid, units: readonly string[]): { unit: string; overrides: number[] }[] {
+  const known = new Set(units);
+  const unknown = new Map<string, number[]>();
+  for (const [i, override] of (grid.spec.overrides ?? []).entries()) {
+    for (const unit of override.units ?? []) {
+      if (known.has(unit)) continue;
+      const at = unknown.get(unit) ?? [];
+      if (!at.includes(i)) at.push(i);
+      unknown.set(unit, at);
+    }
+  }
+  return [...unknown].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([unit, overrides]) => ({ unit, overrides }));
+}

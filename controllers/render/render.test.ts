@@ -10,7 +10,7 @@ import {
   type ServiceGrid,
 } from '../api/v1alpha1.ts';
 import { chooseTemplate, stableStringify } from './common.ts';
-import { renderDeploymentGrid } from './deployment.ts';
+import { renderDeploymentGrid, unknownOverrideUnits } from './deployment.ts';
 import {
   assignNames,
   isDnsLabel,
@@ -268,5 +268,21 @@ describe('renderServiceGrid', () => {
 describe('stableStringify', () => {
   it('ignores key order and undefined', () => {
     assert.equal(stableStringify({ b: 1, a: [{ d: 1, c: undefined }] }), stableStringify({ a: [{ d: 1 }], b: 1 }));
+  });
+});
+
+describe('unknownOverrideUnits', () => {
+  it('names each unit no node carries once, with every override naming it, sorted', () => {
+    const grid = dg({
+      overrides: [
+        { units: ['z', 'a'], replicas: 2 },
+        { units: ['x', 'z', 'z'], replicas: 3 },
+      ],
+    });
+    assert.deepEqual(unknownOverrideUnits(grid, ['a', 'b']), [
+      { unit: 'x', overrides: [1] },
+      { unit: 'z', overrides: [0, 1] },
+    ]);
+    assert.deepEqual(unknownOverrideUnits(dg(), ['a']), []);
   });
 });

@@ -1,0 +1,39 @@
+// The REST resources the controller reads and writes, the grid object shape the syncs work on,
+// and who controls an object (its controller ownerReference).
+
+import type { V1Condition } from '@kubernetes/client-node';
+import { GROUP, VERSION } from '../api/v1alpha1.ts';
+import type { KubeObject } from '../kube/informer.ts';
+
+export interface Resource {
+  group: string;
+  version: string;
+  plural: string;
+}
+
+export const DEPLOYMENTS: Resource = { group: 'apps', version: 'v1', plural: 'deployments' };
+export const SERVICES: Resource = { group: '', version: 'v1', plural: 'services' };
+export const ENDPOINT_SLICES: Resource = { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices' };
+export const NODES: Resource = { group: '', version: 'v1', plural: 'nodes' };
+export const PODS: Resource = { group: '', version: 'v1', plural: 'pods' };
+export const DEPLOYMENT_GRIDS: Resource = { group: GROUP, version: VERSION, plural: 'deploymentgrids' };
+export const SERVICE_GRIDS: Resource = { group: GROUP, version: VERSION, plural: 'servicegrids' };
+
+export interface GridObject extends KubeObject {
+  kind: string;
+  metadata: { name: string; namespace: string; uid: string; generation?: number; [k: string]: any };
+  status?: { conditions?: V1Condition[]; [k: string]: any };
+}
+
+export function controllerUid(obj: KubeObject): string | undefined {
+  return (obj.metadata?.ownerReferences as { controller?: boolean; uid: string }[] | undefined)?.find((r) => r.controller)?.uid;
+}
+
+export function isControlledBy(obj: KubeObject, grid: GridObject): boolean {
+  return controllerUid(obj) === grid.metadata.uid;
+}
+
+/** `<plural>/<namespace>/<name>`: one rendered object, whatever grid wants it. */
+export function objectRef(resource: Resource, namespace: string, name: string): string {
+  return `${resource.plural}/${namespace}/${name}`;
+}
