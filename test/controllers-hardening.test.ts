@@ -106,11 +106,14 @@ describe('controllers when things go wrong (in process)', () => {
     });
     assert.match(cond(g, 'Degraded').message, /^unit "a": ApplyFailed: .*; unit "b": ApplyFailed: /);
     assert.equal(cond(g, 'Progressing').reason, 'Blocked', 'a grid whose units fail is not Complete');
+    await controller.waitIdle();
+    await new Promise((r) => setTimeout(r, 500));
+    const settled = await admin.get<Obj>(DG('bad'));
     const during = await resyncs(3);
     assert.deepEqual(during, [], 'no write during resyncs of a failing grid');
+    assert.equal((await admin.get<Obj>(DG('bad'))).metadata.resourceVersion, settled.metadata.resourceVersion, 'status not rewritten');
     const sent = await controllerWrites((w) => w.resource === 'deployments' && !!w.name?.startsWith('bad-'));
     assert.deepEqual(sent.map((w) => `${w.name} ${w.code}`).sort(), ['bad-a 422', 'bad-b 422']);
-    assert.equal((await admin.get<Obj>(DG('bad'))).metadata.resourceVersion, (await admin.get<Obj>(DG('bad'))).metadata.resourceVersion);
     const warnings = (await events('bad')).filter((e) => e.type === 'Warning');
     assert.equal(warnings.length, 1, `one Warning for both units: ${JSON.stringify(warnings)}`);
     assert.match(warnings[0]!.note ?? '', /^2 units: unit "a": .*; unit "b": /);

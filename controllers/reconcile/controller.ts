@@ -16,6 +16,7 @@ import { Evictor } from './eviction.ts';
 import { FailureMemory } from './failures.ts';
 import { type Blocked, type GridKindParts, type SyncContext, syncGrid } from './grid-sync.ts';
 import { WorkQueue } from './queue.ts';
+import { RecentWrites } from './recent.ts';
 import {
   DEPLOYMENT_GRIDS,
   DEPLOYMENTS,
@@ -89,6 +90,7 @@ export class GridController {
       drift: new DriftDetector(),
       failures: new FailureMemory(),
       statuses: new StatusWriter(),
+      written: new RecentWrites<KubeObject>(),
       writes: new Semaphore(CONTROLLER_WRITE_CONCURRENCY),
     };
     const informer = (r: Resource, labelSelector?: string) =>
@@ -143,7 +145,7 @@ export class GridController {
   }
 
   private onGrid(kind: string, type: string, obj: KubeObject, old?: KubeObject): void {
-    this.ctx.statuses.seen(obj);
+    this.ctx.statuses.seen(obj, type === 'delete');
     const key = gridKey(kind, obj.metadata!.namespace!, obj.metadata!.name!);
     if (type === 'delete') {
       this.forgetGrid(key, obj.metadata?.uid);
@@ -162,7 +164,6 @@ export class GridController {
   private forgetGrid(key: string, uid: string | undefined): void {
     this.unitCounts.delete(key);
     this.ctx.recorder.forget(uid);
-    this.ctx.statuses.forget(uid);
     this.updateBlocked(key, []);
   }
 
@@ -180,10 +181,12 @@ export class GridController {
   }
 
   private onOwned(kind: Kind, resource: Resource, type: string, obj: KubeObject): void {
+    const ref = objectRef(resource, obj.metadata!.namespace!, obj.metadata!.name!);
+    this.ctx.written.seen(ref, type === 'delete' ? undefined : obj.metadata?.resourceVersion);
     if (type === 'delete') {
       this.ctx.drift.forget(obj.metadata?.uid);
       // A name another grid's object held is free now: the grids that wanted it can take it.
-      this.unblocked(objectRef(resource, obj.metadata!.namespace!, obj.metadata!.name!));
+      this.unblocked(ref);
     }
     this.queueOwner(kind, obj);
   }

@@ -16,6 +16,7 @@ import { degradedCondition, progressingCondition, readyCondition, sortProblems, 
 import type { DriftDetector } from './drift.ts';
 import { type EventRecorder, SyncEvents } from './events.ts';
 import type { FailureMemory } from './failures.ts';
+import type { RecentWrites } from './recent.ts';
 import { type GridObject, isControlledBy, objectRef, type Resource } from './resources.ts';
 import type { StatusWriter } from './status.ts';
 
@@ -86,6 +87,8 @@ export interface SyncContext {
   drift: DriftDetector;
   failures: FailureMemory;
   statuses: StatusWriter;
+  /** Objects written by earlier syncs that the caches do not show yet, by object ref. */
+  written: RecentWrites<KubeObject>;
   /** Bounds the object writes in flight across all syncs. */
   writes: Semaphore;
 }
@@ -122,7 +125,8 @@ export async function syncGrid<G extends GridObject>(
   let retry = false;
 
   await forEachConcurrently(rendered, UNIT_CONCURRENCY, async (r) => {
-    const cached = r.name ? parts.objects.get(ns, r.name) : undefined;
+    const ref = objectRef(parts.objectResource, ns, r.name);
+    const cached = r.name ? (ctx.written.get(ref) ?? parts.objects.get(ns, r.name)) : undefined;
     let owned = cached && isControlledBy(cached, grid) ? cached : undefined;
     if (owned) live.set(r.name, owned);
     if (r.error) {
@@ -132,7 +136,6 @@ export async function syncGrid<G extends GridObject>(
     const desired = r.desired;
     if (!desired) return;
     const what = r.unit === '' ? r.name : `${r.name} (unit ${JSON.stringify(r.unit)})`;
-    const ref = objectRef(parts.objectResource, ns, r.name);
     const rejected = ctx.failures.rejection(ref, desired, owned);
     if (rejected) {
       problems.push({ unit: r.unit, reason: REASON_APPLY_FAILED, message: rejected });
@@ -164,6 +167,7 @@ export async function syncGrid<G extends GridObject>(
       case 'created':
       case 'updated':
         live.set(r.name, outcome.live);
+        if (outcome.kind !== 'unchanged') ctx.written.put(ref, outcome.live.metadata?.resourceVersion, outcome.live);
         ctx.failures.clear(ref);
         if (outcome.kind !== 'unchanged') {
           changes.add(outcome.kind === 'created' ? 'Created' : 'Updated', what);
