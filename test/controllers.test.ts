@@ -418,7 +418,7 @@ describe('controllers (in process)', () => {
       const touched = (await cluster().writeRequests(CONTROLLER_USER)).filter((w) => w.resource === 'deployments' && w.name === 'conf-a');
       assert.deepEqual(
         touched.map((w) => w.code),
-        [422],
+        [409],
       );
       // Deleting the grid leaves the foreign object alone too.
       await admin.request('DELETE', DG('conf'));
@@ -580,7 +580,7 @@ describe('controllers (in process)', () => {
         (await cluster().writeRequests(CONTROLLER_USER))
           .filter((w) => w.resource === 'services' && w.name === 'other-svc')
           .map((w) => w.code),
-        [422],
+        [409],
         'one create attempt, refused because the name was taken',
       );
       assert.ok(await getOrUndefined(SVC('other-svc-a')), 'unit Services are still rendered');
