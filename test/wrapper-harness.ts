@@ -47,15 +47,19 @@ export interface RunningWrapper {
  */
 export async function startWrapper(
   cluster: Cluster,
-  opts: { nodeName: string; kubeconfig: string; args?: string[]; port?: number },
+  opts: { nodeName: string; kubeconfig: string; args?: string[]; port?: number; stateDir?: string },
 ): Promise<RunningWrapper> {
   const port = opts.port ?? (await freePort());
+  // A state directory of this start only unless one is given: a saved state of another test (or of
+  // this machine's /var/lib) must never be served.
+  const stateDir = opts.stateDir ?? join(cluster.dir, `wrapper-state-${opts.nodeName}-${port}-${Date.now()}`);
   const component = cluster.startProcess(`wrapper-${opts.nodeName}-${port}-${Date.now()}`, process.execPath, [
     join(root, 'wrapper/main.ts'),
     `--listen=127.0.0.1:${port}`,
     `--node-name=${opts.nodeName}`,
     `--kubeconfig=${opts.kubeconfig}`,
     '--log-level=debug',
+    `--state-dir=${stateDir}`,
     ...(opts.args ?? []),
   ]);
   const url = `http://127.0.0.1:${port}`;
