@@ -83,7 +83,13 @@ export class WrapperMetrics implements ServedMetrics, ReflectorMetrics, ViewMetr
     this.add('servicegroup_wrapper_state_writes_total', 'counter', 'Snapshots of the state saved to disk.', '', 1);
     this.add('servicegroup_wrapper_state_written_bytes_total', 'counter', 'Bytes of state snapshots written.', '', bytes);
     this.set('servicegroup_wrapper_state_bytes', 'Size of the last saved snapshot.', '', bytes);
-    this.set('servicegroup_wrapper_state_write_seconds', 'Time the last snapshot took to encode and write durably.', '', seconds);
+    this.add(
+      'servicegroup_wrapper_state_write_seconds_total',
+      'counter',
+      'Time spent encoding and writing snapshots durably.',
+      '',
+      seconds,
+    );
     this.set('servicegroup_wrapper_state_saved_timestamp_seconds', 'When the last snapshot was saved (Unix time).', '', Date.now() / 1000);
   }
   stateWriteFailed(): void {
