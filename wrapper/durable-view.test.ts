@@ -37,7 +37,7 @@ const slice = (name: string, service: string, eps: [string, string][]): KubeObje
   metadata: { name, namespace: 'ns', labels: { 'kubernetes.io/service-name': service } },
   endpoints: eps.map(([ip, nodeName]) => ({ addresses: [ip], nodeName, conditions: { ready: true } })),
 });
-const ips = (o: { endpoints?: unknown } | undefined) => (o?.endpoints as { addresses: string[] }[] | undefined)?.map((e) => e.addresses[0]);
+const ips = (o: Record<string, unknown> | undefined) => (o?.endpoints as { addresses: string[] }[] | undefined)?.map((e) => e.addresses[0]);
 
 test('no snapshot of a view still filling up; once every resource is listed, one that restores the same filtered view', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'durable-view-'));
