@@ -4,7 +4,7 @@
 // win, and a leader that cannot renew within renewDeadline steps down.
 
 import type { Logger } from 'pino';
-import { isStatus, type KubeClient } from './kube/client.ts';
+import { isStatus, type KubeClient } from '../kube/client.ts';
 
 export interface LeaderElectionOptions {
   client: KubeClient;

@@ -2,7 +2,7 @@
 // Pure functions of (Service, its endpoints, node labels, local node) so the rule can be tested
 // alone and recomputed for any single Service when one of its inputs changes.
 import { ANNOTATION_TOPOLOGY_KEYS, ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE } from '../controllers/api/v1alpha1.ts';
-import type { KubeObject } from './resources.ts';
+import type { KubeObject } from '../kube/objects.ts';
 
 export const ANY_KEY = '*';
 
