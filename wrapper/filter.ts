@@ -156,15 +156,3 @@ export function filterEndpoints(
   else delete result.subsets;
   return { endpoints: result, stats: { kept, dropped: total - kept } };
 }
-
-/**
- * The filter in the shape yurthub uses for its response filters: a name, the resources it
- * applies to, and pure functions. The view calls it per Service.
- */
-export const nodeUnitFilter = {
-  name: 'nodeunit',
-  resources: ['endpointslices', 'endpoints'] as const,
-  topologyKeysOf,
-  filterEndpointSlices,
-  filterEndpoints,
-};

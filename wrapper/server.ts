@@ -252,7 +252,7 @@ const eventRoutes: FastifyPluginAsync = async (app) => {
   const { upstream, log } = app.wrapper;
   const proxy = httpProxy.createProxyServer({ target: upstream.server.origin, changeOrigin: true, xfwd: false });
   proxy.on('error', (err, req, res) => {
-    log.warn({ err: err.message, url: req.url }, 'forwarding event write failed');
+    log.warn({ err, url: req.url }, 'forwarding event write failed');
     const r = res as ServerResponse;
     if (!r.headersSent && typeof r.writeHead === 'function') {
       r.writeHead(502, { 'Content-Type': 'application/json' });

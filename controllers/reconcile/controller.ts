@@ -202,7 +202,7 @@ export class GridController {
         result = 'error';
         this.opts.metrics?.reconcileErrors.inc({ kind });
         const delay = this.queue.addRateLimited(key);
-        this.log.error({ err: (err as Error).message, grid: key.slice(kind.length + 1), kind, retryInMs: delay }, 'reconcile failed');
+        this.log.error({ err, grid: key.slice(kind.length + 1), kind, retryInMs: delay }, 'reconcile failed');
       } finally {
         this.queue.done(key);
         this.opts.metrics?.reconciles.inc({ kind, result });

@@ -146,7 +146,7 @@ export class EventRecorder {
         },
       });
     } catch (err) {
-      this.log.warn({ err: (err as Error).message, grid: `${ns}/${grid.metadata.name}`, reason }, 'could not record event');
+      this.log.warn({ err, grid: `${ns}/${grid.metadata.name}`, reason }, 'could not record event');
     }
   }
 }
