@@ -3,7 +3,7 @@
 // coalesced snapshot follows, deletions made upstream while the wrapper was away applied after
 // its first list, and the upstream contact behind the offline status of /metrics and /readyz.
 import type { Logger } from 'pino';
-import { type KubeObject, objectKey } from './resources.ts';
+import { type KubeObject, objectKey } from '../kube/objects.ts';
 import { type SavedState, SnapshotScheduler, type StateStore } from './state.ts';
 import type { NodeUnitView, ServedStores } from './view.ts';
 

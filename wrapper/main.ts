@@ -2,14 +2,16 @@
 import { mkdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
+import { KubeClient } from '../kube/client.ts';
+import { loadCredentials } from '../kube/kubeconfig.ts';
+import { apiVersionOf } from '../kube/objects.ts';
+import { Reflector } from '../kube/reflector.ts';
 import { DurableView } from './durable-view.ts';
-import { loadInCluster, loadKubeconfig } from './kubeconfig.ts';
 import { WrapperMetrics } from './metrics.ts';
-import { apiVersionOf, SERVED_RESOURCES } from './resources.ts';
+import { SERVED_RESOURCES } from './resources.ts';
 import { RvClock, ServedResource } from './served.ts';
 import { buildServer } from './server.ts';
 import { StateStore } from './state.ts';
-import { Reflector, Upstream } from './upstream.ts';
 import { NodeUnitView, type ServedStores } from './view.ts';
 
 const { values: flags } = parseArgs({
@@ -38,15 +40,13 @@ const hostPort = (s: string) => {
   return { host: s.slice(0, i) || '127.0.0.1', port: Number(s.slice(i + 1)) };
 };
 
-// Credentials: --kubeconfig, else the first file of $KUBECONFIG, else the in-cluster ServiceAccount.
 // In a cluster the DaemonSet points KUBERNETES_SERVICE_HOST/PORT at the control-plane endpoint,
 // not the `kubernetes` ClusterIP that kube-proxy itself programs.
-const kubeconfigFile = flags.kubeconfig || process.env.KUBECONFIG?.split(':').find(Boolean);
-let upstream: Upstream;
+let upstream: KubeClient;
 try {
-  upstream = new Upstream(kubeconfigFile ? loadKubeconfig(kubeconfigFile) : loadInCluster());
+  upstream = new KubeClient(loadCredentials(flags.kubeconfig));
 } catch (err) {
-  log.fatal({ err: (err as Error).message }, 'cannot load upstream credentials');
+  log.fatal({ err }, 'cannot load upstream credentials');
   process.exit(2);
 }
 
@@ -87,8 +87,20 @@ if (restored) {
     'serving the saved state until the apiserver answers',
   );
 }
-const reflectors = SERVED_RESOURCES.map((spec) => new Reflector(spec, upstream, durable, log.child({ component: 'upstream' }), metrics));
-for (const r of reflectors) void r.synced.then(() => durable.listed(r.spec.resource));
+// Retries within a second, so a node converges soon after its link returns; relists (and, when a
+// saved state is served, first lists) spread over a random delay, so that a site whose link
+// returns does not list all at once.
+const RECONNECT = { maxBackoffMs: 1_000, relistJitterMs: 500 };
+const reflectors = SERVED_RESOURCES.map(
+  (spec) =>
+    new Reflector(spec, upstream, durable, log.child({ component: 'upstream' }), {
+      metrics,
+      ...RECONNECT,
+      startJitterMs: restored ? RECONNECT.relistJitterMs : 0,
+      onContact: (reached) => (reached ? durable.contact(spec.resource) : durable.lost(spec.resource)),
+    }),
+);
+for (const r of reflectors) void r.synced.then(() => durable.listed(r.resource.resource));
 
 // With a saved state the wrapper serves at once: a complete state, only older than the apiserver's.
 let ready = restored !== undefined;
@@ -127,7 +139,7 @@ process.once('SIGINT', () => void shutdown('SIGINT'));
 for (const r of reflectors) r.start();
 await Promise.all(reflectors.map((r) => r.synced));
 ready = true;
-durable.setVersion(await upstream.getJSON('/version').catch(() => durable.version));
+durable.setVersion(await upstream.request('GET', '/version').catch(() => durable.version));
 log.info({ counts: Object.fromEntries(Object.entries(served).map(([k, s]) => [k, s.count])) }, 'caches synced; ready');
 
 /** The state directory's store, created if missing; undefined (nothing saved) when disabled or unusable. */
