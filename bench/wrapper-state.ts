@@ -147,8 +147,11 @@ async function main() {
       round++;
       relay.cut();
       await waitFor('the wrapper to notice', async () => ((await metric(url, 'servicegroup_wrapper_offline')) === 1 ? true : undefined));
-      const changed = localServices.slice(0, Number(values.changes));
-      const deleted = localServices.slice(-Number(values.deletes));
+      // Different Services each round (a deleted slice stays deleted).
+      const C = Number(values.changes);
+      const D = Number(values.deletes);
+      const changed = localServices.slice((round - 1) * C, round * C);
+      const deleted = localServices.slice(localServices.length - round * D, localServices.length - (round - 1) * D);
       const version = 1000 + round;
       await inParallel(changed.length, 16, (i) =>
         requestOk(
