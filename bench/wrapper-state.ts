@@ -178,7 +178,8 @@ async function main() {
       }
       const ep: Endpoint = { url: w.url };
       const list = await requestOk<{ metadata: { resourceVersion: string }; items: unknown[] }>(ep, 'GET', SLICES);
-      if (list.items.length !== N.services) throw new Error(`served ${list.items.length} slices offline, expected ${N.services}`);
+      const expected = N.services - (round - 1) * D;
+      if (list.items.length !== expected) throw new Error(`served ${list.items.length} slices offline, expected ${expected}`);
       const pending = new Set([...changed.filter((s) => !deleted.includes(s)), ...deleted].map((s) => `svc-${s}-1`));
       let done: () => void = () => {};
       const converged = new Promise<void>((r) => (done = r));
