@@ -18,11 +18,16 @@ const NAME_PART = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 
+/** A DNS-1123 subdomain: what most object names must be. */
+export const isDnsSubdomain = (s: string) => s.length > 0 && s.length <= 253 && DNS_SUBDOMAIN.test(s);
+/** A DNS-1123 label: what namespace names must be. */
+export const isDnsLabel = (s: string) => s.length <= 63 && !s.includes('.') && isDnsSubdomain(s);
+
 function checkKey(key: string): void {
   const slash = key.indexOf('/');
   const prefix = slash >= 0 ? key.slice(0, slash) : undefined;
   const name = slash >= 0 ? key.slice(slash + 1) : key;
-  if (prefix !== undefined && (prefix.length === 0 || prefix.length > 253 || !DNS_SUBDOMAIN.test(prefix))) {
+  if (prefix !== undefined && !isDnsSubdomain(prefix)) {
     throw new SelectorError(`invalid label key "${key}": prefix part must be a DNS subdomain`);
   }
   if (!NAME_PART.test(name)) {

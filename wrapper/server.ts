@@ -2,9 +2,19 @@
 // forwarded events). Shared state is decorated on the instance. Anything not routed is refused
 // with 403: the wrapper holds its own credentials and must not lend them.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, LogController } from 'fastify';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
+import {
+  checkEventBody,
+  EVENT_API_PREFIXES,
+  type EventMethod,
+  EventRequestError,
+  type EventWrite,
+  parseEventPath,
+  readBody,
+} from './events.ts';
 import type { WrapperMetrics } from './metrics.ts';
 import { parseListWatchQuery, QueryError } from './query.ts';
 import { apiVersionOf, groupVersionPath, type ResourceSpec, supportedFields } from './resources.ts';
@@ -246,12 +256,15 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
   }
 };
 
-/** POST/PATCH of Events, forwarded with the wrapper's credentials: the only writes kube-proxy needs. */
+/**
+ * POST/PATCH of Events, forwarded with the wrapper's credentials: the only writes kube-proxy needs.
+ * Path, query and body are checked first (events.ts); what is forwarded is the checked request.
+ */
 const eventRoutes: FastifyPluginAsync = async (app) => {
-  const { upstream, log } = app.wrapper;
+  const { upstream, log, metrics } = app.wrapper;
   const proxy = httpProxy.createProxyServer({ target: upstream.server.origin, changeOrigin: true, xfwd: false });
   proxy.on('error', (err, req, res) => {
-    log.warn({ err: err.message, url: req.url }, 'forwarding event write failed');
+    log.warn({ err, url: req.url }, 'forwarding event write failed');
     const r = res as ServerResponse;
     if (!r.headersSent && typeof r.writeHead === 'function') {
       r.writeHead(502, { 'Content-Type': 'application/json' });
@@ -260,19 +273,38 @@ const eventRoutes: FastifyPluginAsync = async (app) => {
       r.destroy?.();
     }
   });
-  const forward = async (req: { raw: IncomingMessage }, reply: FastifyReply) => {
+  const forward = (method: EventMethod) => async (req: { raw: IncomingMessage }, reply: FastifyReply) => {
+    const raw = req.raw;
+    let write: EventWrite;
+    let body: Buffer;
+    try {
+      write = parseEventPath(method, raw.url ?? '');
+      body = await readBody(raw);
+      checkEventBody(write, raw.headers['content-type'], body);
+    } catch (err) {
+      if (!(err instanceof EventRequestError)) throw err;
+      metrics.requestRefused('bad_request');
+      log.info({ method, url: raw.url, err }, 'event write refused');
+      return sendStatus(reply, err.code, err.reason, err.message);
+    }
     const opts = await upstream.options();
     reply.hijack();
-    const raw = req.raw;
     // Never pass on a caller's identity or impersonation: the write is made as the wrapper.
     for (const h of Object.keys(raw.headers)) {
       if (h === 'authorization' || h.startsWith('impersonate-')) delete raw.headers[h];
     }
-    proxy.web(raw, reply.raw, { agent: opts.agent, headers: (opts.headers ?? {}) as Record<string, string> });
+    raw.url = write.path;
+    delete raw.headers['transfer-encoding'];
+    raw.headers['content-length'] = String(body.length);
+    proxy.web(raw, reply.raw, {
+      agent: opts.agent,
+      headers: (opts.headers ?? {}) as Record<string, string>,
+      buffer: Readable.from([body]),
+    });
   };
-  for (const prefix of ['/api/v1', '/apis/events.k8s.io/v1']) {
-    app.post(`${prefix}/namespaces/:namespace/events`, forward);
-    app.patch(`${prefix}/namespaces/:namespace/events/:name`, forward);
+  for (const prefix of Object.keys(EVENT_API_PREFIXES)) {
+    app.post(`${prefix}/namespaces/:namespace/events`, forward('POST'));
+    app.patch(`${prefix}/namespaces/:namespace/events/:name`, forward('PATCH'));
   }
 };
 
