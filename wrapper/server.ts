@@ -31,6 +31,8 @@ export interface WrapperState {
   bookmarkIntervalMs: number;
   /** Watches without timeoutSeconds end after a random time in [min, 2*min), like the apiserver. */
   minWatchTimeoutSeconds: number;
+  /** Open watches (all resources) past which a new watch is answered 429. */
+  maxWatches: number;
 }
 
 declare module 'fastify' {
@@ -43,12 +45,17 @@ export function status(code: number, reason: string, message: string, details?: 
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code, ...(details ? { details } : {}) };
 }
 
-function sendStatus(reply: FastifyReply, code: number, reason: string, message: string) {
+function sendStatus(reply: FastifyReply, code: number, reason: string, message: string, details?: object) {
   return reply
     .code(code)
     .type('application/json')
-    .send(JSON.stringify(status(code, reason, message)));
+    .send(JSON.stringify(status(code, reason, message, details)));
 }
+
+/** How long a client refused for too many watches is asked to wait (what the apiserver's max-in-flight filter says). */
+const WATCH_RETRY_AFTER_SECONDS = 1;
+/** Refusals under a burst are logged once per this period, with their count, not one line each. */
+const REFUSAL_LOG_PERIOD_MS = 10_000;
 
 const healthRoutes: FastifyPluginAsync = async (app) => {
   const { metrics } = app.wrapper;
@@ -128,6 +135,29 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
   const state = app.wrapper;
   const { log } = state;
   const openWatches = new Set<() => void>();
+  let refusedSinceLog = 0;
+  let lastRefusalLog = 0;
+  const refuseWatch = (reply: FastifyReply, resource: string) => {
+    state.metrics.requestRefused('too_many_watches');
+    refusedSinceLog++;
+    const now = Date.now();
+    if (now - lastRefusalLog >= REFUSAL_LOG_PERIOD_MS) {
+      log.warn(
+        { resource, openWatches: openWatches.size, maxWatches: state.maxWatches, refused: refusedSinceLog },
+        'refusing watches: the limit of open watches is reached (raise --max-watches if this node has that many clients)',
+      );
+      lastRefusalLog = now;
+      refusedSinceLog = 0;
+    }
+    reply.header('Retry-After', String(WATCH_RETRY_AFTER_SECONDS));
+    return sendStatus(
+      reply,
+      429,
+      'TooManyRequests',
+      `too many open watches (${openWatches.size} of at most ${state.maxWatches}); retry after ${WATCH_RETRY_AFTER_SECONDS}s`,
+      { retryAfterSeconds: WATCH_RETRY_AFTER_SECONDS },
+    );
+  };
   const bookmarkTimer = setInterval(() => {
     for (const s of Object.values(state.served)) s.bookmark();
   }, state.bookmarkIntervalMs);
@@ -214,6 +244,7 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
       } else {
         fromRv = q.resourceVersion;
       }
+      if (openWatches.size >= state.maxWatches) return refuseWatch(reply, spec.resource);
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
