@@ -19,6 +19,7 @@ import type { WrapperMetrics } from './metrics.ts';
 import { parseListWatchQuery, QueryError } from './query.ts';
 import { apiVersionOf, groupVersionPath, type ResourceSpec, supportedFields } from './resources.ts';
 import type { ServedResource } from './served.ts';
+import { type IncludeObject, includeObjectOf, tableOfEncoded, tableVersionOf, tableWatchSink } from './table.ts';
 import type { Upstream } from './upstream.ts';
 
 export interface WrapperState {
@@ -192,6 +193,14 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
       } catch (err) {
         return refuse(reply, err);
       }
+      // `kubectl get` asks for the Table form; everything else gets the objects.
+      const tableVersion = tableVersionOf(req.raw.headers.accept);
+      let includeObject: IncludeObject = 'Metadata';
+      try {
+        if (tableVersion) includeObject = includeObjectOf(params);
+      } catch (err) {
+        return refuse(reply, err);
+      }
       const selector = q.match;
       const match =
         namespace === undefined
@@ -221,6 +230,11 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
           }
         }
         const { resourceVersion, items } = served.list(match);
+        if (tableVersion) {
+          return reply
+            .type('application/json')
+            .send(tableOfEncoded(spec, items, resourceVersion, { version: tableVersion, includeObject }));
+        }
         // The items are already JSON: the list is assembled from their bytes, never re-encoded.
         const parts: Buffer[] = [
           Buffer.from(`{"kind":"${listKind}","apiVersion":"${apiVersion}","metadata":{"resourceVersion":"${resourceVersion}"},"items":[`),
@@ -257,7 +271,8 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
         res.end(`${JSON.stringify({ type: 'ERROR', object: status(410, 'Expired', expired) })}\n`);
         return;
       }
-      const watcher = served.watch(res, { fromRv, initialEventsEnd, bookmarks: q.allowWatchBookmarks, match });
+      const sink = tableVersion ? tableWatchSink(res, spec, { version: tableVersion, includeObject }) : res;
+      const watcher = served.watch(sink, { fromRv, initialEventsEnd, bookmarks: q.allowWatchBookmarks, match });
       const seconds = q.timeoutSeconds || state.minWatchTimeoutSeconds * (1 + Math.random());
       const close = () => {
         clearTimeout(timer);
@@ -270,11 +285,21 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
       log.debug({ resource: spec.resource, namespace, fromRv, timeoutSeconds: seconds }, 'watch started');
     };
 
-    const item = async (req: { params: unknown }, reply: FastifyReply) => {
+    const item = async (req: { params: unknown; url: string; raw: IncomingMessage }, reply: FastifyReply) => {
       if (!state.ready()) return sendStatus(reply, 503, 'ServiceUnavailable', 'the application-grid-wrapper has not synced its caches yet');
       const { namespace, name } = req.params as { namespace?: string; name: string };
       const obj = served.encoded(namespace ? `${namespace}/${name}` : name);
       if (!obj) return sendStatus(reply, 404, 'NotFound', `${spec.resource}${spec.group ? `.${spec.group}` : ''} "${name}" not found`);
+      const tableVersion = tableVersionOf(req.raw.headers.accept);
+      if (tableVersion) {
+        let includeObject: IncludeObject;
+        try {
+          includeObject = includeObjectOf(new URL(req.url, 'http://x').searchParams);
+        } catch (err) {
+          return refuse(reply, err);
+        }
+        return reply.type('application/json').send(tableOfEncoded(spec, [obj], undefined, { version: tableVersion, includeObject }));
+      }
       return reply.type('application/json').send(obj);
     };
 
