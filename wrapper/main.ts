@@ -20,6 +20,8 @@ const { values: flags } = parseArgs({
     'log-level': { type: 'string', default: 'info' },
     'bookmark-interval-seconds': { type: 'string', default: '60' },
     'event-log-size': { type: 'string', default: '10000' },
+    // kube-proxy holds 3-4 watches; the rest is room for a few other clients on the node.
+    'max-watches': { type: 'string', default: '1000' },
   },
 });
 
@@ -27,6 +29,12 @@ const log = pino({ name: 'application-grid-wrapper', level: flags['log-level'] }
 const nodeName = flags['node-name'];
 if (!nodeName) {
   log.fatal('no node name: set --node-name or NODE_NAME');
+  process.exit(2);
+}
+
+const maxWatches = Number(flags['max-watches']);
+if (!/^\d+$/.test(flags['max-watches']) || maxWatches < 1) {
+  log.fatal({ flag: 'max-watches', value: flags['max-watches'] }, '--max-watches must be a whole number of at least 1');
   process.exit(2);
 }
 
@@ -71,6 +79,7 @@ const state = {
   log,
   bookmarkIntervalMs: Number(flags['bookmark-interval-seconds']) * 1000,
   minWatchTimeoutSeconds: 1800,
+  maxWatches,
 };
 
 const app = await buildServer(state, { withResources: true });
