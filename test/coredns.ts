@@ -1,14 +1,16 @@
-// A real CoreDNS (built from its Go module by build-binaries.sh) per simulated node, whose
-// `kubernetes` plugin reads from that node's wrapper as examples/edge-dns configures it, and a DNS
-// client (Node's c-ares resolver) to query it.
+// A real CoreDNS (built from its Go module by build-binaries.sh) per simulated node, configured
+// by examples/edge-dns/Corefile so its `kubernetes` plugin reads from that node's wrapper, and a
+// DNS client (Node's c-ares resolver) to query it.
 import { Resolver } from 'node:dns/promises';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ensureCoreDNS } from './cluster/binaries.ts';
 import { type Cluster, freePort } from './cluster/cluster.ts';
 import { waitFor } from './cluster/processes.ts';
 
 export const CLUSTER_DOMAIN = 'cluster.local';
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 export interface RunningCoreDNS {
   /** host:port to send queries to. */
@@ -17,40 +19,50 @@ export interface RunningCoreDNS {
   stop(): Promise<void>;
 }
 
+export const EDGE_DNS_COREFILE = join(root, 'examples/edge-dns/Corefile');
+
 /**
- * The server block of examples/edge-dns/coredns.yaml with test addresses: answers the cluster
- * domain from the wrapper at `wrapperURL`. TTL 0 so that what a query returns is what CoreDNS
- * knows at that moment (no resolver cache in between).
+ * The cluster-domain server block of examples/edge-dns/Corefile (loaded, not copied), moved to
+ * test addresses. The example's other block forwards to the host's resolver, which a test must
+ * not reach.
  */
-export function corefile(opts: { port: number; readyPort: number; wrapperURL: string }): string {
-  return `${CLUSTER_DOMAIN}:${opts.port} {
-    bind 127.0.0.1
-    errors
-    ready 127.0.0.1:${opts.readyPort}
-    kubernetes ${CLUSTER_DOMAIN} {
-        endpoint ${opts.wrapperURL}
-        ttl 0
-    }
-}
-`;
+export async function corefile(
+  ports: { dns: number; health: number; ready: number; metrics: number },
+  wrapperURL: string,
+): Promise<string> {
+  const text = await readFile(EDGE_DNS_COREFILE, 'utf8');
+  const block = /^cluster\.local:53 [^\n]*\{\n[\s\S]*?\n\}\n/m.exec(text)?.[0];
+  if (!block) throw new Error(`${EDGE_DNS_COREFILE}: no server block for cluster.local:53`);
+  const moves: [string | RegExp, string][] = [
+    [/:53\b/g, `:${ports.dns}`],
+    ['169.254.20.10:8080', `127.0.0.1:${ports.health}`],
+    ['169.254.20.10:8181', `127.0.0.1:${ports.ready}`],
+    ['169.254.20.10', '127.0.0.1'],
+    ['127.0.0.1:9153', `127.0.0.1:${ports.metrics}`],
+    ['http://127.0.0.1:51006', wrapperURL],
+  ];
+  return moves.reduce((out, [from, to]) => {
+    if (typeof from === 'string' ? !out.includes(from) : !from.test(out)) throw new Error(`${EDGE_DNS_COREFILE}: ${from} not found`);
+    return typeof from === 'string' ? out.replaceAll(from, to) : out.replace(from, to);
+  }, block);
 }
 
 /** Starts CoreDNS for one node and waits until its kubernetes plugin has synced (`/ready` 200). */
 export async function startCoreDNS(cluster: Cluster, opts: { nodeName: string; wrapperURL: string }): Promise<RunningCoreDNS> {
   const binary = await ensureCoreDNS();
-  const [port, readyPort] = [await freePort(), await freePort()];
+  const ports = { dns: await freePort(), health: await freePort(), ready: await freePort(), metrics: await freePort() };
   const conf = join(cluster.dir, `Corefile-${opts.nodeName}`);
-  await writeFile(conf, corefile({ port, readyPort, wrapperURL: opts.wrapperURL }));
+  await writeFile(conf, await corefile(ports, opts.wrapperURL));
   const component = cluster.startProcess(`coredns-${opts.nodeName}`, binary, ['-conf', conf]);
   await waitFor(
     `CoreDNS of ${opts.nodeName} ready`,
     async () => {
-      const r = await fetch(`http://127.0.0.1:${readyPort}/ready`).catch(() => undefined);
+      const r = await fetch(`http://127.0.0.1:${ports.ready}/ready`).catch(() => undefined);
       return r?.status === 200 ? true : undefined;
     },
     { timeoutMs: 60_000, intervalMs: 200, components: [component] },
   );
-  return { server: `127.0.0.1:${port}`, logFile: component.logFile, stop: () => component.stop(5_000) };
+  return { server: `127.0.0.1:${ports.dns}`, logFile: component.logFile, stop: () => component.stop(5_000) };
 }
 
 /**

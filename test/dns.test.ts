@@ -142,6 +142,13 @@ describe('per-NodeUnit DNS through the wrapper', () => {
     for (const w of wrappers) await w.stop();
   });
 
+  test('examples/edge-dns (the Corefile these CoreDNS run, the DaemonSet) is accepted by the apiserver', async () => {
+    const r = await cluster().kubectl(['apply', '--server-side', '--dry-run=server', '-k', join(root, 'examples/edge-dns')]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^configmap\/edge-dns-\w+ serverside-applied/m);
+    assert.match(r.stdout, /^daemonset\.apps\/edge-dns serverside-applied/m);
+  });
+
   test("a ServiceGrid's headless shared Service: each node gets only its own unit's pod IPs", async () => {
     const pods = await gridPods();
     const labels: Record<string, string> = { ...NODES };
