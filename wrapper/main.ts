@@ -23,6 +23,8 @@ const { values: flags } = parseArgs({
     'log-level': { type: 'string', default: 'info' },
     'bookmark-interval-seconds': { type: 'string', default: '60' },
     'event-log-size': { type: 'string', default: '10000' },
+    // kube-proxy holds 3-4 watches; the rest is room for a few other clients on the node.
+    'max-watches': { type: 'string', default: '1000' },
     'state-dir': { type: 'string', default: '/var/lib/application-grid-wrapper' },
     'state-interval-seconds': { type: 'string', default: '30' },
   },
@@ -32,6 +34,12 @@ const log = pino({ name: 'application-grid-wrapper', level: flags['log-level'] }
 const nodeName = flags['node-name'];
 if (!nodeName) {
   log.fatal('no node name: set --node-name or NODE_NAME');
+  process.exit(2);
+}
+
+const maxWatches = Number(flags['max-watches']);
+if (!/^\d+$/.test(flags['max-watches']) || maxWatches < 1) {
+  log.fatal({ flag: 'max-watches', value: flags['max-watches'] }, '--max-watches must be a whole number of at least 1');
   process.exit(2);
 }
 
@@ -114,6 +122,7 @@ const state = {
   autonomy: durable,
   bookmarkIntervalMs: Number(flags['bookmark-interval-seconds']) * 1000,
   minWatchTimeoutSeconds: 1800,
+  maxWatches,
 };
 
 const app = await buildServer(state, { withResources: true });
@@ -139,7 +148,7 @@ process.once('SIGINT', () => void shutdown('SIGINT'));
 for (const r of reflectors) r.start();
 await Promise.all(reflectors.map((r) => r.synced));
 ready = true;
-durable.setVersion(await upstream.request('GET', '/version').catch(() => durable.version));
+durable.setVersion(await upstream.get('/version').catch(() => durable.version));
 log.info({ counts: Object.fromEntries(Object.entries(served).map(([k, s]) => [k, s.count])) }, 'caches synced; ready');
 
 /** The state directory's store, created if missing; undefined (nothing saved) when disabled or unusable. */
