@@ -4,7 +4,7 @@
 // decode it), the query holds only write options, and the body is an Event of that namespace.
 // What is forwarded is rebuilt from the checked parts, never the caller's raw URL.
 import type { Readable } from 'node:stream';
-import { isDnsLabel, isDnsSubdomain } from './selectors.ts';
+import { isDnsLabel, isDnsSubdomain } from '../kube/names.ts';
 
 export class EventRequestError extends Error {
   readonly code: number;

@@ -6,6 +6,8 @@ import { Readable } from 'node:stream';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, LogController } from 'fastify';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
+import type { KubeClient } from '../kube/client.ts';
+import { apiVersionOf, groupVersionPath } from '../kube/objects.ts';
 import {
   checkEventBody,
   EVENT_API_PREFIXES,
@@ -17,16 +19,15 @@ import {
 } from './events.ts';
 import type { WrapperMetrics } from './metrics.ts';
 import { parseListWatchQuery, QueryError } from './query.ts';
-import { apiVersionOf, groupVersionPath, type ResourceSpec, supportedFields } from './resources.ts';
+import { type ResourceSpec, supportedFields } from './resources.ts';
 import type { ServedResource } from './served.ts';
 import { type IncludeObject, includeObjectOf, tableOfEncoded, tableVersionOf, tableWatchSink } from './table.ts';
-import type { Upstream } from './upstream.ts';
 
 export interface WrapperState {
   specs: readonly ResourceSpec[];
   served: Record<string, ServedResource>;
   ready(): boolean;
-  upstream: Upstream;
+  upstream: KubeClient;
   metrics: WrapperMetrics;
   log: Logger;
   bookmarkIntervalMs: number;

@@ -2,8 +2,10 @@
 // which `kubectl get` asks for: the same columns and cell text the kube-apiserver prints for these
 // kinds, computed from the wrapper's (filtered) objects, so `kubectl get endpointslices -o wide`
 // against a node's wrapper shows what that node routes to. Rendering is pure: objects in, table out.
+
+import type { KubeObject } from '../kube/objects.ts';
 import { QueryError } from './query.ts';
-import type { KubeObject, ResourceSpec } from './resources.ts';
+import type { ResourceSpec } from './resources.ts';
 
 export type TableVersion = 'meta.k8s.io/v1' | 'meta.k8s.io/v1beta1';
 export type IncludeObject = 'None' | 'Metadata' | 'Object';

@@ -19,7 +19,10 @@ export interface ClusterOptions {
   /** kube-controller-manager: Deployments, ReplicaSets, EndpointSlices, garbage collection, ... */
   controllerManager?: boolean;
   scheduler?: boolean;
-  /** kwok keeps nodes made by createNode Ready and runs their pods (Running/Ready with an IP). */
+  /**
+   * kwok keeps nodes made by createNode Ready as a kubelet would (node Lease renewed, status
+   * heartbeats) and runs their pods (Running/Ready with an IP).
+   */
   kwok?: boolean;
   /** Extra kube-apiserver flags, e.g. ['--watch-cache-sizes=...']. */
   apiserverArgs?: string[];
@@ -52,7 +55,8 @@ export interface Cluster {
   dir: string;
   kubeConfig(): k8s.KubeConfig;
   kubeconfigForUser(name: string, groups?: string[]): Promise<string>;
-  kubeconfigForServiceAccount(namespace: string, name: string): Promise<string>;
+  /** `server` points the kubeconfig elsewhere, e.g. at a relay (test/cluster/relay.ts) in front of the apiserver. */
+  kubeconfigForServiceAccount(namespace: string, name: string, options?: { server?: string }): Promise<string>;
   /** A kubeconfig with no credentials for a plain-HTTP server (e.g. a wrapper). */
   kubeconfigForURL(url: string, name?: string): Promise<string>;
   kubectl(args: string[], options?: { kubeconfig?: string; input?: string; timeoutMs?: number }): Promise<KubectlResult>;
@@ -106,6 +110,9 @@ function kubeconfigYaml(opts: { server: string; caPem?: string; user: string; cl
     'current-context': 'test',
   });
 }
+
+/** The kubelet's default node Lease duration; kwok renews each node's Lease every quarter of it. */
+export const NODE_LEASE_SECONDS = 40;
 
 const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -259,16 +266,19 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       return path;
     };
 
-    const kubeconfigForServiceAccount = async (namespace: string, name: string) => {
+    const kubeconfigForServiceAccount = async (namespace: string, name: string, options: { server?: string } = {}) => {
       await apply([
         { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } },
         { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace } },
       ]);
       const r = await kubectl(['create', 'token', name, '-n', namespace, '--duration=24h']);
       if (r.code !== 0) throw new Error(`token for ${namespace}/${name}: ${r.stderr}`);
-      const path = join(dir, `sa-${namespace}-${name}.kubeconfig`);
+      const via = options.server ? `-${new URL(options.server).port}` : '';
+      const path = join(dir, `sa-${namespace}-${name}${via}.kubeconfig`);
       const user = `system:serviceaccount:${namespace}:${name}`;
-      await writeFile(path, kubeconfigYaml({ server, caPem: ca.certPem, user, token: r.stdout.trim() }), { mode: 0o600 });
+      await writeFile(path, kubeconfigYaml({ server: options.server ?? server, caPem: ca.certPem, user, token: r.stdout.trim() }), {
+        mode: 0o600,
+      });
       return path;
     };
 
@@ -296,9 +306,6 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
             `--root-ca-file=${ca.certFile}`,
             '--controllers=*',
             '--concurrent-gc-syncs=5',
-            // kwok's heartbeats can lag on a loaded 2-core machine; a node marked NotReady would
-            // flip its pods' readiness and make unrelated assertions flaky.
-            '--node-monitor-grace-period=2m',
             '--profiling=false',
           ],
           { logDir },
@@ -346,6 +353,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
           `--server-address=127.0.0.1:${port}`,
           '--cidr=10.244.0.0/16',
           '--node-ip=10.240.0.1',
+          // Renew a Lease in kube-node-lease for every managed node, as a kubelet does (40 s, renewed
+          // every 10 s). Without it kwok only patches node status, about every ten minutes, and the node
+          // lifecycle controller marks nodes NotReady (and their pods not ready) after its grace period.
+          `--node-lease-duration-seconds=${NODE_LEASE_SECONDS}`,
         ],
         { logDir },
       );
