@@ -23,6 +23,19 @@ import { type ResourceSpec, supportedFields } from './resources.ts';
 import type { ServedResource } from './served.ts';
 import { type IncludeObject, includeObjectOf, tableOfEncoded, tableVersionOf, tableWatchSink } from './table.ts';
 
+/** What /readyz, /metrics and /version tell about serving while the apiserver cannot be reached. */
+export interface AutonomyStatus {
+  /** Some upstream list or watch is failing. */
+  readonly offline: boolean;
+  /** The saved state served since start, until every resource has been listed upstream. */
+  readonly restored: { generation: number; writtenAt: string } | undefined;
+  /** When the apiserver last answered (ms since the epoch). */
+  readonly lastContact: number | undefined;
+  /** The apiserver's GET /version answer, as last read. */
+  readonly version: unknown;
+  ageSeconds(): number;
+}
+
 export interface WrapperState {
   specs: readonly ResourceSpec[];
   served: Record<string, ServedResource>;
@@ -30,6 +43,7 @@ export interface WrapperState {
   upstream: KubeClient;
   metrics: WrapperMetrics;
   log: Logger;
+  autonomy?: AutonomyStatus;
   bookmarkIntervalMs: number;
   /** Watches without timeoutSeconds end after a random time in [min, 2*min), like the apiserver. */
   minWatchTimeoutSeconds: number;
@@ -62,18 +76,48 @@ const REFUSAL_LOG_PERIOD_MS = 10_000;
 const healthRoutes: FastifyPluginAsync = async (app) => {
   const { metrics } = app.wrapper;
   app.get('/healthz', async (_req, reply) => reply.type('text/plain').send('ok'));
-  app.get('/readyz', async (_req, reply) =>
-    app.wrapper.ready() ? reply.type('text/plain').send('ok') : reply.code(503).type('text/plain').send('caches not synced'),
-  );
+  app.get('/readyz', async (_req, reply) => {
+    if (!app.wrapper.ready()) return reply.code(503).type('text/plain').send('caches not synced');
+    return reply.type('text/plain').send(readyDetail(app.wrapper.autonomy));
+  });
   app.get('/metrics', async (_req, reply) => {
     for (const [resource, s] of Object.entries(app.wrapper.served)) {
       metrics.setGauge('servicegroup_wrapper_objects', 'Objects served.', `resource="${resource}"`, s.count);
     }
     metrics.sampleProcess();
     metrics.setGauge('servicegroup_wrapper_ready', 'Whether caches have synced.', '', app.wrapper.ready() ? 1 : 0);
+    const autonomy = app.wrapper.autonomy;
+    if (autonomy) {
+      metrics.setGauge('servicegroup_wrapper_offline', 'Whether an upstream list or watch is failing.', '', autonomy.offline ? 1 : 0);
+      metrics.setGauge(
+        'servicegroup_wrapper_serving_saved_state',
+        'Whether the state saved on disk is served (from start until every resource is listed upstream).',
+        '',
+        autonomy.restored ? 1 : 0,
+      );
+      metrics.setGauge(
+        'servicegroup_wrapper_state_age_seconds',
+        'Age of what is served: 0 while the apiserver answers.',
+        '',
+        autonomy.ageSeconds(),
+      );
+      metrics.setGauge(
+        'servicegroup_wrapper_upstream_last_contact_timestamp_seconds',
+        'When the apiserver last answered a list or watch (Unix time).',
+        '',
+        (autonomy.lastContact ?? 0) / 1000,
+      );
+    }
     return reply.type('text/plain; version=0.0.4').send(metrics.render());
   });
 };
+
+function readyDetail(autonomy: AutonomyStatus | undefined): string {
+  if (!autonomy?.offline) return autonomy?.restored ? `ok: serving the saved state of ${autonomy.restored.writtenAt}` : 'ok';
+  const since = autonomy.lastContact ? new Date(autonomy.lastContact).toISOString() : 'start';
+  const saved = autonomy.restored ? `the saved state of ${autonomy.restored.writtenAt}` : 'the last known state';
+  return `ok: apiserver unreachable since ${since}; serving ${saved}`;
+}
 
 const COMMA = Buffer.from(',');
 const LIST_END = Buffer.from(']}');
@@ -107,6 +151,12 @@ const discoveryRoutes: FastifyPluginAsync = async (app) => {
     groupVersions.get(k)!.resources.unshift(resourceEntry(spec));
   }
   const json = (reply: FastifyReply, body: object) => reply.type('application/json').send(JSON.stringify(body));
+  // The apiserver's own answer, as last read (and saved), so clients get it while it is unreachable.
+  app.get('/version', async (_req, reply) => {
+    const version = app.wrapper.autonomy?.version;
+    if (version === undefined) return sendStatus(reply, 503, 'ServiceUnavailable', 'the apiserver version is not known yet');
+    return json(reply, version as object);
+  });
   app.get('/api', async (_req, reply) => json(reply, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [] }));
   app.get('/apis', async (_req, reply) =>
     json(reply, {
@@ -217,6 +267,7 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
         );
       }
       if (!(q.watch || forceWatch)) {
+        state.metrics.listServed(spec.resource);
         const rv = q.resourceVersion;
         if (rv !== undefined && rv !== 0) {
           const tooNew = rv > served.clock.current;

@@ -211,6 +211,16 @@ export class NodeUnitView {
     this.metrics?.endpoints(this.kept, this.dropped);
   }
 
+  /**
+   * The upstream objects of one resource the view holds, as JSON: what a saved state keeps to
+   * rebuild the view. Services, Nodes and ServiceCIDRs are served as they came.
+   */
+  upstreamObjects(resource: keyof ServedStores): Iterable<string | Buffer> {
+    if (resource === 'endpointslices') return this.slices.values();
+    if (resource === 'endpoints') return this.endpoints.values();
+    return this.served[resource].list(undefined).items;
+  }
+
   get endpointTotals(): FilterStats {
     return { kept: this.kept, dropped: this.dropped };
   }
