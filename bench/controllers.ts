@@ -39,6 +39,7 @@ import {
   requestOk,
   root,
   startControllerUnderTest,
+  wholeNumber,
   writeJson,
 } from './lib.ts';
 import { median, printTable } from './table.ts';
@@ -59,19 +60,19 @@ const { values } = parseArgs({
     out: { type: 'string' },
   },
 });
+const count = (flag: 'units' | 'rounds' | 'grids' | 'steady-units' | 'steady-seconds' | 'reactions') =>
+  wholeNumber(values[flag]!, `--${flag}`);
 const N = {
-  units: Number(values.units),
-  rounds: Number(values.rounds),
-  grids: Number(values.grids),
-  steadyUnits: Number(values['steady-units']),
-  steadySeconds: Number(values['steady-seconds']),
+  units: count('units'),
+  rounds: count('rounds'),
+  grids: count('grids'),
+  steadyUnits: count('steady-units'),
+  steadySeconds: count('steady-seconds'),
   resyncSeconds: parseSeconds(values.resync!, '--resync'),
-  reactions: Number(values.reactions),
+  reactions: count('reactions'),
   waitMs: parseSeconds(values['wait-seconds']!, '--wait-seconds') * 1000,
 };
-for (const [k, v] of Object.entries(N)) {
-  if (!Number.isInteger(v) || v < 0) throw new Error(`--${k}: expected a whole number ≥ 0, got ${v}`);
-}
+if (N.grids % 2) throw new Error(`--grids: an even number expected (half DeploymentGrids, half ServiceGrids), got ${N.grids}`);
 const withStatus = !values['no-status'];
 
 const GRIDS_API = '/apis/servicegroup.io/v1alpha1';

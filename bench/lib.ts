@@ -261,6 +261,12 @@ export function parseSeconds(text: string, what: string): number {
   return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
 }
 
+/** A flag's value as a whole number ≥ 0, or an error naming the flag. */
+export function wholeNumber(text: string, flag: string): number {
+  if (!/^\d+$/.test(text)) throw new Error(`${flag}: expected a whole number ≥ 0, got ${JSON.stringify(text)}`);
+  return Number(text);
+}
+
 function fill(template: string, vars: Record<string, string>): string {
   return template.replace(/\{(\w+)\}/g, (m, k: string) => vars[k] ?? m);
 }

@@ -28,6 +28,7 @@ import {
   TOPOLOGY_ANNOTATIONS,
   type WatchEvent,
   WatchStream,
+  wholeNumber,
   withQuery,
   writeJson,
 } from './lib.ts';
@@ -43,6 +44,9 @@ const { values } = parseArgs({
     out: { type: 'string' },
   },
 });
+
+const rates = values.rates.split(',').map((r) => wholeNumber(r, '--rates'));
+const seconds = wholeNumber(values.seconds, '--seconds');
 
 const NS = 'bench';
 const SEQ = 'bench.servicegroup.io/seq';
@@ -149,7 +153,7 @@ async function main() {
   const cluster = await startCluster();
   try {
     const api = apiserverEndpoint(cluster);
-    const services = Number(values.services);
+    const services = wholeNumber(values.services!, '--services');
     await setupTopologyServices(cluster, api, services);
     const kubeconfig = await installWrapperRbac(cluster);
     const wrapper = await startWrapperUnderTest(cluster, {
@@ -189,8 +193,8 @@ async function main() {
     const rows: string[][] = [];
     const results: Record<string, unknown>[] = [];
     let seq = 1;
-    for (const rate of values.rates.split(',').map(Number)) {
-      const total = Math.round(rate * Number(values.seconds));
+    for (const rate of rates) {
+      const total = Math.round(rate * seconds);
       const first = seq;
       for (let q = first; q < first + total; q++) samples.set(q, { response: 0 });
       const achieved = await runWriter({ api, path, rate, total, firstSeq: first, services }, (q, at) => {

@@ -24,6 +24,7 @@ import {
   startWrapperUnderTest,
   TOPOLOGY_ANNOTATIONS,
   WatchStream,
+  wholeNumber,
   withQuery,
   writeJson,
 } from './lib.ts';
@@ -44,12 +45,13 @@ const { values } = parseArgs({
   },
 });
 const N = {
-  nodes: Number(values.nodes),
-  units: Number(values.units),
-  services: Number(values.services),
-  eps: Number(values['endpoints-per-service']),
-  watchers: Number(values.watchers),
-  rate: Number(values.rate),
+  nodes: wholeNumber(values.nodes!, '--nodes'),
+  units: wholeNumber(values.units!, '--units'),
+  services: wholeNumber(values.services!, '--services'),
+  eps: wholeNumber(values['endpoints-per-service']!, '--endpoints-per-service'),
+  watchers: wholeNumber(values.watchers!, '--watchers'),
+  rate: wholeNumber(values.rate!, '--rate'),
+  relabels: wholeNumber(values.relabels!, '--relabels'),
 };
 const NS = 'scale';
 const SLICES = '/apis/discovery.k8s.io/v1/endpointslices';
@@ -236,7 +238,7 @@ async function main() {
     ].map((s) => `${NS}/svc-${s}-1`);
     await step('relabel', async () => {
       if (held.length === 0) throw new Error('no watcher to observe it (the watchers step failed)');
-      for (let r = 0; r < Number(values.relabels); r++) {
+      for (let r = 0; r < N.relabels; r++) {
         const away = r % 2 === 0;
         const zone = away ? unitOf(1) : unitOf(0);
         const done = () => held.every((h) => affected.every((k) => h.get(k)?.nodes.has(nodeName(moved)) === !away));
@@ -288,7 +290,7 @@ async function main() {
         ['kube-proxy initial list through wrapper (median of 5)', or('initial lists', f(figures.initialListWrapperMs, 'ms')), ''],
         ['same list from the apiserver (median of 5)', or('initial lists', f(figures.initialListApiserverMs, 'ms')), ''],
         [
-          `relabel → all ${N.watchers} watchers corrected (${affected.length} slices, median of ${reactions.length} of ${values.relabels})`,
+          `relabel → all ${N.watchers} watchers corrected (${affected.length} slices, median of ${reactions.length} of ${N.relabels})`,
           or('relabel', f(figures.relabelMedianMs, 'ms')),
           '≤ 50 ms',
         ],
