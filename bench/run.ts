@@ -30,6 +30,7 @@ const benchmarks: { name: string; passes: Passed[] }[] = [
   { name: 'wrapper-latency', passes: ['wrapper-cmd', 'wrapper-url'] },
   { name: 'wrapper-scale', passes: ['wrapper-cmd', 'wrapper-url'] },
   { name: 'controllers', passes: ['controller-cmd', 'no-readyz', 'no-status'] },
+  { name: 'startup', passes: [] },
 ];
 const only = values.only?.split(',');
 mkdirSync(values['out-dir'], { recursive: true });

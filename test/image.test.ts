@@ -7,88 +7,17 @@ import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import * as k8s from '@kubernetes/client-node';
-import { freePort, useCluster } from './cluster/cluster.ts';
+import { useCluster } from './cluster/cluster.ts';
 import { type AssembledImage, assembleImage, containerArgv } from './cluster/dockerfile.ts';
 import { waitFor } from './cluster/processes.ts';
 import { installCrds, installRbac, root } from './controllers-helpers.ts';
+import { manifestContainer, startContainer } from './image-harness.ts';
 import { httpText, installWrapperRbac } from './wrapper-harness.ts';
 
 const cluster = useCluster();
 const ns = 'image';
 // The wrapper's API port, part of the public contract (kube-proxy is pointed at it).
 const WRAPPER_PORT = 51006;
-
-interface Container {
-  command?: string[];
-  args?: string[];
-  env?: { name: string; value?: string }[];
-  ports?: { name?: string; containerPort: number }[];
-  readinessProbe?: { httpGet?: { port: number | string; path: string } };
-}
-
-/** The first container of the Deployment or DaemonSet in an install manifest. */
-async function manifestContainer(file: string): Promise<Container> {
-  const docs = k8s.loadAllYaml(await readFile(join(root, 'examples/install', file), 'utf8')) as {
-    kind?: string;
-    spec?: { template?: { spec?: { containers?: Container[] } } };
-  }[];
-  const workload = docs.find((d) => d?.kind === 'Deployment' || d?.kind === 'DaemonSet');
-  const container = workload?.spec?.template?.spec?.containers?.[0];
-  assert.ok(container, `${file} has a Deployment or DaemonSet with a container`);
-  return container;
-}
-
-interface Started {
-  argv: string[];
-  /** Container port → the free loopback port it runs on here. */
-  ports: Map<number, number>;
-  readyUrl: string;
-  pid: number;
-}
-
-/**
- * Starts a container of the image as its manifest does. Listen addresses in the args keep their
- * flag and move to a free loopback port (a test must not take a fixed port of the machine).
- */
-async function startContainer(image: AssembledImage, name: string, c: Container, env: Record<string, string>): Promise<Started> {
-  const ports = new Map<number, number>();
-  const args: string[] = [];
-  for (const a of c.args ?? []) {
-    const m = /^(--[\w-]+=)(?:[\d.]+|\[[^\]]*\])?:(\d+)$/.exec(a);
-    if (!m) {
-      args.push(a);
-      continue;
-    }
-    const port = await freePort();
-    ports.set(Number(m[2]), port);
-    args.push(`${m[1]}127.0.0.1:${port}`);
-  }
-  const argv = containerArgv(image, { command: c.command, args });
-  const probe = c.readinessProbe?.httpGet;
-  assert.ok(probe, `${name} has an HTTP readiness probe`);
-  const probePort = typeof probe.port === 'number' ? probe.port : c.ports?.find((p) => p.name === probe.port)?.containerPort;
-  const localProbePort = probePort === undefined ? undefined : ports.get(probePort);
-  assert.ok(localProbePort, `${name}'s readiness probe port ${probe.port} is one its args listen on`);
-  const containerEnv = Object.fromEntries((c.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
-  const [command, ...rest] = argv;
-  assert.ok(command);
-  const component = cluster().startProcess(
-    name,
-    // `node` in the image is the base image's Node; here, the one running this test.
-    command === 'node' ? process.execPath : command,
-    rest,
-    { ...image.env, ...containerEnv, ...env },
-    { cwd: join(image.root, image.workdir) },
-  );
-  const readyUrl = `http://127.0.0.1:${localProbePort}${probe.path}`;
-  await waitFor(`${name} ${probe.path}`, async () => ((await httpText(readyUrl)).status === 200 ? true : undefined), {
-    components: [component],
-    timeoutMs: 120_000,
-    intervalMs: 200,
-  });
-  return { argv, ports, readyUrl, pid: component.child.pid! };
-}
 
 /** Every file under `dir`, relative to it, skipping node_modules. */
 async function filesOf(dir: string, prefix = ''): Promise<string[]> {
@@ -150,7 +79,7 @@ describe('the image, assembled from the Dockerfile without a container engine', 
     ]) {
       await c.apply([{ apiVersion: 'v1', kind: 'Node', metadata: { name: node, labels: { zone } } }]);
     }
-    const started = await startContainer(image, 'controller-from-image', await manifestContainer('controller.yaml'), {
+    const started = await startContainer(c, image, 'controller-from-image', await manifestContainer('controller.yaml'), {
       KUBECONFIG: kubeconfig,
     });
     assert.match(started.argv.join(' '), /controllers\/main\.js/);
@@ -188,7 +117,7 @@ describe('the image, assembled from the Dockerfile without a container engine', 
   test('the wrapper, started as its DaemonSet starts the image, serves /readyz and EndpointSlices', async () => {
     const c = cluster();
     const kubeconfig = await installWrapperRbac(c);
-    const started = await startContainer(image, 'wrapper-from-image', await manifestContainer('wrapper.yaml'), {
+    const started = await startContainer(c, image, 'wrapper-from-image', await manifestContainer('wrapper.yaml'), {
       KUBECONFIG: kubeconfig,
       NODE_NAME: 'image-a',
     });
