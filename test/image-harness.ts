@@ -1,8 +1,9 @@
 // Starting the programs as the image runs them: the container spec of an install manifest (command,
 // args, plain env values, readiness probe) applied to an image assembled by cluster/dockerfile.ts,
-// with credentials through $KUBECONFIG and every listen address moved to a free loopback port.
+// with credentials through $KUBECONFIG, every listen address moved to a free loopback port and
+// every volume mount path in the args moved to a fresh folder of the test (never the host's own).
 // Used by test/image.test.ts and bench/startup.ts.
-import { readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { type Cluster, freePort } from './cluster/cluster.ts';
@@ -17,6 +18,7 @@ export interface Container {
   env?: { name: string; value?: string }[];
   ports?: { name?: string; containerPort: number }[];
   readinessProbe?: { httpGet?: { port: number | string; path: string } };
+  volumeMounts?: { name: string; mountPath: string }[];
 }
 
 /** The first container of the Deployment or DaemonSet in a file of examples/install. */
@@ -56,7 +58,18 @@ export async function startContainer(
 ): Promise<StartedContainer> {
   const ports = new Map<number, number>();
   const args: string[] = [];
-  for (const a of c.args ?? []) {
+  const volumes = await mkdtemp(join(cluster.dir, `${name}-volumes-`));
+  const onVolume = (arg: string) => {
+    for (const m of c.volumeMounts ?? []) {
+      const at = arg.indexOf(`=${m.mountPath}`);
+      const rest = arg.slice(at + 1 + m.mountPath.length);
+      if (at >= 0 && (rest === '' || rest.startsWith('/'))) return `${arg.slice(0, at + 1)}${join(volumes, m.name)}${rest}`;
+    }
+    return arg;
+  };
+  for (const m of c.volumeMounts ?? []) await mkdir(join(volumes, m.name), { recursive: true });
+  for (const raw of c.args ?? []) {
+    const a = onVolume(raw);
     const m = /^(--[\w-]+=)(?:[\d.]+|\[[^\]]*\])?:(\d+)$/.exec(a);
     if (!m) {
       args.push(a);
