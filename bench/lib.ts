@@ -85,7 +85,7 @@ export class WatchStream {
         if (res.statusCode !== 200) {
           this.closed = true;
           res.resume();
-          reject(new Error(`watch ${path}: ${res.statusCode}`));
+          reject(Object.assign(new Error(`watch ${path}: ${res.statusCode}`), { status: res.statusCode }));
           return;
         }
         let buf = '';
@@ -211,7 +211,8 @@ export class ResumableWatch {
         }
         await this.open();
         return;
-      } catch {
+      } catch (err) {
+        if ((err as { status?: number }).status === 410) this.lastRV = 'expired';
         await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** attempt)));
       }
     }
