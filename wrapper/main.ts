@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { loadInCluster, loadKubeconfig } from './kubeconfig.ts';
 import { WrapperMetrics } from './metrics.ts';
-import { apiVersionOf, SERVED_RESOURCES } from './resources.ts';
+import { apiVersionOf, NAMESPACES, SERVED_RESOURCES } from './resources.ts';
 import { RvClock, ServedResource } from './served.ts';
 import { buildServer } from './server.ts';
 import { Reflector, Upstream } from './upstream.ts';
@@ -59,7 +59,9 @@ for (const s of Object.values(served)) {
     log.warn({ resource: s.resource }, 'closing a watch whose client does not keep up; it will resume from its last resourceVersion');
 }
 const view = new NodeUnitView(nodeName, served, log.child({ component: 'view', node: nodeName }), metrics);
-const reflectors = SERVED_RESOURCES.map((spec) => new Reflector(spec, upstream, view, log.child({ component: 'upstream' }), metrics));
+const reflectors = [...SERVED_RESOURCES, NAMESPACES].map(
+  (spec) => new Reflector(spec, upstream, view, log.child({ component: 'upstream' }), metrics),
+);
 
 let ready = false;
 const state = {

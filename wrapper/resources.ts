@@ -77,6 +77,17 @@ export const SERVICE_CIDRS: ResourceSpec = {
 
 export const SERVED_RESOURCES: readonly ResourceSpec[] = [SERVICES, ENDPOINT_SLICES, ENDPOINTS, NODES, SERVICE_CIDRS];
 
+/** Read, never served: a Namespace's topology annotation applies to its Services. */
+export const NAMESPACES: ResourceSpec = {
+  resource: 'namespaces',
+  group: '',
+  version: 'v1',
+  kind: 'Namespace',
+  namespaced: false,
+  extraFields: [],
+  shortNames: ['ns'],
+};
+
 export const apiVersionOf = (s: ResourceSpec) => (s.group === '' ? s.version : `${s.group}/${s.version}`);
 
 /** URL prefix of the group version: /api/v1 or /apis/<group>/<version>. */

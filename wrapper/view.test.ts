@@ -98,3 +98,45 @@ test('relabels, annotation changes and node removal emit MODIFIED for exactly th
   assert.deepEqual(events.splice(0), ['MODIFIED:web-2:', 'DELETED:web-1:1']);
   assert.equal(served.endpointslices.count, 3);
 });
+
+test('a Namespace annotation makes its Services unit-local unless a Service says otherwise', () => {
+  const { view, served } = setup();
+  const endpointsOf = (name: string) =>
+    ((served.endpointslices.get(`ns/${name}`)?.endpoints as { addresses: string[] }[] | undefined) ?? []).map((e) => e.addresses[0]);
+  const namespace = (annotations: Record<string, string>): KubeObject => ({ metadata: { name: 'ns', annotations } });
+  for (const n of [node('a1', 'a'), node('b1', 'b')]) view.upsert('nodes', n);
+  view.upsert('services', svc('inherits', false));
+  const optOut: KubeObject = { metadata: { name: 'opt-out', namespace: 'ns', annotations: { [ANNOTATION_TOPOLOGY_KEYS]: '[]' } } };
+  view.upsert('services', optOut);
+  for (const name of ['inherits', 'opt-out'])
+    view.upsert(
+      'endpointslices',
+      slice(`${name}`, name, [
+        ['1', 'a1'],
+        ['2', 'b1'],
+      ]),
+    );
+  assert.deepEqual(endpointsOf('inherits'), ['1', '2']);
+
+  view.upsert('namespaces', namespace({ [ANNOTATION_TOPOLOGY_KEYS]: '["zone"]' }));
+  assert.deepEqual(endpointsOf('inherits'), ['1'], 'follows the Namespace');
+  assert.deepEqual(endpointsOf('opt-out'), ['1', '2'], 'its own empty list wins');
+
+  // A Service created later in the Namespace is filtered from its first version.
+  view.upsert('services', svc('late', false));
+  view.upsert('endpointslices', slice('late', 'late', [['3', 'b1']]));
+  assert.deepEqual(endpointsOf('late'), []);
+
+  // The Service's own annotation wins; dropping it falls back to the Namespace's.
+  view.upsert('services', { metadata: { name: 'inherits', namespace: 'ns', annotations: { topologyKeys: '["region"]' } } });
+  assert.deepEqual(endpointsOf('inherits'), [], 'no node has a region: nothing is proven local');
+  view.upsert('services', svc('inherits', false));
+  assert.deepEqual(endpointsOf('inherits'), ['1']);
+
+  // The Namespace stops opting in (SuperEdge's spelling does not count on a Namespace).
+  view.upsert('namespaces', namespace({ topologyKeys: '["zone"]' }));
+  assert.deepEqual(endpointsOf('inherits'), ['1', '2']);
+  view.upsert('namespaces', namespace({ [ANNOTATION_TOPOLOGY_KEYS]: '["zone"]' }));
+  view.delete('namespaces', namespace({}));
+  assert.deepEqual(endpointsOf('late'), ['3']);
+});

@@ -3,12 +3,14 @@
 // node) make each change recompute only the Services it can affect.
 import type { Logger } from 'pino';
 import {
+  effectiveTopologyKeys,
   type FilterStats,
   filterEndpointSlices,
   filterEndpoints,
+  hasTopologyAnnotation,
   type NodeUnitContext,
+  namespaceTopologyKeysOf,
   type TopologyKeys,
-  topologyKeysOf,
 } from './filter.ts';
 import { type KubeObject, objectKey, SERVICE_NAME_LABEL } from './resources.ts';
 import type { ServedResource } from './served.ts';
@@ -43,6 +45,10 @@ export class NodeUnitView {
   private readonly log: Logger;
   private readonly metrics: ViewMetrics | undefined;
   private readonly topology = new Map<string, TopologyKeys>();
+  /** Topology keys Namespaces give their Services (namespace annotation). */
+  private readonly namespaceTopology = new Map<string, TopologyKeys>();
+  /** Services without an annotation of their own, by namespace: they follow their Namespace's. */
+  private readonly inheriting = new Map<string, Set<string>>();
   /** Services whose endpoints are filtered (valid topology keys). */
   private readonly marked = new Set<string>();
   /**
@@ -103,13 +109,33 @@ export class NodeUnitView {
       case 'servicecidrs':
         this.served.servicecidrs.apply(key, deleted ? undefined : obj);
         break;
+      case 'namespaces':
+        this.namespaceChanged(key, deleted ? undefined : obj);
+        break;
       default:
         throw new Error(`view: unknown resource ${resource}`);
     }
   }
 
   private serviceChanged(key: string, svc: KubeObject | undefined): void {
-    const next = topologyKeysOf(svc);
+    const ns = key.slice(0, Math.max(0, key.indexOf('/')));
+    if (svc && !hasTopologyAnnotation(svc)) addTo(this.inheriting, ns, key);
+    else removeFrom(this.inheriting, ns, key);
+    this.topologyChanged(key, effectiveTopologyKeys(svc, this.namespaceTopology.get(ns) ?? { kind: 'none' }));
+  }
+
+  private namespaceChanged(name: string, namespace: KubeObject | undefined): void {
+    const next = namespaceTopologyKeysOf(namespace);
+    const prev = this.namespaceTopology.get(name) ?? { kind: 'none' };
+    if (JSON.stringify(prev) === JSON.stringify(next)) return;
+    if (next.kind === 'invalid')
+      this.log.warn({ namespace: name, error: next.error }, 'namespace topology annotation invalid; its Services are not filtered');
+    if (next.kind === 'none') this.namespaceTopology.delete(name);
+    else this.namespaceTopology.set(name, next);
+    for (const svc of [...(this.inheriting.get(name) ?? [])]) this.topologyChanged(svc, next);
+  }
+
+  private topologyChanged(key: string, next: TopologyKeys): void {
     const prev = this.topology.get(key) ?? { kind: 'none' };
     if (next.kind === 'invalid' && JSON.stringify(prev) !== JSON.stringify(next)) {
       this.log.warn({ service: key, error: next.error }, 'topology annotation invalid; service endpoints are not filtered');

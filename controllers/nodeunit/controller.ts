@@ -1,10 +1,10 @@
 // Keeps NodeUnits in step with the cluster: one discovered NodeUnit per value of every node label
-// key a grid or a topology annotation names; the labels of declared NodeUnits on their member
-// nodes; and every unit's status. Everything is one level-triggered sync of the whole picture
+// key a grid or a topology annotation (of a Service or a Namespace) names; the labels of declared
+// NodeUnits on their member nodes; and every unit's status. Everything is one level-triggered sync of the whole picture
 // (one queue key), fed by the caches; a sync with nothing changed makes no write.
 
 import type { Logger } from 'pino';
-import { topologyKeysOf } from '../../wrapper/filter.ts';
+import { namespaceTopologyKeysOf, topologyKeysOf } from '../../wrapper/filter.ts';
 import { matchesLabels } from '../../wrapper/selectors.ts';
 import {
   GROUP,
@@ -37,6 +37,7 @@ import {
 } from './render.ts';
 
 export const NODE_UNITS: Resource = { group: GROUP, version: VERSION, plural: PLURAL_NODE_UNIT };
+const NAMESPACES: Resource = { group: '', version: 'v1', plural: 'namespaces' };
 
 const SYNC_KEY = 'nodeunits';
 
@@ -46,7 +47,7 @@ export interface NodeUnitControllerOptions {
   /** The DeploymentGrid and ServiceGrid caches (shared with the grid controller). */
   deploymentGrids: Informer<KubeObject>;
   serviceGrids: Informer<KubeObject>;
-  /** Re-sync (and retry label writes that failed) this often (0: never). */
+  /** Re-sync this often (0: never). */
   resyncPeriodMs?: number;
 }
 
@@ -64,6 +65,13 @@ function nodeView(node: NodeObject): NodeView {
   };
 }
 
+/** Which field managers own which labels of a node. */
+function labelOwners(node: NodeObject | undefined): string[] {
+  return (node?.metadata.managedFields ?? []).map(
+    (m) => `${m.manager}/${m.operation}:${Object.keys(m.fieldsV1?.['f:metadata']?.['f:labels'] ?? {}).join(',')}`,
+  );
+}
+
 function push<T>(m: Map<string, T[]>, key: string, value: T): void {
   const list = m.get(key);
   if (list) list.push(value);
@@ -74,12 +82,16 @@ export class NodeUnitController {
   readonly queue = new WorkQueue();
   readonly units: Informer<KubeObject>;
   readonly nodes: Informer<KubeObject>;
-  /** All Services (for their topology annotations). */
+  /** All Services and Namespaces (for their topology annotations). */
   readonly services: Informer<KubeObject>;
+  readonly namespaces: Informer<KubeObject>;
   private readonly opts: NodeUnitControllerOptions;
   private readonly log: Logger;
   private readonly own: Informer<KubeObject>[];
-  /** Node → what a failed label write tried, so it is not retried until something changes. */
+  /**
+   * Node → what a refused label write tried (labels wanted, labels found, their owners), so it is
+   * retried only when one of those changes: a standing conflict costs no write per sync.
+   */
   private readonly labelFailures = new Map<string, { attempt: string; message: string }>();
   private worker?: Promise<void>;
   private resyncTimer?: NodeJS.Timeout;
@@ -91,7 +103,8 @@ export class NodeUnitController {
     this.units = informer(NODE_UNITS);
     this.nodes = informer(NODES);
     this.services = informer(SERVICES);
-    this.own = [this.units, this.nodes, this.services];
+    this.namespaces = informer(NAMESPACES);
+    this.own = [this.units, this.nodes, this.services, this.namespaces];
 
     const wake = () => this.queue.add(SYNC_KEY);
     this.units.on((type, obj, old) => {
@@ -125,6 +138,12 @@ export class NodeUnitController {
       if (type !== 'update' && topologyKeysOf(obj as never).kind === 'none') return;
       wake();
     });
+    this.namespaces.on((type, obj, old) => {
+      const now = stableStringify(namespaceTopologyKeysOf(obj as never));
+      if (type === 'update' && old && stableStringify(namespaceTopologyKeysOf(old as never)) === now) return;
+      if (type !== 'update' && namespaceTopologyKeysOf(obj as never).kind === 'none') return;
+      wake();
+    });
     const onGrid = (type: string, obj: KubeObject, old?: KubeObject) => {
       if (type === 'update' && old?.spec?.gridUniqKey === obj.spec?.gridUniqKey) return;
       wake();
@@ -146,9 +165,8 @@ export class NodeUnitController {
     }
   }
 
-  /** Syncs again and retries label writes that failed before. */
+  /** Queues a sync of everything (makes no write when nothing changed). */
   resync(): void {
-    this.labelFailures.clear();
     this.queue.add(SYNC_KEY);
   }
 
@@ -187,7 +205,8 @@ export class NodeUnitController {
   /** One sync of every NodeUnit. Returns true when it should be retried. */
   private async sync(): Promise<boolean> {
     const units = this.units.list() as unknown as NodeUnit[];
-    const nodes = new Map((this.nodes.list() as NodeObject[]).map((n) => [n.metadata.name, nodeView(n)]));
+    const raw = new Map((this.nodes.list() as NodeObject[]).map((n) => [n.metadata.name, n]));
+    const nodes = new Map([...raw.values()].map((n) => [n.metadata.name, nodeView(n)]));
     let retry = false;
 
     // 1. Labels of declared units on their nodes.
@@ -199,7 +218,7 @@ export class NodeUnitController {
         this.labelFailures.delete(node.name);
         continue;
       }
-      const attempt = stableStringify({ desired, labels: node.labels });
+      const attempt = stableStringify({ desired, labels: node.labels, owners: labelOwners(raw.get(node.name)) });
       const failed = this.labelFailures.get(node.name);
       if (failed?.attempt === attempt) {
         labelConflicts.set(node.name, failed.message);
@@ -243,7 +262,10 @@ export class NodeUnitController {
     ];
     const keys = keysInUse(
       grids.map(({ g }) => g.spec?.gridUniqKey as string | undefined),
-      this.services.list().map((s) => topologyKeysOf(s as never)),
+      [
+        ...this.services.list().map((s) => topologyKeysOf(s as never)),
+        ...this.namespaces.list().map((n) => namespaceTopologyKeysOf(n as never)),
+      ],
     );
     const nodeViews = [...nodes.values()];
     const plan = planDiscovered(units, valuesByKey(keys, nodeViews));

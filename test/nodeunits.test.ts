@@ -1,0 +1,278 @@
+// The NodeUnit controller against the real test cluster, with the ServiceAccount and RBAC of
+// examples/install/controller.yaml: discovered and declared units, contested nodes, labels the
+// controller did not set, and zero writes once settled (from the apiserver's audit log).
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import pino from 'pino';
+import { KubeClient, resourcePath } from '../controllers/kube/client.ts';
+import { Informer, type KubeObject } from '../controllers/kube/informer.ts';
+import { NodeUnitController } from '../controllers/nodeunit/controller.ts';
+import { nodeUnitName } from '../controllers/nodeunit/render.ts';
+import { DEPLOYMENT_GRIDS, SERVICE_GRIDS } from '../controllers/reconcile/objects.ts';
+import { useCluster } from './cluster/cluster.ts';
+import { CONTROLLER_USER, clientFor, installCrds, installRbac, type Obj, until } from './controllers-helpers.ts';
+
+const cluster = useCluster({ kwok: true });
+const ns = 'units';
+const NU = (name = '') => `/apis/servicegroup.io/v1alpha1/nodeunits${name ? `/${name}` : ''}`;
+
+let admin: KubeClient;
+let controller: NodeUnitController;
+let grids: Informer<KubeObject>[] = [];
+
+async function getOrUndefined(path: string): Promise<Obj | undefined> {
+  try {
+    return await admin.get<Obj>(path);
+  } catch (err) {
+    if ((err as { statusCode?: number }).statusCode === 404) return undefined;
+    throw err;
+  }
+}
+
+async function labels(node: string): Promise<Record<string, string>> {
+  return (await admin.get<Obj>(`/api/v1/nodes/${node}`)).metadata.labels ?? {};
+}
+
+/** Sets (string) or removes (null) node labels as an operator would, with a merge patch. */
+async function label(node: string, changes: Record<string, string | null>): Promise<void> {
+  await admin.mergePatch(`/api/v1/nodes/${node}`, { metadata: { labels: changes } }, 'operator');
+}
+
+function cond(obj: Obj | undefined, type: string) {
+  return (obj?.status?.conditions ?? []).find((c: { type: string }) => c.type === type);
+}
+
+async function explainUnits(): Promise<string> {
+  const r = await cluster().kubectl(['get', 'nodeunits,nodes', '--show-labels', '-o', 'wide']);
+  return r.stdout + r.stderr;
+}
+
+/** Waits until the NodeUnit exists with exactly these member nodes. */
+function unitWithNodes(name: string, nodes: string[]): Promise<Obj> {
+  return until(
+    `NodeUnit ${name} with nodes ${nodes.join(',')}`,
+    async () => {
+      const u = await getOrUndefined(NU(name));
+      return u?.status?.observedGeneration === u?.metadata.generation && JSON.stringify(u?.status?.nodes) === JSON.stringify(nodes) && u;
+    },
+    60_000,
+    explainUnits,
+  );
+}
+
+function unitGone(name: string): Promise<true> {
+  return until(`NodeUnit ${name} deleted`, async () => (await getOrUndefined(NU(name))) === undefined, 60_000, explainUnits);
+}
+
+function nodeUnit(name: string, spec: object) {
+  return { apiVersion: 'servicegroup.io/v1alpha1', kind: 'NodeUnit', metadata: { name }, spec };
+}
+
+describe('NodeUnit controller', () => {
+  before(
+    async () => {
+      const c = cluster();
+      await installCrds(c);
+      const saKubeconfig = await installRbac(c);
+      admin = new KubeClient(c.kubeConfig());
+      await c.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }]);
+      await c.createNode('u-a1', { zone: 'a' });
+      await c.createNode('u-a2', { zone: 'a', disk: 'ssd' });
+      await c.createNode('u-b', { zone: 'b', disk: 'ssd' });
+      await c.createNode('u-x', {});
+      const client = clientFor(saKubeconfig);
+      const log = pino({ level: process.env.LOG_LEVEL ?? 'warn' });
+      grids = [DEPLOYMENT_GRIDS, SERVICE_GRIDS].map(
+        (r) => new Informer<KubeObject>(client, { path: resourcePath(r), name: r.plural }, log),
+      );
+      for (const g of grids) g.start();
+      controller = new NodeUnitController({ client, log, deploymentGrids: grids[0]!, serviceGrids: grids[1]!, resyncPeriodMs: 0 });
+      await controller.start();
+    },
+    { timeout: 30 * 60_000 },
+  );
+
+  after(async () => {
+    await controller?.stop();
+    for (const g of grids) g.stop();
+  });
+
+  test('no key in use: no NodeUnit', async () => {
+    await controller.waitIdle();
+    assert.deepEqual((await admin.get<{ items: Obj[] }>(NU())).items, []);
+  });
+
+  test('discovered: a grid key makes one NodeUnit per value, with members, readiness and the grid; kubectl shows them', async () => {
+    await cluster().apply([
+      {
+        apiVersion: 'servicegroup.io/v1alpha1',
+        kind: 'DeploymentGrid',
+        metadata: { name: 'web', namespace: ns },
+        spec: {
+          gridUniqKey: 'zone',
+          template: {
+            replicas: 0,
+            selector: { matchLabels: { app: 'web' } },
+            template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image: 'nginx' }] } },
+          },
+        },
+      },
+    ]);
+    const a = await unitWithNodes('zone.a', ['u-a1', 'u-a2']);
+    assert.deepEqual(a.spec, { key: 'zone', value: 'a' });
+    assert.equal(a.metadata.labels?.['app.kubernetes.io/managed-by'], 'servicegroup-controller');
+    assert.deepEqual(a.status.grids, [{ kind: 'DeploymentGrid', namespace: ns, name: 'web' }]);
+    const b = await unitWithNodes('zone.b', ['u-b']);
+    await until('kwok marks the nodes Ready and the units count them', async () => {
+      const u = await admin.get<Obj>(NU('zone.a'));
+      return u.status.readyNodes === 2 && u.status.notReadyNodes === 0 && cond(u, 'Ready')?.status === 'True';
+    });
+    assert.equal(b.status.nodeCount, 1);
+    const r = await until('kubectl get nu', async () => {
+      const r = await cluster().kubectl(['get', 'nu']);
+      return r.code === 0 && /zone\.a/.test(r.stdout) && r;
+    });
+    const [header, ...rows] = r.stdout.trim().split('\n');
+    assert.match(header!, /^NAME\s+KEY\s+VALUE\s+NODES\s+READY\s+AGE$/);
+    assert.ok(
+      rows.some((row) => /^zone\.a\s+zone\s+a\s+2\s+2\s+/.test(row)),
+      r.stdout,
+    );
+    const all = await cluster().kubectl(['get', 'servicegroup']);
+    assert.match(all.stdout, /nodeunit\.servicegroup\.io\/zone\.b/);
+  });
+
+  test('discovered: a new label value creates its unit; unlabelling its last node deletes it', async () => {
+    await label('u-x', { zone: 'c' });
+    await unitWithNodes('zone.c', ['u-x']);
+    await label('u-x', { zone: null });
+    await unitGone('zone.c');
+    await label('u-a2', { zone: 'b' });
+    await unitWithNodes('zone.a', ['u-a1']);
+    await unitWithNodes('zone.b', ['u-a2', 'u-b']);
+    await label('u-a2', { zone: 'a' });
+    await unitWithNodes('zone.a', ['u-a1', 'u-a2']);
+  });
+
+  test('Service topology annotations (both spellings) make their keys discovered; prefixed keys and 63-character values get valid names', async () => {
+    const key = 'topology.example.io/site';
+    const value = `Site_${'x'.repeat(58)}`;
+    await label('u-x', { [key]: value, rack: 'r1' });
+    const svc = (name: string, annotations: Record<string, string>) => ({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name, namespace: ns, annotations },
+      spec: { selector: { app: name }, ports: [{ port: 80 }] },
+    });
+    await cluster().apply([
+      svc('ours', { 'servicegroup.io/topology-keys': JSON.stringify([key, '*']) }),
+      svc('superedge', { topologyKeys: '["rack"]' }),
+    ]);
+    const name = nodeUnitName(key, value);
+    assert.match(name, /^topology-example-io-site-[0-9a-f]{8}\.site-x+-[0-9a-f]{8}$/);
+    const u = await unitWithNodes(name, ['u-x']);
+    assert.deepEqual(u.spec, { key, value });
+    await unitWithNodes('rack.r1', ['u-x']);
+    await admin.request('DELETE', `/api/v1/namespaces/${ns}/services/ours`);
+    await unitGone(name);
+    await admin.request('DELETE', `/api/v1/namespaces/${ns}/services/superedge`);
+    await unitGone('rack.r1');
+    await label('u-x', { [key]: null, rack: null });
+  });
+
+  test('declared: members by name and by selector are labelled; a member that leaves loses the label; deleting the unit releases the rest', async () => {
+    await cluster().apply([
+      nodeUnit('east', { key: 'site', value: 'east', nodes: ['u-a1', 'no-such-node'], nodeSelector: { matchLabels: { disk: 'ssd' } } }),
+    ]);
+    const u = await unitWithNodes('east', ['u-a1', 'u-a2', 'u-b']);
+    assert.equal(cond(u, 'Conflict')?.status, 'False');
+    for (const n of ['u-a1', 'u-a2', 'u-b']) assert.equal((await labels(n)).site, 'east', n);
+    // u-b leaves by losing the selected label; u-x never was a member.
+    await label('u-b', { disk: null });
+    await unitWithNodes('east', ['u-a1', 'u-a2']);
+    await until('u-b unlabelled', async () => !('site' in (await labels('u-b'))));
+    assert.equal((await labels('u-x')).site, undefined);
+    await admin.request('DELETE', NU('east'));
+    await until(
+      'members released',
+      async () => !('site' in (await labels('u-a1'))) && !('site' in (await labels('u-a2'))),
+      60_000,
+      explainUnits,
+    );
+    await label('u-b', { disk: 'ssd' });
+  });
+
+  test('labels the controller did not set are left alone: a conflicting value is a Conflict, an equal value survives the unit', async () => {
+    await label('u-a1', { site: 'west' });
+    await label('u-a2', { site: 'north' });
+    await cluster().apply([nodeUnit('north', { key: 'site', value: 'north', nodes: ['u-a1', 'u-a2'] })]);
+    const u = await until(
+      'Conflict on north',
+      async () => {
+        const u = await getOrUndefined(NU('north'));
+        return cond(u, 'Conflict')?.status === 'True' && u;
+      },
+      60_000,
+      explainUnits,
+    );
+    assert.match(cond(u, 'Conflict').message, /node u-a1/);
+    assert.deepEqual(u.status.nodes, ['u-a2']);
+    assert.equal((await labels('u-a1')).site, 'west');
+    // The operator gives way: the unit labels the node and the conflict clears.
+    await label('u-a1', { site: null });
+    await until('north owns u-a1', async () => {
+      const u = await getOrUndefined(NU('north'));
+      return cond(u, 'Conflict')?.status === 'False' && JSON.stringify(u?.status.nodes) === '["u-a1","u-a2"]';
+    });
+    await admin.request('DELETE', NU('north'));
+    await until('u-a1 released', async () => !('site' in (await labels('u-a1'))));
+    // u-a2's site=north was set by the operator before the unit claimed it: it stays.
+    assert.equal((await labels('u-a2')).site, 'north');
+    await label('u-a2', { site: null });
+  });
+
+  test('two declared units claiming one node with different values: Conflict on both, the older keeps it, and nothing flaps (zero writes on resync)', async () => {
+    await cluster().apply([nodeUnit('red', { key: 'color', value: 'red', nodes: ['u-x'] })]);
+    await until('u-x red', async () => (await labels('u-x')).color === 'red');
+    await cluster().apply([nodeUnit('blue', { key: 'color', value: 'blue', nodes: ['u-x', 'u-b'] })]);
+    for (const [name, pattern] of [
+      ['red', /node u-x is also claimed by blue \(color=blue\); this unit is older and keeps it/],
+      ['blue', /node u-x is claimed by older red \(color=red\); not labelled color=blue/],
+    ] as const) {
+      const u = await until(`Conflict on ${name}`, async () => {
+        const u = await getOrUndefined(NU(name));
+        return cond(u, 'Conflict')?.status === 'True' && u;
+      });
+      assert.match(cond(u, 'Conflict').message, pattern);
+    }
+    await unitWithNodes('blue', ['u-b']);
+    await unitWithNodes('red', ['u-x']);
+    assert.equal((await labels('u-x')).color, 'red');
+
+    // Settled: further syncs write nothing, also while an operator's label keeps refusing the
+    // unit's (the refused write is not retried until the node's labels or their owners change).
+    await label('u-a1', { color: 'green' });
+    await cluster().apply([nodeUnit('blue', { key: 'color', value: 'blue', nodes: ['u-x', 'u-b', 'u-a1'] })]);
+    await until('blue reports u-a1', async () => /node u-a1/.test(cond(await getOrUndefined(NU('blue')), 'Conflict')?.message ?? ''));
+    await controller.waitIdle();
+    const writes = async () =>
+      (await cluster().writeRequests(CONTROLLER_USER)).filter((w) => w.resource === 'nodes' || w.resource === 'nodeunits');
+    const before = (await writes()).length;
+    for (let i = 0; i < 5; i++) {
+      controller.resync();
+      await controller.waitIdle();
+    }
+    const after = await writes();
+    assert.equal(after.length, before, `writes after settling: ${JSON.stringify(after.slice(before))}`);
+    assert.equal((await labels('u-x')).color, 'red');
+    assert.equal((await labels('u-a1')).color, 'green');
+    assert.deepEqual(
+      after.filter((w) => w.code === 403),
+      [],
+      'the install RBAC allows every write the controller makes',
+    );
+    for (const n of ['red', 'blue']) await admin.request('DELETE', NU(n));
+    await until('colors released', async () => !('color' in (await labels('u-x'))) && !('color' in (await labels('u-b'))));
+    await label('u-a1', { color: null });
+  });
+});
