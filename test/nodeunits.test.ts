@@ -1,6 +1,6 @@
-// The NodeUnit controller against the real test cluster, with the ServiceAccount and RBAC of
-// examples/install/controller.yaml: discovered and declared units, contested nodes, labels the
-// controller did not set, and zero writes once settled (from the apiserver's audit log).
+// NodeUnits against the real test cluster, each program with the ServiceAccount and RBAC of its
+// install manifest: discovered and declared units, contested nodes, labels the controller did not
+// set, zero writes once settled (from the apiserver's audit log); and the wrapper's namespace opt-in.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
@@ -11,6 +11,7 @@ import { nodeUnitName } from '../controllers/nodeunit/render.ts';
 import { DEPLOYMENT_GRIDS, SERVICE_GRIDS } from '../controllers/reconcile/objects.ts';
 import { useCluster } from './cluster/cluster.ts';
 import { CONTROLLER_USER, clientFor, installCrds, installRbac, type Obj, until } from './controllers-helpers.ts';
+import { httpText, installWrapperRbac, type RunningWrapper, startWrapper } from './wrapper-harness.ts';
 
 const cluster = useCluster({ kwok: true });
 const ns = 'units';
@@ -180,6 +181,15 @@ describe('NodeUnit controller', () => {
     await label('u-x', { [key]: null, rack: null });
   });
 
+  test('a Namespace topology annotation makes its keys discovered', async () => {
+    await label('u-x', { floor: 'f1' });
+    await admin.mergePatch(`/api/v1/namespaces/${ns}`, { metadata: { annotations: { 'servicegroup.io/topology-keys': '["floor"]' } } });
+    await unitWithNodes('floor.f1', ['u-x']);
+    await admin.mergePatch(`/api/v1/namespaces/${ns}`, { metadata: { annotations: { 'servicegroup.io/topology-keys': null } } });
+    await unitGone('floor.f1');
+    await label('u-x', { floor: null });
+  });
+
   test('declared: members by name and by selector are labelled; a member that leaves loses the label; deleting the unit releases the rest', async () => {
     await cluster().apply([
       nodeUnit('east', { key: 'site', value: 'east', nodes: ['u-a1', 'no-such-node'], nodeSelector: { matchLabels: { disk: 'ssd' } } }),
@@ -274,5 +284,54 @@ describe('NodeUnit controller', () => {
     for (const n of ['red', 'blue']) await admin.request('DELETE', NU(n));
     await until('colors released', async () => !('color' in (await labels('u-x'))) && !('color' in (await labels('u-b'))));
     await label('u-a1', { color: null });
+  });
+
+  describe('namespace opt-in (wrapper)', () => {
+    let wrapper: RunningWrapper | undefined;
+    const optin = 'optin';
+    const slices = async () => {
+      const r = await httpText(`${wrapper!.url}/apis/discovery.k8s.io/v1/namespaces/${optin}/endpointslices`);
+      assert.equal(r.status, 200, r.body);
+      const items = JSON.parse(r.body).items as { metadata: { name: string }; endpoints: { addresses: string[] }[] }[];
+      return Object.fromEntries(items.map((i) => [i.metadata.name, i.endpoints.map((e) => e.addresses[0]).join(',')]));
+    };
+    const service = (name: string, annotations: Record<string, string> = {}) => ({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name, namespace: optin, annotations },
+      spec: { ports: [{ port: 80 }] },
+    });
+    const slice = (service: string) => ({
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: service, namespace: optin, labels: { 'kubernetes.io/service-name': service } },
+      addressType: 'IPv4',
+      ports: [{ port: 80, protocol: 'TCP' }],
+      endpoints: [
+        { addresses: ['10.9.0.1'], nodeName: 'u-a1', conditions: { ready: true } },
+        { addresses: ['10.9.0.2'], nodeName: 'u-b', conditions: { ready: true } },
+      ],
+    });
+
+    after(async () => {
+      await wrapper?.stop();
+    });
+
+    test('a Namespace annotated with topology keys makes its Services unit-local unless a Service says otherwise', async () => {
+      const c = cluster();
+      const kubeconfig = await installWrapperRbac(c);
+      await c.apply([
+        { apiVersion: 'v1', kind: 'Namespace', metadata: { name: optin, annotations: { 'servicegroup.io/topology-keys': '["zone"]' } } },
+      ]);
+      await c.apply([service('api'), service('whole', { 'servicegroup.io/topology-keys': '[]' }), slice('api'), slice('whole')]);
+      wrapper = await startWrapper(c, { nodeName: 'u-a1', kubeconfig });
+      await until('api unit-local, whole not', async () => {
+        const s = await slices();
+        return s.api === '10.9.0.1' && s.whole === '10.9.0.1,10.9.0.2';
+      });
+      // The Namespace opts out again: every Service in it is served whole.
+      await admin.mergePatch(`/api/v1/namespaces/${optin}`, { metadata: { annotations: { 'servicegroup.io/topology-keys': null } } });
+      await until('api served whole', async () => (await slices()).api === '10.9.0.1,10.9.0.2');
+    });
   });
 });
