@@ -3,9 +3,9 @@
 
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import * as k8s from '@kubernetes/client-node';
 import pino from 'pino';
-import { KubeClient } from './kube/client.ts';
+import { KubeClient } from '../kube/client.ts';
+import { loadCredentials } from '../kube/kubeconfig.ts';
 import { LeaderElector } from './leader.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { NodeUnitController } from './nodeunit/controller.ts';
@@ -37,10 +37,7 @@ const { values: flags } = parseArgs({
 });
 
 const log = pino({ level: flags['log-level'], base: { component: 'servicegroup-controller' } });
-const kc = new k8s.KubeConfig();
-if (flags.kubeconfig) kc.loadFromFile(flags.kubeconfig);
-else kc.loadFromDefault(); // KUBECONFIG, ~/.kube/config, else in-cluster
-const client = new KubeClient(kc);
+const client = new KubeClient(loadCredentials(flags.kubeconfig));
 const identity = flags.identity || `${hostname()}_${process.pid}`;
 
 let controller: GridController | undefined;
@@ -50,7 +47,9 @@ const metrics = new ControllerMetrics({
   queueDepth: () => controller?.queue.length ?? 0,
   units: () => controller?.unitTotals() ?? [],
 });
-client.setWriteObserver((verb) => metrics.writes.inc({ verb }));
+client.observeRequests((verb) => {
+  if (verb !== 'GET') metrics.writes.inc({ verb });
+});
 
 const server = await startServer(flags['metrics-listen']!, metrics.registry, {
   healthy: () => true,

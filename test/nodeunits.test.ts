@@ -4,11 +4,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
-import { KubeClient, resourcePath } from '../controllers/kube/client.ts';
-import { Informer, type KubeObject } from '../controllers/kube/informer.ts';
 import { NodeUnitController } from '../controllers/nodeunit/controller.ts';
 import { nodeUnitName } from '../controllers/nodeunit/render.ts';
 import { DEPLOYMENT_GRIDS, SERVICE_GRIDS } from '../controllers/reconcile/objects.ts';
+import { KubeClient } from '../kube/client.ts';
+import { Informer } from '../kube/informer.ts';
+import { loadKubeconfig } from '../kube/kubeconfig.ts';
+import type { KubeObject } from '../kube/objects.ts';
 import { useCluster } from './cluster/cluster.ts';
 import { CONTROLLER_USER, clientFor, installCrds, installRbac, type Obj, until } from './controllers-helpers.ts';
 import { httpText, installWrapperRbac, type RunningWrapper, startWrapper } from './wrapper-harness.ts';
@@ -75,7 +77,7 @@ describe('NodeUnit controller', () => {
       const c = cluster();
       await installCrds(c);
       const saKubeconfig = await installRbac(c);
-      admin = new KubeClient(c.kubeConfig());
+      admin = new KubeClient(loadKubeconfig(c.adminKubeconfigPath));
       await c.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }]);
       await c.createNode('u-a1', { zone: 'a' });
       await c.createNode('u-a2', { zone: 'a', disk: 'ssd' });
@@ -83,9 +85,7 @@ describe('NodeUnit controller', () => {
       await c.createNode('u-x', {});
       const client = clientFor(saKubeconfig);
       const log = pino({ level: process.env.LOG_LEVEL ?? 'warn' });
-      grids = [DEPLOYMENT_GRIDS, SERVICE_GRIDS].map(
-        (r) => new Informer<KubeObject>(client, { path: resourcePath(r), name: r.plural }, log),
-      );
+      grids = [DEPLOYMENT_GRIDS, SERVICE_GRIDS].map((r) => new Informer<KubeObject>(client, r, log));
       for (const g of grids) g.start();
       controller = new NodeUnitController({ client, log, deploymentGrids: grids[0]!, serviceGrids: grids[1]!, resyncPeriodMs: 0 });
       await controller.start();

@@ -1,12 +1,14 @@
 // application-grid-wrapper: wires flags, the upstream client, the view and the HTTP servers.
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { loadInCluster, loadKubeconfig } from './kubeconfig.ts';
+import { KubeClient } from '../kube/client.ts';
+import { loadCredentials } from '../kube/kubeconfig.ts';
+import { apiVersionOf } from '../kube/objects.ts';
+import { Reflector } from '../kube/reflector.ts';
 import { WrapperMetrics } from './metrics.ts';
-import { apiVersionOf, NAMESPACES, SERVED_RESOURCES } from './resources.ts';
+import { NAMESPACES, SERVED_RESOURCES } from './resources.ts';
 import { RvClock, ServedResource } from './served.ts';
 import { buildServer } from './server.ts';
-import { Reflector, Upstream } from './upstream.ts';
 import { NodeUnitView, type ServedStores } from './view.ts';
 
 const { values: flags } = parseArgs({
@@ -33,15 +35,13 @@ const hostPort = (s: string) => {
   return { host: s.slice(0, i) || '127.0.0.1', port: Number(s.slice(i + 1)) };
 };
 
-// Credentials: --kubeconfig, else the first file of $KUBECONFIG, else the in-cluster ServiceAccount.
 // In a cluster the DaemonSet points KUBERNETES_SERVICE_HOST/PORT at the control-plane endpoint,
 // not the `kubernetes` ClusterIP that kube-proxy itself programs.
-const kubeconfigFile = flags.kubeconfig || process.env.KUBECONFIG?.split(':').find(Boolean);
-let upstream: Upstream;
+let upstream: KubeClient;
 try {
-  upstream = new Upstream(kubeconfigFile ? loadKubeconfig(kubeconfigFile) : loadInCluster());
+  upstream = new KubeClient(loadCredentials(flags.kubeconfig));
 } catch (err) {
-  log.fatal({ err: (err as Error).message }, 'cannot load upstream credentials');
+  log.fatal({ err }, 'cannot load upstream credentials');
   process.exit(2);
 }
 
@@ -59,9 +59,12 @@ for (const s of Object.values(served)) {
     log.warn({ resource: s.resource }, 'closing a watch whose client does not keep up; it will resume from its last resourceVersion');
 }
 const view = new NodeUnitView(nodeName, served, log.child({ component: 'view', node: nodeName }), metrics);
-const reflectors = [...SERVED_RESOURCES, NAMESPACES].map(
-  (spec) => new Reflector(spec, upstream, view, log.child({ component: 'upstream' }), metrics),
-);
+const upstreamLog = log.child({ component: 'upstream' });
+const reflectors = [
+  ...SERVED_RESOURCES.map((spec) => new Reflector(spec, upstream, view, upstreamLog, { metrics })),
+  // Only annotations matter: metadata is enough.
+  new Reflector(NAMESPACES, upstream, view, upstreamLog, { metrics, metadataOnly: true }),
+];
 
 let ready = false;
 const state = {

@@ -1,7 +1,7 @@
 // The wrapper's Prometheus metrics, kept as plain numbers and rendered in the text format.
 import { getHeapSpaceStatistics } from 'node:v8';
+import type { ReflectorMetrics } from '../kube/reflector.ts';
 import type { ServedMetrics } from './served.ts';
-import type { ReflectorMetrics } from './upstream.ts';
 import type { ViewMetrics } from './view.ts';
 
 type Series = Map<string, number>;

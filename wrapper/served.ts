@@ -423,8 +423,4 @@ export class ServedResource {
       w.write(line);
     }
   }
-
-  closeAll(): void {
-    for (const w of [...this.watchers]) w.close();
-  }
 }

@@ -3,11 +3,12 @@ import { get } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { pino } from 'pino';
+import { KubeClient } from '../kube/client.ts';
+import { apiVersionOf } from '../kube/objects.ts';
 import { WrapperMetrics } from './metrics.ts';
-import { apiVersionOf, SERVED_RESOURCES } from './resources.ts';
+import { SERVED_RESOURCES } from './resources.ts';
 import { RvClock, ServedResource } from './served.ts';
 import { buildServer, type WrapperState } from './server.ts';
-import { Upstream } from './upstream.ts';
 
 const setup = async (ready = true) => {
   const clock = new RvClock();
@@ -22,7 +23,7 @@ const setup = async (ready = true) => {
     specs: SERVED_RESOURCES,
     served,
     ready: () => ready,
-    upstream: new Upstream({ server: 'https://127.0.0.1:1', applyToHTTPSOptions: async () => {} }),
+    upstream: new KubeClient({ server: 'https://127.0.0.1:1', applyToHTTPSOptions: async () => {} }),
     metrics,
     log: pino({ level: 'silent' }),
     bookmarkIntervalMs: 60_000,

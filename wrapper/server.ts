@@ -5,17 +5,18 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, LogController } from 'fastify';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
+import type { KubeClient } from '../kube/client.ts';
+import { apiVersionOf, groupVersionPath } from '../kube/objects.ts';
 import type { WrapperMetrics } from './metrics.ts';
 import { parseListWatchQuery, QueryError } from './query.ts';
-import { apiVersionOf, groupVersionPath, type ResourceSpec, supportedFields } from './resources.ts';
+import { type ResourceSpec, supportedFields } from './resources.ts';
 import type { ServedResource } from './served.ts';
-import type { Upstream } from './upstream.ts';
 
 export interface WrapperState {
   specs: readonly ResourceSpec[];
   served: Record<string, ServedResource>;
   ready(): boolean;
-  upstream: Upstream;
+  upstream: KubeClient;
   metrics: WrapperMetrics;
   log: Logger;
   bookmarkIntervalMs: number;
@@ -251,7 +252,7 @@ const eventRoutes: FastifyPluginAsync = async (app) => {
   const { upstream, log } = app.wrapper;
   const proxy = httpProxy.createProxyServer({ target: upstream.server.origin, changeOrigin: true, xfwd: false });
   proxy.on('error', (err, req, res) => {
-    log.warn({ err: err.message, url: req.url }, 'forwarding event write failed');
+    log.warn({ err, url: req.url }, 'forwarding event write failed');
     const r = res as ServerResponse;
     if (!r.headersSent && typeof r.writeHead === 'function') {
       r.writeHead(502, { 'Content-Type': 'application/json' });

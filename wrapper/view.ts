@@ -2,6 +2,7 @@
 // equal to "upstream with the NodeUnit rule applied". Indexes (slices by Service, Services by
 // node) make each change recompute only the Services it can affect.
 import type { Logger } from 'pino';
+import { type KubeObject, objectKey } from '../kube/objects.ts';
 import {
   effectiveTopologyKeys,
   type FilterStats,
@@ -12,7 +13,7 @@ import {
   namespaceTopologyKeysOf,
   type TopologyKeys,
 } from './filter.ts';
-import { type KubeObject, objectKey, SERVICE_NAME_LABEL } from './resources.ts';
+import { SERVICE_NAME_LABEL } from './resources.ts';
 import type { ServedResource } from './served.ts';
 
 export interface ServedStores {

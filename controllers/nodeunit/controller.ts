@@ -4,6 +4,10 @@
 // (one queue key), fed by the caches; a sync with nothing changed makes no write.
 
 import type { Logger } from 'pino';
+import { isStatus, type KubeClient } from '../../kube/client.ts';
+import { Informer } from '../../kube/informer.ts';
+import { type KubeObject, resourcePath } from '../../kube/objects.ts';
+import type { ReflectorOptions } from '../../kube/reflector.ts';
 import { namespaceTopologyKeysOf, topologyKeysOf } from '../../wrapper/filter.ts';
 import { matchesLabels } from '../../wrapper/selectors.ts';
 import {
@@ -16,8 +20,6 @@ import {
   PLURAL_NODE_UNIT,
   VERSION,
 } from '../api/v1alpha1.ts';
-import { isStatus, type KubeClient, resourcePath } from '../kube/client.ts';
-import { Informer, type KubeObject } from '../kube/informer.ts';
 import { type GridObject, NODES, type Resource, SERVICES, type SyncContext, writeStatus } from '../reconcile/objects.ts';
 import { WorkQueue } from '../reconcile/queue.ts';
 import { stableStringify } from '../render/common.ts';
@@ -36,8 +38,8 @@ import {
   valuesByKey,
 } from './render.ts';
 
-export const NODE_UNITS: Resource = { group: GROUP, version: VERSION, plural: PLURAL_NODE_UNIT };
-const NAMESPACES: Resource = { group: '', version: 'v1', plural: 'namespaces' };
+export const NODE_UNITS: Resource = { group: GROUP, version: VERSION, resource: PLURAL_NODE_UNIT };
+const NAMESPACES: Resource = { group: '', version: 'v1', resource: 'namespaces' };
 
 const SYNC_KEY = 'nodeunits';
 
@@ -52,7 +54,6 @@ export interface NodeUnitControllerOptions {
 }
 
 interface NodeObject extends KubeObject {
-  metadata: { name: string; labels?: Record<string, string>; managedFields?: Parameters<typeof ownedLabelKeys>[0]; [k: string]: unknown };
   status?: { conditions?: { type: string; status: string }[] };
 }
 
@@ -61,15 +62,8 @@ function nodeView(node: NodeObject): NodeView {
     name: node.metadata.name,
     labels: node.metadata.labels ?? {},
     ready: isNodeReady(node),
-    ownedLabels: ownedLabelKeys(node.metadata.managedFields),
+    ownedLabels: ownedLabelKeys(node.metadata.annotations),
   };
-}
-
-/** Which field managers own which labels of a node. */
-function labelOwners(node: NodeObject | undefined): string[] {
-  return (node?.metadata.managedFields ?? []).map(
-    (m) => `${m.manager}/${m.operation}:${Object.keys(m.fieldsV1?.['f:metadata']?.['f:labels'] ?? {}).join(',')}`,
-  );
 }
 
 function push<T>(m: Map<string, T[]>, key: string, value: T): void {
@@ -89,8 +83,8 @@ export class NodeUnitController {
   private readonly log: Logger;
   private readonly own: Informer<KubeObject>[];
   /**
-   * Node → what a refused label write tried (labels wanted, labels found, their owners), so it is
-   * retried only when one of those changes: a standing conflict costs no write per sync.
+   * Node → what a refused label write tried (labels wanted, labels found), so it is retried only
+   * when one of those changes: a standing conflict costs no write per sync.
    */
   private readonly labelFailures = new Map<string, { attempt: string; message: string }>();
   private worker?: Promise<void>;
@@ -99,11 +93,12 @@ export class NodeUnitController {
   constructor(opts: NodeUnitControllerOptions) {
     this.opts = opts;
     this.log = opts.log.child({ controller: 'nodeunit' });
-    const informer = (r: Resource) => new Informer<KubeObject>(opts.client, { path: resourcePath(r), name: r.plural }, opts.log);
+    const informer = (r: Resource, options: ReflectorOptions = {}) => new Informer<KubeObject>(opts.client, r, opts.log, options);
     this.units = informer(NODE_UNITS);
     this.nodes = informer(NODES);
-    this.services = informer(SERVICES);
-    this.namespaces = informer(NAMESPACES);
+    // Only annotations matter for these two: metadata is enough.
+    this.services = informer(SERVICES, { metadataOnly: true });
+    this.namespaces = informer(NAMESPACES, { metadataOnly: true });
     this.own = [this.units, this.nodes, this.services, this.namespaces];
 
     const wake = () => this.queue.add(SYNC_KEY);
@@ -205,8 +200,7 @@ export class NodeUnitController {
   /** One sync of every NodeUnit. Returns true when it should be retried. */
   private async sync(): Promise<boolean> {
     const units = this.units.list() as unknown as NodeUnit[];
-    const raw = new Map((this.nodes.list() as NodeObject[]).map((n) => [n.metadata.name, n]));
-    const nodes = new Map([...raw.values()].map((n) => [n.metadata.name, nodeView(n)]));
+    const nodes = new Map((this.nodes.list() as NodeObject[]).map((n) => [n.metadata.name, nodeView(n)]));
     let retry = false;
 
     // 1. Labels of declared units on their nodes.
@@ -218,7 +212,7 @@ export class NodeUnitController {
         this.labelFailures.delete(node.name);
         continue;
       }
-      const attempt = stableStringify({ desired, labels: node.labels, owners: labelOwners(raw.get(node.name)) });
+      const attempt = stableStringify({ desired, labels: node.labels });
       const failed = this.labelFailures.get(node.name);
       if (failed?.attempt === attempt) {
         labelConflicts.set(node.name, failed.message);

@@ -2,14 +2,16 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { topologyKeysOf } from '../../wrapper/filter.ts';
 import { matchesLabels } from '../../wrapper/selectors.ts';
-import { CONDITION_CONFLICT, CONDITION_READY, NODE_LABEL_FIELD_MANAGER, type NodeUnit } from '../api/v1alpha1.ts';
+import { CONDITION_CONFLICT, CONDITION_READY, type NodeUnit } from '../api/v1alpha1.ts';
 import { shortHash } from '../render/names.ts';
 import {
+  ANNOTATION_NODE_LABELS,
   discoveredUnit,
   isDiscovered,
   keysInUse,
   labelsSettled,
   type NodeView,
+  nodeLabelsApply,
   nodeUnitName,
   nodeUnitNames,
   nodeUnitStatus,
@@ -217,13 +219,15 @@ describe('declared claims', () => {
 });
 
 describe('node labels the controller owns', () => {
-  it('reads owned keys from the field manager’s managedFields entry only', () => {
-    const managed = [
-      { manager: 'kubectl', operation: 'Update', fieldsV1: { 'f:metadata': { 'f:labels': { 'f:zone': {} } } } },
-      { manager: NODE_LABEL_FIELD_MANAGER, operation: 'Apply', fieldsV1: { 'f:metadata': { 'f:labels': { 'f:site': {}, '.': {} } } } },
-    ];
-    assert.deepEqual(ownedLabelKeys(managed), ['site']);
+  it('reads owned keys from the annotation applied with them; the apply body records them and releases all when empty', () => {
+    assert.deepEqual(ownedLabelKeys({ [ANNOTATION_NODE_LABELS]: 'site,color' }), ['color', 'site']);
     assert.deepEqual(ownedLabelKeys(undefined), []);
+    assert.deepEqual(nodeLabelsApply('n1', { site: 'a', color: 'red' }), {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'n1', labels: { site: 'a', color: 'red' }, annotations: { [ANNOTATION_NODE_LABELS]: 'color,site' } },
+    });
+    assert.deepEqual(nodeLabelsApply('n1', {}), { apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' } });
   });
 
   it('settled only when exactly the desired keys are owned with the desired values', () => {

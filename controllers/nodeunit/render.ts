@@ -13,7 +13,6 @@ import {
   LABEL_MANAGED_BY,
   type LabelSelector,
   MANAGED_BY,
-  NODE_LABEL_FIELD_MANAGER,
   type NodeUnit,
   type NodeUnitGridRef,
   type NodeUnitStatus,
@@ -56,24 +55,17 @@ export interface NodeView {
   name: string;
   labels: Record<string, string>;
   ready: boolean;
-  /** Label keys this controller set on the node (its server-side apply field manager owns them). */
+  /** Label keys this controller set on the node (and owns as its server-side apply field manager). */
   ownedLabels: string[];
 }
 
-interface ManagedFieldsEntry {
-  manager?: string;
-  operation?: string;
-  fieldsV1?: { 'f:metadata'?: { 'f:labels'?: Record<string, unknown> } };
-}
+/** Node annotation: the label keys this controller applied for declared NodeUnits, comma-separated. */
+export const ANNOTATION_NODE_LABELS = 'servicegroup.io/nodeunit-labels';
 
-/** Label keys owned by the declared-unit field manager, read from the node's managedFields. */
-export function ownedLabelKeys(managedFields: readonly ManagedFieldsEntry[] | undefined): string[] {
-  const keys: string[] = [];
-  for (const m of managedFields ?? []) {
-    if (m.manager !== NODE_LABEL_FIELD_MANAGER || m.operation !== 'Apply') continue;
-    for (const f of Object.keys(m.fieldsV1?.['f:metadata']?.['f:labels'] ?? {})) if (f.startsWith('f:')) keys.push(f.slice(2));
-  }
-  return keys.sort();
+/** Label keys this controller set on a node, from the annotation it applies with them. */
+export function ownedLabelKeys(annotations: Record<string, string> | undefined): string[] {
+  const v = annotations?.[ANNOTATION_NODE_LABELS];
+  return v ? v.split(',').sort() : [];
 }
 
 export function isNodeReady(node: { status?: { conditions?: { type: string; status: string }[] } }): boolean {
@@ -190,9 +182,17 @@ export function labelsSettled(node: NodeView, desired: Record<string, string>): 
   return want.every((k) => node.labels[k] === desired[k]);
 }
 
-/** The server-side apply body that makes this controller own exactly `desired` on the node. */
+/**
+ * The server-side apply body that makes this controller own exactly `desired` on the node, and
+ * records which keys those are. Applying without a key gives up its ownership: the label goes
+ * unless another manager also set it; nothing of other managers is touched.
+ */
 export function nodeLabelsApply(node: string, desired: Record<string, string>): object {
-  return { apiVersion: 'v1', kind: 'Node', metadata: { name: node, labels: desired } };
+  const keys = Object.keys(desired).sort();
+  const metadata = keys.length
+    ? { name: node, labels: desired, annotations: { [ANNOTATION_NODE_LABELS]: keys.join(',') } }
+    : { name: node };
+  return { apiVersion: 'v1', kind: 'Node', metadata };
 }
 
 /** Distinct non-empty values of each key on the nodes. */

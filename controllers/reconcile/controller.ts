@@ -2,10 +2,10 @@
 // it can affect; a worker syncs one key at a time from the caches (level-triggered).
 
 import type { Logger } from 'pino';
+import type { KubeClient } from '../../kube/client.ts';
+import { Informer } from '../../kube/informer.ts';
+import type { KubeObject } from '../../kube/objects.ts';
 import { type DeploymentGrid, KIND_DEPLOYMENT_GRID, KIND_SERVICE_GRID, LABEL_GRID, type ServiceGrid } from '../api/v1alpha1.ts';
-import type { KubeClient } from '../kube/client.ts';
-import { resourcePath } from '../kube/client.ts';
-import { Informer, type KubeObject } from '../kube/informer.ts';
 import type { ControllerMetrics } from '../metrics.ts';
 import { syncDeploymentGrid } from './deploymentgrid.ts';
 import { DriftDetector } from './drift.ts';
@@ -66,8 +66,7 @@ export class GridController {
       recorder: new EventRecorder(opts.client, opts.log, opts.instance ?? 'servicegroup-controller'),
       drift: new DriftDetector(),
     };
-    const informer = (r: Resource, labelSelector?: string) =>
-      new Informer<KubeObject>(opts.client, { path: resourcePath(r), name: r.plural, labelSelector }, opts.log);
+    const informer = (r: Resource, labelSelector?: string) => new Informer<KubeObject>(opts.client, r, opts.log, { labelSelector });
     this.deploymentGrids = informer(DEPLOYMENT_GRIDS);
     this.serviceGrids = informer(SERVICE_GRIDS);
     this.nodes = informer(NODES);
@@ -203,7 +202,7 @@ export class GridController {
         result = 'error';
         this.opts.metrics?.reconcileErrors.inc({ kind });
         const delay = this.queue.addRateLimited(key);
-        this.log.error({ err: (err as Error).message, grid: key.slice(kind.length + 1), kind, retryInMs: delay }, 'reconcile failed');
+        this.log.error({ err, grid: key.slice(kind.length + 1), kind, retryInMs: delay }, 'reconcile failed');
       } finally {
         this.queue.done(key);
         this.opts.metrics?.reconciles.inc({ kind, result });
