@@ -6,10 +6,10 @@ import { loadCredentials } from '../kube/kubeconfig.ts';
 import { apiVersionOf } from '../kube/objects.ts';
 import { Reflector } from '../kube/reflector.ts';
 import { WrapperMetrics } from './metrics.ts';
-import { NAMESPACES, SERVED_RESOURCES } from './resources.ts';
+import { NAMESPACES, NODE_UNITS, NODES, type ResourceSpec, SERVED_RESOURCES } from './resources.ts';
 import { RvClock, ServedResource } from './served.ts';
 import { buildServer } from './server.ts';
-import { NodeUnitView, type ServedStores } from './view.ts';
+import { isMembershipSource, NodeUnitView, type ServedStores } from './view.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -20,6 +20,7 @@ const { values: flags } = parseArgs({
     'log-level': { type: 'string', default: 'info' },
     'bookmark-interval-seconds': { type: 'string', default: '60' },
     'event-log-size': { type: 'string', default: '10000' },
+    membership: { type: 'string', default: 'nodes' },
   },
 });
 
@@ -29,6 +30,15 @@ if (!nodeName) {
   log.fatal('no node name: set --node-name or NODE_NAME');
   process.exit(2);
 }
+
+if (!isMembershipSource(flags.membership)) {
+  log.fatal(
+    { membership: flags.membership },
+    '--membership must be "nodeunits" (NodeUnit member lists and this node) or "nodes" (every Node)',
+  );
+  process.exit(2);
+}
+const membership = flags.membership;
 
 const hostPort = (s: string) => {
   const i = s.lastIndexOf(':');
@@ -58,10 +68,14 @@ for (const s of Object.values(served)) {
   s.onSlowWatcher = () =>
     log.warn({ resource: s.resource }, 'closing a watch whose client does not keep up; it will resume from its last resourceVersion');
 }
-const view = new NodeUnitView(nodeName, served, log.child({ component: 'view', node: nodeName }), metrics);
+const view = new NodeUnitView(nodeName, served, log.child({ component: 'view', node: nodeName }), metrics, membership);
 const upstreamLog = log.child({ component: 'upstream' });
+// From NodeUnits, the only Node watched is this node's own (as kube-proxy itself does).
+const nodeSelector = (spec: ResourceSpec) =>
+  spec === NODES && membership === 'nodeunits' ? { fieldSelector: `metadata.name=${nodeName}` } : {};
 const reflectors = [
-  ...SERVED_RESOURCES.map((spec) => new Reflector(spec, upstream, view, upstreamLog, { metrics })),
+  ...SERVED_RESOURCES.map((spec) => new Reflector(spec, upstream, view, upstreamLog, { metrics, ...nodeSelector(spec) })),
+  ...(membership === 'nodeunits' ? [new Reflector(NODE_UNITS, upstream, view, upstreamLog, { metrics })] : []),
   // Only annotations matter: metadata is enough.
   new Reflector(NAMESPACES, upstream, view, upstreamLog, { metrics, metadataOnly: true }),
 ];
@@ -83,7 +97,10 @@ const listen = hostPort(flags.listen);
 await app.listen(listen);
 const metricsApp = flags['metrics-listen'] ? await buildServer(state, { withResources: false }) : undefined;
 if (metricsApp) await metricsApp.listen(hostPort(flags['metrics-listen']));
-log.info({ listen: flags.listen, node: nodeName, upstream: upstream.server.origin, firstResourceVersion: clock.start }, 'listening');
+log.info(
+  { listen: flags.listen, node: nodeName, membership, upstream: upstream.server.origin, firstResourceVersion: clock.start },
+  'listening',
+);
 
 const shutdown = async (signal: string) => {
   log.info({ signal }, 'shutting down');

@@ -1,5 +1,6 @@
 // The resource kinds the wrapper serves, described once; everything else (upstream reflectors,
 // served stores, HTTP routes, discovery, RBAC test) is generated from this table.
+import { GROUP, PLURAL_NODE_UNIT, VERSION } from '../controllers/api/v1alpha1.ts';
 import type { GroupVersionResource } from '../kube/objects.ts';
 
 export interface ResourceSpec extends GroupVersionResource {
@@ -59,6 +60,9 @@ export const SERVED_RESOURCES: readonly ResourceSpec[] = [SERVICES, ENDPOINT_SLI
 
 /** Read, never served: a Namespace's topology annotation applies to its Services. */
 export const NAMESPACES: GroupVersionResource = { group: '', version: 'v1', resource: 'namespaces' };
+
+/** Read, never served: with `--membership=nodeunits` the NodeUnits' member lists say who is in which unit. */
+export const NODE_UNITS: GroupVersionResource = { group: GROUP, version: VERSION, resource: PLURAL_NODE_UNIT };
 
 export const supportedFields = (s: ResourceSpec) => ['metadata.name', ...(s.namespaced ? ['metadata.namespace'] : []), ...s.extraFields];
 

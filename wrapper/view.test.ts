@@ -141,3 +141,62 @@ test('a Namespace annotation makes its Services unit-local unless a Service says
   view.delete('namespaces', namespace({}));
   assert.deepEqual(endpointsOf('late'), ['3']);
 });
+
+test('membership from NodeUnits: member lists place other nodes, the own Node places this one, and disagreement is reported', () => {
+  const clock = new RvClock();
+  const served = Object.fromEntries(
+    SERVED_RESOURCES.map((s) => [s.resource, new ServedResource(s.resource, clock, { kind: s.kind, apiVersion: apiVersionOf(s) })]),
+  ) as unknown as ServedStores;
+  const gauges = new Map<string, number>();
+  const metrics = { endpoints() {}, setGauge: (name: string, _h: string, _l: string, v: number) => void gauges.set(name, v) };
+  const view = new NodeUnitView('a1', served, pino({ level: 'silent' }), metrics, 'nodeunits');
+  const endpointsOf = (name: string) =>
+    ((served.endpointslices.get(`ns/${name}`)?.endpoints as { addresses: string[] }[] | undefined) ?? []).map((e) => e.addresses[0]);
+  const unit = (name: string, key: string, value: string, nodes: string[]): KubeObject => ({
+    metadata: { name },
+    spec: { key, value },
+    status: { nodes },
+  });
+  view.upsert('nodes', node('a1', 'a'));
+  view.upsert('services', svc('web', true));
+  view.upsert(
+    'endpointslices',
+    slice('web-1', 'web', [
+      ['1', 'a1'],
+      ['2', 'a2'],
+      ['3', 'b1'],
+    ]),
+  );
+  // No NodeUnit yet: only this node's own endpoint can be proven local.
+  assert.deepEqual(endpointsOf('web-1'), ['1']);
+
+  view.upsert('nodeunits', unit('zone.a', 'zone', 'a', ['a1', 'a2']));
+  view.upsert('nodeunits', unit('zone.b', 'zone', 'b', ['b1']));
+  assert.deepEqual(endpointsOf('web-1'), ['1', '2']);
+  assert.equal(gauges.get('servicegroup_wrapper_membership_stale_since_timestamp_seconds') ?? 0, 0);
+  assert.ok(gauges.get('servicegroup_wrapper_membership_updated_timestamp_seconds')! > 0);
+
+  // Nodes of other units' Node objects are ignored (they are not watched in this mode).
+  view.upsert('nodes', node('b1', 'a'));
+  assert.deepEqual(endpointsOf('web-1'), ['1', '2']);
+
+  // b1 moves to zone a: zone.a gains it before zone.b loses it, or the other way round.
+  view.upsert('nodeunits', unit('zone.a', 'zone', 'a', ['a1', 'a2', 'b1']));
+  assert.deepEqual(endpointsOf('web-1'), ['1', '2', '3']);
+  view.upsert('nodeunits', unit('zone.b', 'zone', 'b', []));
+  assert.deepEqual(endpointsOf('web-1'), ['1', '2', '3'], 'the stale removal does not undo the newer claim');
+  view.upsert('nodeunits', unit('zone.a', 'zone', 'a', ['a1', 'a2']));
+  assert.deepEqual(endpointsOf('web-1'), ['1', '2']);
+  view.delete('nodeunits', unit('zone.a', 'zone', 'a', []));
+  assert.deepEqual(endpointsOf('web-1'), ['1'], 'a deleted unit places nobody');
+
+  // This node is relabelled: its own Node says so at once; the NodeUnits lag (controller down).
+  view.upsert('nodeunits', unit('zone.a', 'zone', 'a', ['a1', 'a2']));
+  view.upsert('nodes', node('a1', 'b'));
+  assert.deepEqual(endpointsOf('web-1'), ['1'], 'a1 is in b by its own labels; b has no other member yet');
+  assert.ok(gauges.get('servicegroup_wrapper_membership_stale_since_timestamp_seconds')! > 0, 'disagreement reported');
+  view.upsert('nodeunits', unit('zone.a', 'zone', 'a', ['a2']));
+  view.upsert('nodeunits', unit('zone.b', 'zone', 'b', ['a1', 'b1']));
+  assert.deepEqual(endpointsOf('web-1'), ['1', '3']);
+  assert.equal(gauges.get('servicegroup_wrapper_membership_stale_since_timestamp_seconds'), 0, 'agreement again');
+});
