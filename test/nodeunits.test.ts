@@ -12,6 +12,8 @@ import { Informer } from '../kube/informer.ts';
 import { loadKubeconfig } from '../kube/kubeconfig.ts';
 import type { KubeObject } from '../kube/objects.ts';
 import { useCluster } from './cluster/cluster.ts';
+import type { KubeProxy } from './cluster/kube-proxy.ts';
+import { waitFor } from './cluster/processes.ts';
 import { CONTROLLER_USER, clientFor, installCrds, installRbac, type Obj, until } from './controllers-helpers.ts';
 import { httpText, installWrapperRbac, type RunningWrapper, startWrapper } from './wrapper-harness.ts';
 
@@ -332,6 +334,81 @@ describe('NodeUnit controller', () => {
       // The Namespace opts out again: every Service in it is served whole.
       await admin.mergePatch(`/api/v1/namespaces/${optin}`, { metadata: { annotations: { 'servicegroup.io/topology-keys': null } } });
       await until('api served whole', async () => (await slices()).api === '10.9.0.1,10.9.0.2');
+    });
+  });
+
+  describe('a declared NodeUnit change followed by the wrapper (--membership=nodeunits) and a real kube-proxy', () => {
+    let wrapper: RunningWrapper | undefined;
+    let proxy: KubeProxy | undefined;
+    const kp = 'unitproxy';
+
+    after(async () => {
+      await proxy?.stop();
+      await wrapper?.stop();
+    });
+
+    const rulesUntil = (want: string[]) =>
+      waitFor(
+        `kube-proxy on u-a1 routes ${kp}/site-svc to ${want}`,
+        async () => {
+          const rules = await proxy!.rules();
+          const re = new RegExp(`-A KUBE-SEP-\\S+ -s (\\d+\\.\\d+\\.\\d+\\.\\d+)/32 -m comment --comment "?${kp}/site-svc"? `, 'g');
+          const got = [...new Set([...rules.matchAll(re)].map((m) => m[1]!))].sort();
+          return JSON.stringify(got) === JSON.stringify(want) ? got : undefined;
+        },
+        { timeoutMs: 60_000, intervalMs: 250 },
+      );
+
+    test('kube-proxy routes to exactly the unit members the NodeUnit declares, and follows its changes', async () => {
+      const c = cluster();
+      const kubeconfig = await installWrapperRbac(c);
+      await c.apply([
+        { apiVersion: 'v1', kind: 'Namespace', metadata: { name: kp } },
+        {
+          apiVersion: 'v1',
+          kind: 'Service',
+          metadata: { name: 'site-svc', namespace: kp, annotations: { 'servicegroup.io/topology-keys': '["site"]' } },
+          spec: { ports: [{ port: 80, targetPort: 8080, protocol: 'TCP' }] },
+        },
+        {
+          apiVersion: 'discovery.k8s.io/v1',
+          kind: 'EndpointSlice',
+          metadata: { name: 'site-svc-1', namespace: kp, labels: { 'kubernetes.io/service-name': 'site-svc' } },
+          addressType: 'IPv4',
+          ports: [{ name: '', port: 8080, protocol: 'TCP' }],
+          endpoints: [
+            { addresses: ['10.7.0.1'], nodeName: 'u-a1', conditions: { ready: true, serving: true, terminating: false } },
+            { addresses: ['10.7.0.2'], nodeName: 'u-b', conditions: { ready: true, serving: true, terminating: false } },
+          ],
+        },
+        nodeUnit('site-one', { key: 'site', value: 'one', nodes: ['u-a1'] }),
+      ]);
+      await unitWithNodes('site-one', ['u-a1']);
+      wrapper = await startWrapper(c, { nodeName: 'u-a1', kubeconfig, args: ['--membership=nodeunits'] });
+      proxy = await c.startKubeProxy({ nodeName: 'u-a1', target: wrapper.url });
+      await rulesUntil(['10.7.0.1']);
+
+      const started = Date.now();
+      await c.apply([nodeUnit('site-one', { key: 'site', value: 'one', nodes: ['u-a1', 'u-b'] })]);
+      await rulesUntil(['10.7.0.1', '10.7.0.2']);
+      console.log(`[nodeunits] declared member added → kube-proxy rules in ${Date.now() - started} ms`);
+      assert.equal((await labels('u-b')).site, 'one');
+
+      await c.apply([nodeUnit('site-one', { key: 'site', value: 'one', nodes: ['u-a1'] })]);
+      await rulesUntil(['10.7.0.1']);
+
+      // The wrapper watched only its own Node upstream, and still served it to kube-proxy.
+      const nodes = JSON.parse((await httpText(`${wrapper.url}/api/v1/nodes`)).body) as { items: Obj[] };
+      assert.deepEqual(
+        nodes.items.map((n) => n.metadata.name),
+        ['u-a1'],
+      );
+      const metrics = (await httpText(`${wrapper.url}/metrics`)).body;
+      assert.match(metrics, /servicegroup_wrapper_membership_stale_since_timestamp_seconds 0\n/);
+      assert.match(metrics, /servicegroup_wrapper_membership_updated_timestamp_seconds \d/);
+      assert.doesNotMatch(metrics, /servicegroup_wrapper_requests_refused_total/);
+      await admin.request('DELETE', NU('site-one'));
+      await until('u-a1 released', async () => !('site' in (await labels('u-a1'))));
     });
   });
 });

@@ -98,6 +98,7 @@ export class NodeUnitView {
     this.served = served;
     this.log = log;
     this.metrics = metrics;
+    if (membership === 'nodeunits') this.reportStaleSince();
   }
 
   private readonly lookupNode = (n: string) => this.nodeLabels.get(n);
@@ -263,11 +264,15 @@ export class NodeUnitView {
     if (since === this.staleSinceMs) return;
     this.staleSinceMs = since;
     if (!agree) this.log.info({ node: this.nodeName }, "NodeUnits disagree with this node's labels; waiting for the controller");
+    this.reportStaleSince();
+  }
+
+  private reportStaleSince(): void {
     this.metrics?.setGauge(
       'servicegroup_wrapper_membership_stale_since_timestamp_seconds',
       "Since when this node's labels and its NodeUnits disagree (0: they agree). Long-lasting means the NodeUnit controller is down or behind.",
       '',
-      since / 1000,
+      this.staleSinceMs / 1000,
     );
   }
 
