@@ -1,14 +1,17 @@
 // application-grid-wrapper: wires flags, the upstream client, the view and the HTTP servers.
+import { mkdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { KubeClient } from '../kube/client.ts';
 import { loadCredentials } from '../kube/kubeconfig.ts';
 import { apiVersionOf } from '../kube/objects.ts';
 import { Reflector } from '../kube/reflector.ts';
+import { DurableView } from './durable-view.ts';
 import { WrapperMetrics } from './metrics.ts';
-import { NAMESPACES, NODE_UNITS, NODES, type ResourceSpec, SERVED_RESOURCES } from './resources.ts';
+import { NODE_UNITS, NODES, type ResourceSpec, SERVED_RESOURCES } from './resources.ts';
 import { RvClock, ServedResource } from './served.ts';
 import { buildServer } from './server.ts';
+import { StateStore } from './state.ts';
 import { isMembershipSource, NodeUnitView, type ServedStores } from './view.ts';
 
 const { values: flags } = parseArgs({
@@ -20,6 +23,10 @@ const { values: flags } = parseArgs({
     'log-level': { type: 'string', default: 'info' },
     'bookmark-interval-seconds': { type: 'string', default: '60' },
     'event-log-size': { type: 'string', default: '10000' },
+    // kube-proxy holds 3-4 watches; the rest is room for a few other clients on the node.
+    'max-watches': { type: 'string', default: '1000' },
+    'state-dir': { type: 'string', default: '/var/lib/application-grid-wrapper' },
+    'state-interval-seconds': { type: 'string', default: '30' },
     membership: { type: 'string', default: 'nodes' },
   },
 });
@@ -31,14 +38,22 @@ if (!nodeName) {
   process.exit(2);
 }
 
+const maxWatches = Number(flags['max-watches']);
+if (!/^\d+$/.test(flags['max-watches']) || maxWatches < 1) {
+  log.fatal({ flag: 'max-watches', value: flags['max-watches'] }, '--max-watches must be a whole number of at least 1');
+  process.exit(2);
+}
+
 if (!isMembershipSource(flags.membership)) {
   log.fatal(
-    { membership: flags.membership },
+    { flag: 'membership', value: flags.membership },
     '--membership must be "nodeunits" (NodeUnit member lists and this node) or "nodes" (every Node)',
   );
   process.exit(2);
 }
 const membership = flags.membership;
+// Everything read upstream (and saved): what is served, plus the NodeUnits when they place nodes.
+const upstreamResources = [...SERVED_RESOURCES.map((s) => s.resource), ...(membership === 'nodeunits' ? [NODE_UNITS.resource] : [])];
 
 const hostPort = (s: string) => {
   const i = s.lastIndexOf(':');
@@ -56,7 +71,16 @@ try {
 }
 
 const metrics = new WrapperMetrics();
-const clock = new RvClock();
+
+const stateIntervalSeconds = Number(flags['state-interval-seconds']);
+if (!(stateIntervalSeconds > 0 && Number.isFinite(stateIntervalSeconds))) {
+  log.fatal({ value: flags['state-interval-seconds'] }, '--state-interval-seconds must be a number of seconds above 0');
+  process.exit(2);
+}
+const store = openStateStore(flags['state-dir']);
+// resourceVersions of this run start above every one a previous run issued (the high-water mark
+// is reserved on disk before a version beyond it is issued).
+const clock = new RvClock(Date.now(), store ? { floor: store.loadRvCeiling(), reserve: (ceiling) => store.saveRvCeiling(ceiling) } : {});
 const logSize = Number(flags['event-log-size']);
 const served = Object.fromEntries(
   SERVED_RESOURCES.map((spec) => [
@@ -69,18 +93,32 @@ for (const s of Object.values(served)) {
     log.warn({ resource: s.resource }, 'closing a watch whose client does not keep up; it will resume from its last resourceVersion');
 }
 const view = new NodeUnitView(nodeName, served, log.child({ component: 'view', node: nodeName }), metrics, membership);
+const durable = new DurableView({
+  view,
+  store,
+  log: log.child({ component: 'state' }),
+  snapshotIntervalMs: stateIntervalSeconds * 1000,
+  resources: upstreamResources,
+});
+const restored = durable.restore();
+if (restored) {
+  log.info(
+    { file: restored.file, generation: restored.header.generation, writtenAt: restored.header.writtenAt, objects: restored.objects.length },
+    'serving the saved state until the apiserver answers',
+  );
+}
 const upstreamLog = log.child({ component: 'upstream' });
 // From NodeUnits, the only Node watched is this node's own (as kube-proxy itself does).
-const nodeSelector = (spec: ResourceSpec) =>
+const selectorOf = (spec: ResourceSpec) =>
   spec === NODES && membership === 'nodeunits' ? { fieldSelector: `metadata.name=${nodeName}` } : {};
 const reflectors = [
-  ...SERVED_RESOURCES.map((spec) => new Reflector(spec, upstream, view, upstreamLog, { metrics, ...nodeSelector(spec) })),
-  ...(membership === 'nodeunits' ? [new Reflector(NODE_UNITS, upstream, view, upstreamLog, { metrics })] : []),
-  // Only annotations matter: metadata is enough.
-  new Reflector(NAMESPACES, upstream, view, upstreamLog, { metrics, metadataOnly: true }),
+  ...SERVED_RESOURCES.map((spec) => new Reflector(spec, upstream, durable, upstreamLog, { metrics, ...selectorOf(spec) })),
+  ...(membership === 'nodeunits' ? [new Reflector(NODE_UNITS, upstream, durable, upstreamLog, { metrics })] : []),
 ];
+for (const r of reflectors) void r.synced.then(() => durable.listed(r.resource.resource));
 
-let ready = false;
+// With a saved state the wrapper serves at once: a complete state, only older than the apiserver's.
+let ready = restored !== undefined;
 const state = {
   specs: SERVED_RESOURCES,
   served,
@@ -88,8 +126,10 @@ const state = {
   upstream,
   metrics,
   log,
+  autonomy: durable,
   bookmarkIntervalMs: Number(flags['bookmark-interval-seconds']) * 1000,
   minWatchTimeoutSeconds: 1800,
+  maxWatches,
 };
 
 const app = await buildServer(state, { withResources: true });
@@ -107,7 +147,8 @@ const shutdown = async (signal: string) => {
   // Never outlive a stop request because some connection lingers.
   setTimeout(() => process.exit(0), 5_000).unref();
   for (const r of reflectors) r.stop();
-  await Promise.allSettled([app.close(), metricsApp?.close()]);
+  durable.stop();
+  await Promise.allSettled([app.close(), metricsApp?.close(), durable.flush()]);
   process.exit(0);
 };
 // Registered before the first sync: a wrapper that cannot reach its apiserver must still stop.
@@ -117,4 +158,25 @@ process.once('SIGINT', () => void shutdown('SIGINT'));
 for (const r of reflectors) r.start();
 await Promise.all(reflectors.map((r) => r.synced));
 ready = true;
+durable.setVersion(await upstream.get('/version').catch(() => durable.version));
 log.info({ counts: Object.fromEntries(Object.entries(served).map(([k, s]) => [k, s.count])) }, 'caches synced; ready');
+
+/** The state directory's store, created if missing; undefined (nothing saved) when disabled or unusable. */
+function openStateStore(dir: string): StateStore | undefined {
+  if (!dir) {
+    log.info('no --state-dir: nothing is saved; after a restart the wrapper serves only once the apiserver answers');
+    return undefined;
+  }
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    log.error({ err, dir }, 'cannot create the state directory; serving from memory only');
+  }
+  return new StateStore({
+    dir,
+    node: nodeName,
+    log: log.child({ component: 'state' }),
+    resources: upstreamResources,
+    metrics,
+  });
+}

@@ -56,10 +56,21 @@ export const SERVICE_CIDRS: ResourceSpec = {
   extraFields: [],
 };
 
-export const SERVED_RESOURCES: readonly ResourceSpec[] = [SERVICES, ENDPOINT_SLICES, ENDPOINTS, NODES, SERVICE_CIDRS];
+/**
+ * Namespaces: CoreDNS's kubernetes plugin lists and watches them (and waits for that cache before
+ * answering), so a per-node CoreDNS pointed at the wrapper needs them. Served unchanged.
+ */
+export const NAMESPACES: ResourceSpec = {
+  resource: 'namespaces',
+  group: '',
+  version: 'v1',
+  kind: 'Namespace',
+  namespaced: false,
+  extraFields: [],
+  shortNames: ['ns'],
+};
 
-/** Read, never served: a Namespace's topology annotation applies to its Services. */
-export const NAMESPACES: GroupVersionResource = { group: '', version: 'v1', resource: 'namespaces' };
+export const SERVED_RESOURCES: readonly ResourceSpec[] = [SERVICES, ENDPOINT_SLICES, ENDPOINTS, NODES, SERVICE_CIDRS, NAMESPACES];
 
 /** Read, never served: with `--membership=nodeunits` the NodeUnits' member lists say who is in which unit. */
 export const NODE_UNITS: GroupVersionResource = { group: GROUP, version: VERSION, resource: PLURAL_NODE_UNIT };

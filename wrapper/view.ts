@@ -15,6 +15,7 @@ import {
 } from './filter.ts';
 import { SERVICE_NAME_LABEL } from './resources.ts';
 import type { ServedResource } from './served.ts';
+import { aliasUnitPodHostnames, aliasUnitPodHostnamesInEndpoints } from './unit-pod-names.ts';
 
 export interface ServedStores {
   services: ServedResource;
@@ -22,6 +23,7 @@ export interface ServedStores {
   endpoints: ServedResource;
   nodes: ServedResource;
   servicecidrs: ServedResource;
+  namespaces: ServedResource;
 }
 
 export interface ViewMetrics {
@@ -35,6 +37,9 @@ export interface ViewMetrics {
  * `nodes` from every Node's labels, for clusters that run the wrapper without the controller.
  */
 export type MembershipSource = 'nodes' | 'nodeunits';
+
+/** Everything the view takes from upstream: the served resources, and NodeUnits. */
+export type UpstreamResource = keyof ServedStores | 'nodeunits';
 
 export const isMembershipSource = (s: string | undefined): s is MembershipSource => s === 'nodes' || s === 'nodeunits';
 
@@ -80,6 +85,8 @@ export class NodeUnitView {
   readonly membership: MembershipSource;
   /** NodeUnit name → its key, value and member nodes (membership `nodeunits`). */
   private readonly units = new Map<string, UnitMembers>();
+  /** NodeUnit name → the object as JSON, for a saved state (membership `nodeunits`). */
+  private readonly unitObjects = new Map<string, string>();
   /** Node → the labels its NodeUnits say it has (membership `nodeunits`). */
   private readonly unitLabels = new Map<string, Record<string, string>>();
   /** Since when this node's own labels and its NodeUnits disagree (0: they agree). */
@@ -144,6 +151,7 @@ export class NodeUnitView {
         this.served.servicecidrs.apply(key, deleted ? undefined : obj);
         break;
       case 'namespaces':
+        this.served.namespaces.apply(key, deleted ? undefined : obj);
         this.namespaceChanged(key, deleted ? undefined : obj);
         break;
       default:
@@ -217,6 +225,13 @@ export class NodeUnitView {
       spec?.key && spec.value ? { key: spec.key, value: spec.value, nodes: new Set(members ?? []) } : undefined;
     if (next) this.units.set(name, next);
     else this.units.delete(name);
+    // Kept as the parts the view reads, for a saved state to rebuild membership from.
+    if (next)
+      this.unitObjects.set(
+        name,
+        JSON.stringify({ metadata: { name }, spec: { key: next.key, value: next.value }, status: { nodes: [...next.nodes] } }),
+      );
+    else this.unitObjects.delete(name);
     const touched = new Set<string>();
     for (const n of old?.nodes ?? []) {
       if (next && next.key === old!.key && next.value === old!.value && next.nodes.has(n)) continue;
@@ -309,7 +324,8 @@ export class NodeUnitView {
       for (const e of (s.endpoints as { nodeName?: string }[] | undefined) ?? []) if (e.nodeName) nodes.add(e.nodeName);
     }
     const r = filterEndpointSlices(effective, inputs, ctx);
-    for (const [i, s] of r.slices.entries()) this.served.endpointslices.apply(sliceKeys[i]!, s);
+    const servedSlices = aliasUnitPodHostnames(effective, r.slices, ctx);
+    for (const [i, s] of servedSlices.entries()) this.served.endpointslices.apply(sliceKeys[i]!, s);
     if (effective.kind === 'keys') {
       kept += r.stats.kept;
       dropped += r.stats.dropped;
@@ -322,7 +338,7 @@ export class NodeUnitView {
         for (const a of [...(s.addresses ?? []), ...(s.notReadyAddresses ?? [])]) if (a.nodeName) nodes.add(a.nodeName);
       }
       const f = filterEndpoints(effective, ep, ctx);
-      this.served.endpoints.apply(svcKey, f.endpoints);
+      this.served.endpoints.apply(svcKey, aliasUnitPodHostnamesInEndpoints(effective, f.endpoints, ctx));
     } else {
       this.served.endpoints.apply(svcKey, undefined);
     }
@@ -339,6 +355,17 @@ export class NodeUnitView {
     if (kept || dropped) this.stats.set(svcKey, { kept, dropped });
     else this.stats.delete(svcKey);
     this.metrics?.endpoints(this.kept, this.dropped);
+  }
+
+  /**
+   * The upstream objects of one resource the view holds, as JSON: what a saved state keeps to
+   * rebuild the view. Services, Nodes and ServiceCIDRs are served as they came.
+   */
+  upstreamObjects(resource: UpstreamResource): Iterable<string | Buffer> {
+    if (resource === 'endpointslices') return this.slices.values();
+    if (resource === 'endpoints') return this.endpoints.values();
+    if (resource === 'nodeunits') return this.unitObjects.values();
+    return this.served[resource].list(undefined).items;
   }
 
   get endpointTotals(): FilterStats {
