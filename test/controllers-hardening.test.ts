@@ -5,8 +5,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
-import { KubeClient } from '../controllers/kube/client.ts';
 import { GridController } from '../controllers/reconcile/controller.ts';
+import { KubeClient } from '../kube/client.ts';
+import { loadKubeconfig } from '../kube/kubeconfig.ts';
 import { useCluster, type WriteRequest } from './cluster/cluster.ts';
 import { CONTROLLER_USER, clientFor, installCrds, installRbac, type Obj, until } from './controllers-helpers.ts';
 
@@ -78,7 +79,7 @@ describe('controllers when things go wrong (in process)', () => {
       const c = cluster();
       await installCrds(c);
       const saKubeconfig = await installRbac(c);
-      admin = new KubeClient(c.kubeConfig());
+      admin = new KubeClient(loadKubeconfig(c.adminKubeconfigPath));
       await c.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }]);
       await c.createNode('h-a', { zone: 'a' });
       await c.createNode('h-b', { zone: 'b' });

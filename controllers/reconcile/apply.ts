@@ -9,9 +9,10 @@
 // entry is merged into our `Apply` entry (what client-go's csaupgrade does), so a field dropped
 // from the template is removed from the object.
 
+import { ApiError, isStatus, type KubeClient } from '../../kube/client.ts';
+import type { KubeObject } from '../../kube/objects.ts';
+import { resourcePath } from '../../kube/objects.ts';
 import { ANNOTATION_RENDER_HASH } from '../api/v1alpha1.ts';
-import { ApiError, isStatus, type KubeClient, resourcePath } from '../kube/client.ts';
-import type { KubeObject } from '../kube/informer.ts';
 import type { DriftDetector } from './drift.ts';
 import { controllerUid, type GridObject, isControlledBy, type Resource } from './resources.ts';
 
@@ -138,7 +139,7 @@ async function look(t: ApplyTarget, path: string): Promise<{ live: KubeObject | 
   }
 }
 
-function applyWithUid(t: ApplyTarget, path: string, uid: string): Promise<KubeObject> {
+function applyWithUid(t: ApplyTarget, path: string, uid: string | undefined): Promise<KubeObject> {
   const body = { ...t.desired, metadata: { ...t.desired.metadata, uid } };
   return t.client.apply<KubeObject>(path, body, FIELD_MANAGER, true);
 }

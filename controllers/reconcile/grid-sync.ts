@@ -6,9 +6,10 @@
 
 import type { V1Condition } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import type { KubeClient } from '../../kube/client.ts';
+import type { Informer } from '../../kube/informer.ts';
+import type { KubeObject } from '../../kube/objects.ts';
 import { REASON_APPLY_FAILED, REASON_CONFLICT } from '../api/v1alpha1.ts';
-import type { KubeClient } from '../kube/client.ts';
-import type { Informer, KubeObject } from '../kube/informer.ts';
 import type { UnitError } from '../render/deployment.ts';
 import { applyOwned, deleteOwned } from './apply.ts';
 import { forEachConcurrently, type Semaphore, UNIT_CONCURRENCY } from './concurrency.ts';
