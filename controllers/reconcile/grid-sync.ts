@@ -127,7 +127,8 @@ export async function syncGrid<G extends GridObject>(
 
   await forEachConcurrently(rendered, UNIT_CONCURRENCY, async (r) => {
     const ref = objectRef(parts.objectResource, ns, r.name);
-    const cached = r.name ? (ctx.written.get(ref) ?? parts.objects.get(ns, r.name)) : undefined;
+    const inCache = r.name ? parts.objects.get(ns, r.name) : undefined;
+    const cached = r.name ? (ctx.written.get(ref, inCache?.metadata.resourceVersion) ?? inCache) : undefined;
     let owned = cached && isControlledBy(cached, grid) ? cached : undefined;
     if (owned) live.set(r.name, owned);
     if (r.error) {

@@ -17,7 +17,8 @@ export class StatusWriter {
   /** Writes `status` when it differs. Returns true when it wrote. */
   async write(client: KubeClient, resource: Resource, grid: GridObject, status: Record<string, unknown>): Promise<boolean> {
     const text = stableStringify(status);
-    if (stableStringify(grid.status ?? {}) === text || this.written.get(grid.metadata.uid) === text) return false;
+    if (stableStringify(grid.status ?? {}) === text || this.written.get(grid.metadata.uid, grid.metadata.resourceVersion) === text)
+      return false;
     const written = await patchStatus(client, resource, grid, status);
     this.written.put(grid.metadata.uid, written?.metadata?.resourceVersion, text);
     return true;
