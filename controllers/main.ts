@@ -30,12 +30,16 @@ const { values: flags } = parseArgs({
     'log-level': { type: 'string', default: 'info' },
     'resync-period': { type: 'string', default: '10m' },
     workers: { type: 'string', default: '2' },
+    // The apiserver sends a bookmark about every minute on an idle watch; silence longer than this is a dead connection.
+    'watch-idle-timeout': { type: 'string', default: '150s' },
     identity: { type: 'string', default: '' },
   },
   allowPositionals: false,
 });
 
 const log = pino({ level: flags['log-level'], base: { component: 'servicegroup-controller' } });
+const watchIdleTimeoutMs = parseDuration(flags['watch-idle-timeout']!);
+if (watchIdleTimeoutMs < 1000) throw new Error(`--watch-idle-timeout must be at least 1s, got ${flags['watch-idle-timeout']}`);
 const client = new KubeClient(loadCredentials(flags.kubeconfig));
 const identity = flags.identity || `${hostname()}_${process.pid}`;
 
@@ -62,6 +66,7 @@ async function startController(): Promise<void> {
     instance: identity,
     workers: Number(flags.workers),
     resyncPeriodMs: parseDuration(flags['resync-period']!),
+    watchIdleTimeoutMs,
   });
   await controller.start();
   started = true;
