@@ -49,7 +49,7 @@ const metrics = new ControllerMetrics({
   queueDepth: () => controller?.queue.length ?? 0,
   units: () => controller?.unitTotals() ?? [],
 });
-client.observeRequests((verb) => {
+client.setResponseObserver((verb) => {
   if (verb !== 'GET') metrics.writes.inc({ verb });
 });
 

@@ -97,6 +97,9 @@ export class Reflector {
   /** Keys of the objects delivered to the sink: a relist deletes those no longer listed. */
   private readonly known = new Set<string>();
   private rv = '';
+  /** Since when every list/watch attempt has failed (undefined while they succeed), and the last error. */
+  private failure: { since: number; err: Error } | undefined;
+  private loopEnded = false;
   /** Set when a list from the watch cache failed with 410: the next list is a consistent read. */
   private listFromStorage = false;
   private readonly abort = new AbortController();
@@ -120,7 +123,29 @@ export class Reflector {
   }
 
   start(): void {
-    void this.run();
+    this.run().then(
+      () => (this.loopEnded = !this.abort.signal.aborted),
+      (err) => {
+        this.loopEnded = true;
+        this.log.error({ err }, 'list/watch loop ended');
+      },
+    );
+  }
+
+  /** True while the last list/watch attempt failed. */
+  get failing(): boolean {
+    return this.failure !== undefined;
+  }
+
+  /**
+   * Why this reflector's data cannot be trusted, or undefined: its loop ended, or its list/watch
+   * attempts have failed without a success for longer than `graceMs`.
+   */
+  problem(now: number, graceMs: number): string | undefined {
+    if (this.loopEnded) return 'list/watch loop ended';
+    if (this.failure && now - this.failure.since > graceMs)
+      return `list/watch failing for ${Math.round((now - this.failure.since) / 1000)}s: ${this.failure.err.message}`;
+    return undefined;
   }
 
   stop(): void {
@@ -152,6 +177,8 @@ export class Reflector {
           continue;
         }
         failures++;
+        this.failure ??= { since: Date.now(), err: err as Error };
+        this.failure.err = err as Error;
         // Full jitter: replicas and nodes that failed together do not retry together.
         const backoffMs = Math.round(Math.random() * Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** failures));
         this.log.warn({ err, rv: this.rv, retryInMs: backoffMs }, 'list/watch failed; retrying');
@@ -201,6 +228,7 @@ export class Reflector {
     }
     this.rv = rv;
     this.listFromStorage = false;
+    this.failure = undefined;
     this.log.debug({ rv, count: seen.size }, 'listed');
     if (!this.hasSynced) {
       this.hasSynced = true;
@@ -221,6 +249,7 @@ export class Reflector {
       signal: this.abort.signal,
       idleTimeoutMs: this.opts.watchIdleTimeoutMs ?? DEFAULT_WATCH_IDLE_TIMEOUT_MS,
     });
+    this.failure = undefined;
     let buf = '';
     res.setEncoding('utf8');
     for await (const chunk of res) {
