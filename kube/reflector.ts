@@ -45,7 +45,8 @@ const DEFAULT_PAGE_SIZE = 500;
 const DEFAULT_WATCH_IDLE_TIMEOUT_MS = 150_000;
 const LIST_IDLE_TIMEOUT_MS = 60_000;
 const MIN_BACKOFF_MS = 250;
-const MAX_BACKOFF_MS = 30_000;
+// Short enough that a node back from an outage catches up within seconds; full jitter spreads the retries.
+const MAX_BACKOFF_MS = 5_000;
 /** Server-side watch lifetime, spread like client-go's (5 to 10 minutes) so that re-watches do not bunch up. */
 const watchTimeoutSeconds = () => 300 + Math.floor(Math.random() * 300);
 
