@@ -51,7 +51,8 @@ describe('controller watches', () => {
         server: `https://127.0.0.1:${relay.port}`,
       });
       await c.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }]);
-      await c.createNode('w-a', { zone: 'a' });
+      // A Node object is all the controller reads (its labels); no kubelet is needed.
+      await c.apply([{ apiVersion: 'v1', kind: 'Node', metadata: { name: 'w-a', labels: { zone: 'a' } } }]);
       controller = spawn(
         process.execPath,
         [
