@@ -1,14 +1,17 @@
 // application-grid-wrapper: wires flags, the upstream client, the view and the HTTP servers.
+import { mkdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { KubeClient } from '../kube/client.ts';
 import { loadCredentials } from '../kube/kubeconfig.ts';
 import { apiVersionOf } from '../kube/objects.ts';
 import { Reflector } from '../kube/reflector.ts';
+import { DurableView } from './durable-view.ts';
 import { WrapperMetrics } from './metrics.ts';
 import { SERVED_RESOURCES } from './resources.ts';
 import { RvClock, ServedResource } from './served.ts';
 import { buildServer } from './server.ts';
+import { StateStore } from './state.ts';
 import { NodeUnitView, type ServedStores } from './view.ts';
 
 const { values: flags } = parseArgs({
@@ -20,6 +23,10 @@ const { values: flags } = parseArgs({
     'log-level': { type: 'string', default: 'info' },
     'bookmark-interval-seconds': { type: 'string', default: '60' },
     'event-log-size': { type: 'string', default: '10000' },
+    // kube-proxy holds 3-4 watches; the rest is room for a few other clients on the node.
+    'max-watches': { type: 'string', default: '1000' },
+    'state-dir': { type: 'string', default: '/var/lib/application-grid-wrapper' },
+    'state-interval-seconds': { type: 'string', default: '30' },
   },
 });
 
@@ -27,6 +34,12 @@ const log = pino({ name: 'application-grid-wrapper', level: flags['log-level'] }
 const nodeName = flags['node-name'];
 if (!nodeName) {
   log.fatal('no node name: set --node-name or NODE_NAME');
+  process.exit(2);
+}
+
+const maxWatches = Number(flags['max-watches']);
+if (!/^\d+$/.test(flags['max-watches']) || maxWatches < 1) {
+  log.fatal({ flag: 'max-watches', value: flags['max-watches'] }, '--max-watches must be a whole number of at least 1');
   process.exit(2);
 }
 
@@ -46,7 +59,16 @@ try {
 }
 
 const metrics = new WrapperMetrics();
-const clock = new RvClock();
+
+const stateIntervalSeconds = Number(flags['state-interval-seconds']);
+if (!(stateIntervalSeconds > 0 && Number.isFinite(stateIntervalSeconds))) {
+  log.fatal({ value: flags['state-interval-seconds'] }, '--state-interval-seconds must be a number of seconds above 0');
+  process.exit(2);
+}
+const store = openStateStore(flags['state-dir']);
+// resourceVersions of this run start above every one a previous run issued (the high-water mark
+// is reserved on disk before a version beyond it is issued).
+const clock = new RvClock(Date.now(), store ? { floor: store.loadRvCeiling(), reserve: (ceiling) => store.saveRvCeiling(ceiling) } : {});
 const logSize = Number(flags['event-log-size']);
 const served = Object.fromEntries(
   SERVED_RESOURCES.map((spec) => [
@@ -59,9 +81,37 @@ for (const s of Object.values(served)) {
     log.warn({ resource: s.resource }, 'closing a watch whose client does not keep up; it will resume from its last resourceVersion');
 }
 const view = new NodeUnitView(nodeName, served, log.child({ component: 'view', node: nodeName }), metrics);
-const reflectors = SERVED_RESOURCES.map((spec) => new Reflector(spec, upstream, view, log.child({ component: 'upstream' }), { metrics }));
+const durable = new DurableView({
+  view,
+  store,
+  log: log.child({ component: 'state' }),
+  snapshotIntervalMs: stateIntervalSeconds * 1000,
+  resources: SERVED_RESOURCES.map((s) => s.resource),
+});
+const restored = durable.restore();
+if (restored) {
+  log.info(
+    { file: restored.file, generation: restored.header.generation, writtenAt: restored.header.writtenAt, objects: restored.objects.length },
+    'serving the saved state until the apiserver answers',
+  );
+}
+// Retries within a second, so a node converges soon after its link returns; relists (and, when a
+// saved state is served, first lists) spread over a random delay, so that a site whose link
+// returns does not list all at once.
+const RECONNECT = { maxBackoffMs: 1_000, relistJitterMs: 500 };
+const reflectors = SERVED_RESOURCES.map(
+  (spec) =>
+    new Reflector(spec, upstream, durable, log.child({ component: 'upstream' }), {
+      metrics,
+      ...RECONNECT,
+      startJitterMs: restored ? RECONNECT.relistJitterMs : 0,
+      onContact: (reached) => (reached ? durable.contact(spec.resource) : durable.lost(spec.resource)),
+    }),
+);
+for (const r of reflectors) void r.synced.then(() => durable.listed(r.resource.resource));
 
-let ready = false;
+// With a saved state the wrapper serves at once: a complete state, only older than the apiserver's.
+let ready = restored !== undefined;
 const state = {
   specs: SERVED_RESOURCES,
   served,
@@ -69,8 +119,10 @@ const state = {
   upstream,
   metrics,
   log,
+  autonomy: durable,
   bookmarkIntervalMs: Number(flags['bookmark-interval-seconds']) * 1000,
   minWatchTimeoutSeconds: 1800,
+  maxWatches,
 };
 
 const app = await buildServer(state, { withResources: true });
@@ -85,7 +137,8 @@ const shutdown = async (signal: string) => {
   // Never outlive a stop request because some connection lingers.
   setTimeout(() => process.exit(0), 5_000).unref();
   for (const r of reflectors) r.stop();
-  await Promise.allSettled([app.close(), metricsApp?.close()]);
+  durable.stop();
+  await Promise.allSettled([app.close(), metricsApp?.close(), durable.flush()]);
   process.exit(0);
 };
 // Registered before the first sync: a wrapper that cannot reach its apiserver must still stop.
@@ -95,4 +148,25 @@ process.once('SIGINT', () => void shutdown('SIGINT'));
 for (const r of reflectors) r.start();
 await Promise.all(reflectors.map((r) => r.synced));
 ready = true;
+durable.setVersion(await upstream.get('/version').catch(() => durable.version));
 log.info({ counts: Object.fromEntries(Object.entries(served).map(([k, s]) => [k, s.count])) }, 'caches synced; ready');
+
+/** The state directory's store, created if missing; undefined (nothing saved) when disabled or unusable. */
+function openStateStore(dir: string): StateStore | undefined {
+  if (!dir) {
+    log.info('no --state-dir: nothing is saved; after a restart the wrapper serves only once the apiserver answers');
+    return undefined;
+  }
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    log.error({ err, dir }, 'cannot create the state directory; serving from memory only');
+  }
+  return new StateStore({
+    dir,
+    node: nodeName,
+    log: log.child({ component: 'state' }),
+    resources: SERVED_RESOURCES.map((s) => s.resource),
+    metrics,
+  });
+}

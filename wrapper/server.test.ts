@@ -28,6 +28,7 @@ const setup = async (ready = true) => {
     log: pino({ level: 'silent' }),
     bookmarkIntervalMs: 60_000,
     minWatchTimeoutSeconds: 1800,
+    maxWatches: 1000,
   };
   const app = await buildServer(state, { withResources: true });
   served.services!.apply('ns/a', { metadata: { name: 'a', namespace: 'ns', labels: { app: 'x' } }, spec: { clusterIP: '10.0.0.1' } });
