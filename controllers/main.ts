@@ -76,6 +76,7 @@ async function startController(): Promise<void> {
     deploymentGrids: controller.deploymentGrids,
     serviceGrids: controller.serviceGrids,
     resyncPeriodMs: parseDuration(flags['resync-period']!),
+    watchIdleTimeoutMs,
   });
   await Promise.all([controller.start(), nodeUnits.start()]);
   started = true;
