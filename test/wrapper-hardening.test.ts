@@ -281,6 +281,7 @@ describe('application-grid-wrapper hardening', () => {
       ['endpoints', `/api/v1/namespaces/${ns}/endpoints`],
       ['nodes', '/api/v1/nodes'],
       ['servicecidrs', '/apis/networking.k8s.io/v1/servicecidrs'],
+      ['namespaces', '/api/v1/namespaces'],
     ];
     const ageIndex = (t: Json) => t.columnDefinitions.findIndex((c: { name: string }) => c.name === 'Age');
     /** Rows by name, the age cell blanked (the two servers read the clock at different times). */
@@ -339,7 +340,7 @@ describe('application-grid-wrapper hardening', () => {
 
     test('kubectl get -A -o wide prints the same headers as against the apiserver, rows of the filtered view', async () => {
       const c = cluster();
-      for (const resource of ['endpointslices', 'services', 'nodes', 'endpoints', 'servicecidrs']) {
+      for (const resource of ['endpointslices', 'services', 'nodes', 'endpoints', 'servicecidrs', 'namespaces']) {
         const viaApi = await c.kubectl(['get', resource, '-A', '-o', 'wide']);
         const viaWrapper = await c.kubectl(['get', resource, '-A', '-o', 'wide'], { kubeconfig: clientKubeconfig });
         assert.equal(viaWrapper.code, 0, viaWrapper.stderr);

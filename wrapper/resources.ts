@@ -1,5 +1,6 @@
 // The resource kinds the wrapper serves, described once; everything else (upstream reflectors,
 // served stores, HTTP routes, discovery, RBAC test) is generated from this table.
+import { GROUP, PLURAL_NODE_UNIT, VERSION } from '../controllers/api/v1alpha1.ts';
 import type { GroupVersionResource } from '../kube/objects.ts';
 
 export interface ResourceSpec extends GroupVersionResource {
@@ -55,7 +56,24 @@ export const SERVICE_CIDRS: ResourceSpec = {
   extraFields: [],
 };
 
-export const SERVED_RESOURCES: readonly ResourceSpec[] = [SERVICES, ENDPOINT_SLICES, ENDPOINTS, NODES, SERVICE_CIDRS];
+/**
+ * Namespaces: CoreDNS's kubernetes plugin lists and watches them (and waits for that cache before
+ * answering), so a per-node CoreDNS pointed at the wrapper needs them. Served unchanged.
+ */
+export const NAMESPACES: ResourceSpec = {
+  resource: 'namespaces',
+  group: '',
+  version: 'v1',
+  kind: 'Namespace',
+  namespaced: false,
+  extraFields: [],
+  shortNames: ['ns'],
+};
+
+export const SERVED_RESOURCES: readonly ResourceSpec[] = [SERVICES, ENDPOINT_SLICES, ENDPOINTS, NODES, SERVICE_CIDRS, NAMESPACES];
+
+/** Read, never served: with `--membership=nodeunits` the NodeUnits' member lists say who is in which unit. */
+export const NODE_UNITS: GroupVersionResource = { group: GROUP, version: VERSION, resource: PLURAL_NODE_UNIT };
 
 export const supportedFields = (s: ResourceSpec) => ['metadata.name', ...(s.namespaced ? ['metadata.namespace'] : []), ...s.extraFields];
 

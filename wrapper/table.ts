@@ -301,13 +301,22 @@ const serviceCIDRPrinter: Printer = {
   cells: (cidr, now) => [cidr.metadata.name, (cidr.spec?.cidrs ?? []).join(','), age(cidr, now)],
 };
 
+const namespacePrinter: Printer = {
+  columns: [nameColumn, column('Status', 'The status of the namespace'), ageColumn],
+  cells: (namespace, now) => [namespace.metadata.name, namespace.status?.phase ?? '', age(namespace, now)],
+};
+
 const PRINTERS: Record<string, Printer> = {
   services: servicePrinter,
   endpointslices: endpointSlicePrinter,
   endpoints: endpointsPrinter,
   nodes: nodePrinter,
   servicecidrs: serviceCIDRPrinter,
+  namespaces: namespacePrinter,
 };
+
+/** Whether the Table form of a resource can be printed (every served kind can; a test checks). */
+export const hasTablePrinter = (resource: string) => resource in PRINTERS;
 
 export interface TableOptions {
   version: TableVersion;
