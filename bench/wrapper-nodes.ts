@@ -21,6 +21,7 @@ import {
   inParallel,
   machine,
   procStats,
+  request,
   requestOk,
   startControllerUnderTest,
   startWrapperUnderTest,
@@ -264,7 +265,9 @@ async function atScale(nodes: number) {
     t = performance.now();
     const controller = await startControllerUnderTest(cluster, { kubeconfig: controllerKubeconfig });
     for (;;) {
-      const l = await requestOk<{ items: { status?: { nodeCount?: number } }[] }>(api, 'GET', '/apis/servicegroup.io/v1alpha1/nodeunits');
+      // A CRD established a moment ago may still answer 429 while its storage initialises.
+      const r = await request(api, 'GET', '/apis/servicegroup.io/v1alpha1/nodeunits');
+      const l = r.status === 200 ? (JSON.parse(r.body) as { items: { status?: { nodeCount?: number } }[] }) : { items: [] };
       if (l.items.length === P.units && l.items.reduce((n, u) => n + (u.status?.nodeCount ?? 0), 0) === nodes) break;
       if (performance.now() - t > 600_000) throw new Error('the controller did not make the NodeUnits in 10 minutes');
       await new Promise((r) => setTimeout(r, 500));
