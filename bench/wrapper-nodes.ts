@@ -184,7 +184,9 @@ async function measureWrapper(cluster: Cluster, kubeconfig: string, mode: string
     const held = new Map<string, Set<string>>();
     const wake: (() => void)[] = [];
     const list = await requestOk<{ metadata: { resourceVersion: string } }>(ep, 'GET', SLICES);
+    let events = 0;
     const watch = new WatchStream(ep, `${SLICES}?watch=1&resourceVersion=${list.metadata.resourceVersion}`, (ev) => {
+      events++;
       if (ev.type === 'BOOKMARK') return;
       const key = `${ev.object.metadata.namespace}/${ev.object.metadata.name}`;
       if (ev.type === 'DELETED') held.delete(key);
@@ -218,7 +220,19 @@ async function measureWrapper(cluster: Cluster, kubeconfig: string, mode: string
       );
       const deadline = Date.now() + 60_000;
       while (!done()) {
-        if (Date.now() > deadline) throw new Error(`${mode}: relabel ${r} not followed in 60 s`);
+        if (Date.now() > deadline) {
+          const served = await requestOk<{ items: { metadata: { name: string }; endpoints?: { nodeName?: string }[] }[] }>(
+            ep,
+            'GET',
+            SLICES,
+          );
+          const stale = served.items.filter(
+            (i) => affected.includes(`${NS}/${i.metadata.name}`) && i.endpoints?.some((e) => e.nodeName === nodeName(moved)) === away,
+          );
+          throw new Error(
+            `${mode}: relabel ${r} not followed in 60 s: the watch ${watch.closed ? 'was closed' : 'is open'}, ${events} events, ${held.size} slices held, ${stale.length} of ${affected.length} affected slices still wrong when listed`,
+          );
+        }
         await new Promise<void>((res) => {
           wake.push(res);
           setTimeout(res, 50);
