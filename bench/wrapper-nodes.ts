@@ -183,7 +183,14 @@ async function measureWrapper(cluster: Cluster, kubeconfig: string, mode: string
     const ep: Endpoint = { url: wrapper.url };
     const held = new Map<string, Set<string>>();
     const wake: (() => void)[] = [];
-    const list = await requestOk<{ metadata: { resourceVersion: string } }>(ep, 'GET', SLICES);
+    type SliceList = {
+      metadata: { resourceVersion: string };
+      items: { metadata: { namespace: string; name: string }; endpoints?: { nodeName?: string }[] }[];
+    };
+    const list = await requestOk<SliceList>(ep, 'GET', SLICES);
+    // The watcher's state: the list, then the events after it.
+    for (const i of list.items)
+      held.set(`${i.metadata.namespace}/${i.metadata.name}`, new Set((i.endpoints ?? []).map((e) => e.nodeName ?? '')));
     let events = 0;
     const watch = new WatchStream(ep, `${SLICES}?watch=1&resourceVersion=${list.metadata.resourceVersion}`, (ev) => {
       events++;
@@ -207,6 +214,13 @@ async function measureWrapper(cluster: Cluster, kubeconfig: string, mode: string
       .filter((s) => slice(s, nodes).endpoints.some((e) => e.nodeName === nodeName(moved)))
       .map((s) => `${NS}/svc-${s}-1`);
     const reactions: number[] = [];
+    // Start from a settled state: the moved node is in the wrapper's unit (NodeUnits may still be
+    // catching up with the previous measurement's relabels).
+    const settled = Date.now() + 120_000;
+    while (!affected.every((k) => held.get(k)?.has(nodeName(moved)))) {
+      if (Date.now() > settled) throw new Error(`${mode}: node ${nodeName(moved)} not in the wrapper's unit after 120 s`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
     for (let r = 0; r < P.relabels; r++) {
       const away = r % 2 === 0;
       const done = () => affected.every((k) => held.get(k)?.has(nodeName(moved)) === !away);
