@@ -291,7 +291,7 @@ async function atScale(nodes: number) {
     console.error(`[bench] ${nodes} nodes, ${P.services} services created in ${((performance.now() - t) / 1000).toFixed(0)} s`);
 
     t = performance.now();
-    const controller = await startControllerUnderTest(cluster, { kubeconfig: controllerKubeconfig });
+    const controller = await startControllerUnderTest(cluster, { kubeconfig: controllerKubeconfig, resyncSeconds: 600 });
     for (;;) {
       // A CRD established a moment ago may still answer 429 while its storage initialises.
       const r = await request(api, 'GET', '/apis/servicegroup.io/v1alpha1/nodeunits');

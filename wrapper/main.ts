@@ -4,11 +4,11 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { KubeClient } from '../kube/client.ts';
 import { loadCredentials } from '../kube/kubeconfig.ts';
-import { apiVersionOf } from '../kube/objects.ts';
+import { apiVersionOf, type GroupVersionResource } from '../kube/objects.ts';
 import { Reflector } from '../kube/reflector.ts';
 import { DurableView } from './durable-view.ts';
 import { WrapperMetrics } from './metrics.ts';
-import { NODE_UNITS, NODES, type ResourceSpec, SERVED_RESOURCES } from './resources.ts';
+import { NODE_UNITS, NODES, SERVED_RESOURCES } from './resources.ts';
 import { RvClock, ServedResource } from './served.ts';
 import { buildServer } from './server.ts';
 import { StateStore } from './state.ts';
@@ -107,14 +107,23 @@ if (restored) {
     'serving the saved state until the apiserver answers',
   );
 }
+// Retries within a second, so a node converges soon after its link returns; relists (and, when a
+// saved state is served, first lists) spread over a random delay, so that a site whose link
+// returns does not list all at once.
+const RECONNECT = { maxBackoffMs: 1_000, relistJitterMs: 500 };
 const upstreamLog = log.child({ component: 'upstream' });
 // From NodeUnits, the only Node watched is this node's own (as kube-proxy itself does).
-const selectorOf = (spec: ResourceSpec) =>
+const selectorOf = (spec: GroupVersionResource) =>
   spec === NODES && membership === 'nodeunits' ? { fieldSelector: `metadata.name=${nodeName}` } : {};
-const reflectors = [
-  ...SERVED_RESOURCES.map((spec) => new Reflector(spec, upstream, durable, upstreamLog, { metrics, ...selectorOf(spec) })),
-  ...(membership === 'nodeunits' ? [new Reflector(NODE_UNITS, upstream, durable, upstreamLog, { metrics })] : []),
-];
+const reflectorFor = (spec: GroupVersionResource) =>
+  new Reflector(spec, upstream, durable, upstreamLog, {
+    metrics,
+    ...RECONNECT,
+    startJitterMs: restored ? RECONNECT.relistJitterMs : 0,
+    onContact: (reached) => (reached ? durable.contact(spec.resource) : durable.lost(spec.resource)),
+    ...selectorOf(spec),
+  });
+const reflectors = [...SERVED_RESOURCES.map(reflectorFor), ...(membership === 'nodeunits' ? [reflectorFor(NODE_UNITS)] : [])];
 for (const r of reflectors) void r.synced.then(() => durable.listed(r.resource.resource));
 
 // With a saved state the wrapper serves at once: a complete state, only older than the apiserver's.
