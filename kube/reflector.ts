@@ -31,6 +31,11 @@ export interface ReflectorOptions {
    * names and labels, at a fraction of the memory and bandwidth.
    */
   metadataOnly?: boolean;
+  /**
+   * Reduces each object to what the sink needs before it is delivered (e.g. a Node to its labels
+   * and Ready condition): a cache of thousands of full objects is then a cache of small ones.
+   */
+  keep?: (obj: KubeObject) => KubeObject;
   /** Items per list page. */
   pageSize?: number;
   /**
@@ -130,6 +135,10 @@ export class Reflector {
     this.opts = options;
   }
 
+  private reduce(obj: KubeObject): KubeObject {
+    return this.opts.keep ? this.opts.keep(obj) : withoutManagedFields(obj);
+  }
+
   private get path(): string {
     return resourcePath(this.resource);
   }
@@ -227,7 +236,7 @@ export class Reflector {
         const key = objectKey(item);
         seen.add(key);
         this.known.add(key);
-        this.sink.upsert(this.resource.resource, withoutManagedFields(item));
+        this.sink.upsert(this.resource.resource, this.reduce(item));
       }
       rv = page.head.metadata?.resourceVersion ?? '';
       cont = (page.head.metadata as { continue?: string } | undefined)?.continue || undefined;
@@ -287,7 +296,7 @@ export class Reflector {
       case 'ADDED':
       case 'MODIFIED':
         this.known.add(objectKey(obj));
-        this.sink.upsert(this.resource.resource, withoutManagedFields(obj));
+        this.sink.upsert(this.resource.resource, this.reduce(obj));
         break;
       case 'DELETED':
         this.known.delete(objectKey(obj));

@@ -68,6 +68,16 @@ function nodeView(node: NodeObject): NodeView {
   };
 }
 
+/** The parts of a Node the NodeUnit rules read (see nodeView). */
+function slimNode(node: KubeObject): KubeObject {
+  const { name, uid, resourceVersion, labels, annotations, deletionTimestamp } = node.metadata;
+  const ready = (node as NodeObject).status?.conditions?.filter((c) => c.type === 'Ready');
+  return {
+    metadata: { name, uid, resourceVersion, labels, annotations, ...(deletionTimestamp ? { deletionTimestamp } : {}) },
+    status: { conditions: ready ?? [] },
+  };
+}
+
 function push<T>(m: Map<string, T[]>, key: string, value: T): void {
   const list = m.get(key);
   if (list) list.push(value);
@@ -98,7 +108,9 @@ export class NodeUnitController {
     const informer = (r: Resource, options: ReflectorOptions = {}) =>
       new Informer<KubeObject>(opts.client, r, opts.log, { watchIdleTimeoutMs: opts.watchIdleTimeoutMs, ...options });
     this.units = informer(NODE_UNITS);
-    this.nodes = informer(NODES);
+    // Labels, our annotation and readiness are all a sync reads of a Node; its status (images,
+    // addresses, capacity) is most of its size.
+    this.nodes = informer(NODES, { keep: slimNode });
     // Only annotations matter for these two: metadata is enough.
     this.services = informer(SERVICES, { metadataOnly: true });
     this.namespaces = informer(NAMESPACES, { metadataOnly: true });
