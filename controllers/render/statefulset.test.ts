@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import type { V1StatefulSetSpec } from '@kubernetes/client-node';
 import { ANNOTATION_RENDER_HASH, LABEL_GRID, LABEL_UNIT, REASON_INVALID_OVERRIDE, type StatefulSetGrid } from '../api/v1alpha1.ts';
 import { MAX_STATEFULSET_GRID_NAME, MAX_STATEFULSET_NAME, unitStatefulSetName } from './names.ts';
-import { renderStatefulSetGrid } from './statefulset.ts';
+import { changedImmutableFields, renderStatefulSetGrid } from './statefulset.ts';
 
 const template = (image: string): V1StatefulSetSpec => ({
   replicas: 1,
@@ -71,4 +71,23 @@ test('names: pod names and the controller-revision-hash label stay within limits
   const [r] = renderStatefulSetGrid(stsg({}, grid), ['Zone_A']);
   assert.ok(r!.name.startsWith(`${grid}-`));
   assert.ok(r!.name.length <= MAX_STATEFULSET_NAME);
+});
+
+test('changedImmutableFields: what a StatefulSet cannot take in place, ignoring what the apiserver defaults', () => {
+  const [r] = renderStatefulSetGrid(stsg(), ['a']);
+  const desired = r!.object! as unknown as { spec: Record<string, unknown> };
+  const live = structuredClone(desired);
+  live.spec.podManagementPolicy = 'OrderedReady';
+  (live.spec.volumeClaimTemplates as Record<string, unknown>[])[0]!.status = { phase: 'Pending' };
+  (live.spec.volumeClaimTemplates as { spec: Record<string, unknown> }[])[0]!.spec.volumeMode = 'Filesystem';
+  live.spec.replicas = 5;
+  assert.deepEqual(changedImmutableFields(live, desired), [], 'defaults and mutable fields are not changes');
+  const [changed] = renderStatefulSetGrid(
+    stsg({ template: { ...template('mysql:8.4'), serviceName: 'other-svc', podManagementPolicy: 'Parallel' } }),
+    ['a'],
+  );
+  assert.deepEqual(changedImmutableFields(live, changed!.object! as unknown as { spec: Record<string, unknown> }), [
+    'serviceName',
+    'podManagementPolicy',
+  ]);
 });
