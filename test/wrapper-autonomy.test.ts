@@ -140,6 +140,18 @@ describe('edge autonomy of the application-grid-wrapper', () => {
         ['10.9.0.2', 'edge-b'],
       ]),
     ]);
+    // The node's address, as its kubelet would report it: without one kube-proxy waits 30 s for it
+    // before programming anything.
+    const patched = await c.kubectl([
+      'patch',
+      'node',
+      NODE,
+      '--subresource=status',
+      '--type=merge',
+      '-p',
+      '{"status":{"addresses":[{"type":"InternalIP","address":"192.0.2.10"}]}}',
+    ]);
+    assert.equal(patched.code, 0, patched.stderr);
   });
 
   after(async () => {
