@@ -110,6 +110,8 @@ export class Reflector {
   private listFromStorage = false;
   private readonly abort = new AbortController();
   private hasSynced = false;
+  /** A list or watch failed and none has succeeded since. */
+  private failing = false;
   private syncedResolve!: () => void;
   /** Resolves after the first complete list has been delivered to the sink. */
   readonly synced: Promise<void> = new Promise((r) => {
@@ -165,7 +167,12 @@ export class Reflector {
         this.opts.onContact?.(false);
         // Full jitter: replicas and nodes that failed together do not retry together.
         const backoffMs = Math.round(Math.random() * Math.min(this.opts.maxBackoffMs ?? MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** failures));
-        this.log.warn({ err, rv: this.rv, retryInMs: backoffMs }, 'list/watch failed; retrying');
+        // The first failure since the apiserver last answered is a warning; the retries that
+        // follow (every second or so through an outage of hours, with a short backoff) are not
+        // worth a line each.
+        if (!this.failing) this.log.warn({ err, rv: this.rv, retryInMs: backoffMs }, 'list/watch failed; retrying');
+        else this.log.debug({ err, rv: this.rv, retryInMs: backoffMs, failures }, 'list/watch failed again; retrying');
+        this.failing = true;
         await sleep(backoffMs, signal);
       }
     }
@@ -212,12 +219,19 @@ export class Reflector {
     }
     this.rv = rv;
     this.listFromStorage = false;
-    this.opts.onContact?.(true);
+    this.reached();
     this.log.debug({ rv, count: seen.size }, 'listed');
     if (!this.hasSynced) {
       this.hasSynced = true;
       this.syncedResolve();
     }
+  }
+
+  /** The apiserver answered a list or a watch. */
+  private reached(): void {
+    if (this.failing) this.log.info('list/watch works again');
+    this.failing = false;
+    this.opts.onContact?.(true);
   }
 
   private async watchOnce(): Promise<void> {
@@ -233,7 +247,7 @@ export class Reflector {
       signal: this.abort.signal,
       idleTimeoutMs: this.opts.watchIdleTimeoutMs ?? DEFAULT_WATCH_IDLE_TIMEOUT_MS,
     });
-    this.opts.onContact?.(true);
+    this.reached();
     let buf = '';
     res.setEncoding('utf8');
     for await (const chunk of res) {
