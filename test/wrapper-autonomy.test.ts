@@ -261,10 +261,13 @@ describe('edge autonomy of the application-grid-wrapper', () => {
       assert.ok(Number(listed.metadata.resourceVersion) > rvBefore);
       const old = await httpText(`${w.url}/api/v1/services?watch=true&resourceVersion=${rvBefore}`);
       assert.match(old.body, /"code":410/, 'a resourceVersion of the previous run gets 410 Expired');
-      // Discovery answered offline too.
-      for (const path of ['/version', '/api', '/apis', '/api/v1', '/apis/discovery.k8s.io/v1']) {
+      // Discovery answered offline too; /version as the apiserver last answered it.
+      for (const path of ['/api', '/apis', '/api/v1', '/apis/discovery.k8s.io/v1', '/apis/networking.k8s.io/v1']) {
         assert.equal((await httpText(`${w.url}${path}`)).status, 200, path);
       }
+      const version = await httpText(`${w.url}/version`);
+      assert.equal(version.status, 200);
+      assert.equal(JSON.parse(version.body).gitVersion, JSON.parse(await c.rawGet('/version')).gitVersion);
       const lists = await listsServed(w);
 
       relay.restore();

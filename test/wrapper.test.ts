@@ -197,7 +197,7 @@ describe('application-grid-wrapper', () => {
       ['DELETE', `/api/v1/nodes/${LOCAL}`],
       ['PUT', `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices/web-x`],
       ['DELETE', `/apis/events.k8s.io/v1/namespaces/${ns}/events/x`],
-      ['GET', '/version'],
+      ['GET', '/apis/apps/v1/deployments'],
     ];
     for (const [method, path] of refused) {
       const r = await httpText(`${wrapper.url}${path}`, {
