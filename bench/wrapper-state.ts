@@ -24,6 +24,7 @@ import {
   requestOk,
   startWrapperUnderTest,
   WatchStream,
+  withQuery,
   writeJson,
 } from './lib.ts';
 import { nodeName, nodeOfEndpoint, populateScale, SCALE_NS, type ScaleParams, scaleSlice, unitOf } from './scale-objects.ts';
@@ -177,7 +178,7 @@ async function main() {
         serving = { ms: median(starts), url: w.url };
       }
       const ep: Endpoint = { url: w.url };
-      const list = await requestOk<{ metadata: { resourceVersion: string }; items: unknown[] }>(ep, 'GET', SLICES);
+      const list = await requestOk<{ metadata: { resourceVersion?: string }; items: unknown[] }>(ep, 'GET', SLICES);
       const expected = N.services - (round - 1) * D;
       if (list.items.length !== expected) throw new Error(`served ${list.items.length} slices offline, expected ${expected}`);
       const pending = new Set([...changed.filter((s) => !deleted.includes(s)), ...deleted].map((s) => `svc-${s}-1`));
@@ -185,7 +186,7 @@ async function main() {
       const converged = new Promise<void>((r) => (done = r));
       const ip0 = (s: number) =>
         scaleSlice(N, s, version).endpoints.find((e) => unitOf(N, Number(e.nodeName.slice(5))) === unitOf(N, 0))!.addresses[0];
-      const watch = new WatchStream(ep, `${SLICES}?watch=1&resourceVersion=${list.metadata.resourceVersion}`, (ev) => {
+      const watch = new WatchStream(ep, withQuery(SLICES, { watch: 1, resourceVersion: list.metadata.resourceVersion }), (ev) => {
         const name: string = ev.object.metadata?.name ?? '';
         const s = Number(name.slice(4, -2));
         if (ev.type === 'DELETED' && deleted.includes(s)) pending.delete(name);

@@ -1,5 +1,5 @@
-// servicegroup-controller: reconciles DeploymentGrids and ServiceGrids. Wires flags, the API
-// client, leader election, the controller and the metrics/health server.
+// servicegroup-controller: reconciles DeploymentGrids, ServiceGrids and NodeUnits. Wires flags,
+// the API client, leader election, the controllers and the metrics/health server.
 
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -8,6 +8,7 @@ import { KubeClient } from '../kube/client.ts';
 import { loadCredentials } from '../kube/kubeconfig.ts';
 import { LeaderElector } from './leader.ts';
 import { ControllerMetrics } from './metrics.ts';
+import { NodeUnitController } from './nodeunit/controller.ts';
 import { GridController } from './reconcile/controller.ts';
 import { startServer } from './server.ts';
 
@@ -40,6 +41,7 @@ const client = new KubeClient(loadCredentials(flags.kubeconfig));
 const identity = flags.identity || `${hostname()}_${process.pid}`;
 
 let controller: GridController | undefined;
+let nodeUnits: NodeUnitController | undefined;
 let started = false;
 const metrics = new ControllerMetrics({
   queueDepth: () => controller?.queue.length ?? 0,
@@ -63,7 +65,14 @@ async function startController(): Promise<void> {
     workers: Number(flags.workers),
     resyncPeriodMs: parseDuration(flags['resync-period']!),
   });
-  await controller.start();
+  nodeUnits = new NodeUnitController({
+    client,
+    log,
+    deploymentGrids: controller.deploymentGrids,
+    serviceGrids: controller.serviceGrids,
+    resyncPeriodMs: parseDuration(flags['resync-period']!),
+  });
+  await Promise.all([controller.start(), nodeUnits.start()]);
   started = true;
 }
 
@@ -103,7 +112,7 @@ async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
   log.info({ signal }, 'shutting down');
-  await controller?.stop();
+  await Promise.all([controller?.stop(), nodeUnits?.stop()]);
   await elector?.stop();
   await server.close();
   process.exit(0);
