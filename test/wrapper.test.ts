@@ -226,6 +226,10 @@ describe('application-grid-wrapper', () => {
       assert.equal(st.reason, 'BadRequest');
       assert.match(st.message, message);
     }
+    // /version is kube-proxy's too: served from what the wrapper last read upstream (and saved), not forwarded.
+    const version = await httpText(`${wrapper.url}/version`);
+    assert.equal(version.status, 200);
+    assert.match(JSON.parse(version.body).gitVersion, /^v1\.\d+\.\d+/);
     const missing = await httpText(`${wrapper.url}/api/v1/namespaces/${ns}/services/nope`);
     assert.equal(missing.status, 404);
     assert.equal(JSON.parse(missing.body).reason, 'NotFound');
