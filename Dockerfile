@@ -12,10 +12,11 @@ ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
+COPY kube ./kube
 COPY controllers ./controllers
 COPY wrapper ./wrapper
 # Test files are not part of the programs.
-RUN find controllers wrapper -name '*.test.ts' -delete
+RUN find kube controllers wrapper -name '*.test.ts' -delete
 USER 65532:65532
 ENTRYPOINT []
 CMD ["node", "controllers/main.ts"]

@@ -32,7 +32,8 @@ describe('examples/', () => {
     const controller = c.startProcess('controller', process.execPath, [
       join(root, 'controllers/main.ts'),
       `--kubeconfig=${kubeconfig}`,
-      `--metrics-listen=127.0.0.1:${port}`,
+      `--metrics-bind-address=127.0.0.1:${port}`,
+      `--health-probe-bind-address=127.0.0.1:${port}`,
       '--leader-elect=false',
     ]);
     await waitFor('controller ready', async () => ((await httpText(`http://127.0.0.1:${port}/readyz`)).status === 200 ? true : undefined), {

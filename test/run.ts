@@ -42,5 +42,5 @@ step('tests', process.execPath, [
   '--test-reporter=spec',
   `--test-concurrency=${process.env.TEST_CONCURRENCY ?? '2'}`,
   '--test-timeout=900000',
-  ...(files.length ? files : ['controllers/**/*.test.ts', 'wrapper/**/*.test.ts', 'test/**/*.test.ts']),
+  ...(files.length ? files : ['kube/**/*.test.ts', 'controllers/**/*.test.ts', 'wrapper/**/*.test.ts', 'test/**/*.test.ts']),
 ]);

@@ -1,6 +1,15 @@
 // application-grid-wrapper: wires flags, the upstream client, the view and the HTTP servers.
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
+import {
+  durationFlag,
+  enumFlag,
+  formatListenAddress,
+  intFlag,
+  type ListenAddress,
+  listenFlag,
+  parseCommandLine,
+  stringFlag,
+} from '../kube/flags.ts';
 import { loadInCluster, loadKubeconfig } from './kubeconfig.ts';
 import { WrapperMetrics } from './metrics.ts';
 import { apiVersionOf, SERVED_RESOURCES } from './resources.ts';
@@ -9,29 +18,34 @@ import { buildServer } from './server.ts';
 import { Reflector, Upstream } from './upstream.ts';
 import { NodeUnitView, type ServedStores } from './view.ts';
 
-const { values: flags } = parseArgs({
-  options: {
-    listen: { type: 'string', default: '127.0.0.1:51006' },
-    'node-name': { type: 'string', default: process.env.NODE_NAME ?? '' },
-    kubeconfig: { type: 'string', default: '' },
-    'metrics-listen': { type: 'string', default: '' },
-    'log-level': { type: 'string', default: 'info' },
-    'bookmark-interval-seconds': { type: 'string', default: '60' },
-    'event-log-size': { type: 'string', default: '10000' },
+const flags = parseCommandLine({
+  program: 'application-grid-wrapper',
+  summary: "Serves kube-proxy's list/watch with the endpoints of other NodeUnits removed.",
+  flags: {
+    listen: listenFlag({ default: '127.0.0.1:51006', help: 'Address kube-proxy connects to (resources, /healthz, /readyz, /metrics).' }),
+    'node-name': stringFlag({ default: process.env.NODE_NAME ?? '', help: 'Name of the node this wrapper serves. Default: $NODE_NAME.' }),
+    kubeconfig: stringFlag({ help: 'Path to a kubeconfig for the apiserver. Default: the first file of $KUBECONFIG, then in-cluster.' }),
+    'metrics-bind-address': listenFlag({
+      default: '0',
+      disable: true,
+      help: 'A second address serving only /healthz, /readyz and /metrics (e.g. for probes).',
+    }),
+    'bookmark-interval': durationFlag({ default: '60s', min: '1s', max: '1h', help: 'How often watches that allow bookmarks get one.' }),
+    'event-log-size': intFlag({
+      default: 10_000,
+      min: 100,
+      max: 10_000_000,
+      help: 'Events kept per resource to resume watches from; older resourceVersions get 410 Expired.',
+    }),
+    'log-level': enumFlag({ values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'], default: 'info', help: 'Log level.' }),
   },
+  check: (f) => (f['node-name'] ? undefined : 'no node name: set --node-name or NODE_NAME'),
 });
 
 const log = pino({ name: 'application-grid-wrapper', level: flags['log-level'] });
 const nodeName = flags['node-name'];
-if (!nodeName) {
-  log.fatal('no node name: set --node-name or NODE_NAME');
-  process.exit(2);
-}
-
-const hostPort = (s: string) => {
-  const i = s.lastIndexOf(':');
-  return { host: s.slice(0, i) || '127.0.0.1', port: Number(s.slice(i + 1)) };
-};
+// An empty host means every interface, as `:8080` does for Go programs.
+const listenOptions = (a: ListenAddress) => ({ host: a.host || '0.0.0.0', port: a.port });
 
 // Credentials: --kubeconfig, else the first file of $KUBECONFIG, else the in-cluster ServiceAccount.
 // In a cluster the DaemonSet points KUBERNETES_SERVICE_HOST/PORT at the control-plane endpoint,
@@ -47,7 +61,7 @@ try {
 
 const metrics = new WrapperMetrics();
 const clock = new RvClock();
-const logSize = Number(flags['event-log-size']);
+const logSize = flags['event-log-size'];
 const served = Object.fromEntries(
   SERVED_RESOURCES.map((spec) => [
     spec.resource,
@@ -69,16 +83,19 @@ const state = {
   upstream,
   metrics,
   log,
-  bookmarkIntervalMs: Number(flags['bookmark-interval-seconds']) * 1000,
+  bookmarkIntervalMs: flags['bookmark-interval'],
   minWatchTimeoutSeconds: 1800,
 };
 
 const app = await buildServer(state, { withResources: true });
-const listen = hostPort(flags.listen);
-await app.listen(listen);
-const metricsApp = flags['metrics-listen'] ? await buildServer(state, { withResources: false }) : undefined;
-if (metricsApp) await metricsApp.listen(hostPort(flags['metrics-listen']));
-log.info({ listen: flags.listen, node: nodeName, upstream: upstream.server.origin, firstResourceVersion: clock.start }, 'listening');
+await app.listen(listenOptions(flags.listen));
+const metricsAddress = flags['metrics-bind-address'];
+const metricsApp = metricsAddress ? await buildServer(state, { withResources: false }) : undefined;
+if (metricsApp && metricsAddress) await metricsApp.listen(listenOptions(metricsAddress));
+log.info(
+  { listen: formatListenAddress(flags.listen), node: nodeName, upstream: upstream.server.origin, firstResourceVersion: clock.start },
+  'listening',
+);
 
 const shutdown = async (signal: string) => {
   log.info({ signal }, 'shutting down');

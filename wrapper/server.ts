@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, LogController } from 'fastify';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
+import { TEXT_CONTENT_TYPE } from '../kube/metrics-text.ts';
 import type { WrapperMetrics } from './metrics.ts';
 import { parseListWatchQuery, QueryError } from './query.ts';
 import { apiVersionOf, groupVersionPath, type ResourceSpec, supportedFields } from './resources.ts';
@@ -48,11 +49,11 @@ const healthRoutes: FastifyPluginAsync = async (app) => {
   );
   app.get('/metrics', async (_req, reply) => {
     for (const [resource, s] of Object.entries(app.wrapper.served)) {
-      metrics.setGauge('servicegroup_wrapper_objects', 'Objects served.', `resource="${resource}"`, s.count);
+      metrics.setGauge('servicegroup_wrapper_objects', 'Objects served.', { resource }, s.count);
     }
     metrics.sampleProcess();
-    metrics.setGauge('servicegroup_wrapper_ready', 'Whether caches have synced.', '', app.wrapper.ready() ? 1 : 0);
-    return reply.type('text/plain; version=0.0.4').send(metrics.render());
+    metrics.setGauge('servicegroup_wrapper_ready', 'Whether caches have synced.', {}, app.wrapper.ready() ? 1 : 0);
+    return reply.type(TEXT_CONTENT_TYPE).send(metrics.render());
   });
 };
 

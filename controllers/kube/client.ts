@@ -35,7 +35,7 @@ export class KubeClient {
   readonly kubeConfig: k8s.KubeConfig;
   readonly server: URL;
   private agent: http.Agent | undefined;
-  private onWrite: (method: string, path: string) => void = () => {};
+  private onResponse: (method: string, code: number | undefined, host: string) => void = () => {};
 
   constructor(kubeConfig: k8s.KubeConfig) {
     this.kubeConfig = kubeConfig;
@@ -44,9 +44,9 @@ export class KubeClient {
     this.server = new URL(cluster.server);
   }
 
-  /** Called for every write request (for metrics). */
-  setWriteObserver(fn: (method: string, path: string) => void): void {
-    this.onWrite = fn;
+  /** Called for every answer (status code) or failure (undefined) of a request, for metrics. */
+  setResponseObserver(fn: (method: string, code: number | undefined, host: string) => void): void {
+    this.onResponse = fn;
   }
 
   private async open(method: string, path: string, opts: RequestOptions): Promise<http.IncomingMessage> {
@@ -84,11 +84,19 @@ export class KubeClient {
         'content-length': Buffer.byteLength(payload),
       };
     }
-    if (method !== 'GET') this.onWrite(method, path);
     const mod = url.protocol === 'https:' ? https : http;
     return new Promise((resolve, reject) => {
-      const req = mod.request(options, resolve);
-      req.on('error', reject);
+      let answered = false;
+      const req = mod.request(options, (res) => {
+        answered = true;
+        this.onResponse(method, res.statusCode, url.host);
+        resolve(res);
+      });
+      req.on('error', (err) => {
+        // An error after the response (e.g. a watch cut mid-stream) was counted with its status.
+        if (!answered) this.onResponse(method, undefined, url.host);
+        reject(err);
+      });
       if (opts.timeoutMs)
         req.setTimeout(opts.timeoutMs, () => req.destroy(new Error(`${method} ${path}: timed out after ${opts.timeoutMs}ms`)));
       if (opts.signal) {
@@ -140,6 +148,7 @@ export class KubeClient {
     query: RequestOptions['query'],
     onEvent: (e: { type: string; object: any }) => void,
     signal: AbortSignal,
+    onOpen?: () => void,
   ): Promise<void> {
     const res = await this.open('GET', path, { query: { ...query, watch: true }, signal });
     if ((res.statusCode ?? 0) >= 300) {
@@ -151,6 +160,7 @@ export class KubeClient {
       } catch {}
       throw new ApiError('WATCH', path, res.statusCode ?? 0, body);
     }
+    onOpen?.();
     let buffered = '';
     res.setEncoding('utf8');
     for await (const chunk of res) {

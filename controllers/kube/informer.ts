@@ -38,6 +38,9 @@ export class Informer<T extends KubeObject> {
   private readonly byNamespace = new Map<string, Map<string, T>>();
   private readonly handlers: Handler<T>[] = [];
   private resourceVersion = '';
+  /** Since when every list/watch request has failed (undefined while they succeed), and why. */
+  private failure: { since: number; err: Error } | undefined;
+  private loopEnded = false;
   private abort = new AbortController();
   private stopped = false;
   private syncedResolve!: () => void;
@@ -65,13 +68,39 @@ export class Informer<T extends KubeObject> {
     return [...(this.byNamespace.get(namespace)?.values() ?? [])];
   }
 
+  get name(): string {
+    return this.opts.name;
+  }
+
   get size(): number {
     return this.store.size;
   }
 
   /** Starts the list/watch loop in the background; await `synced` for the first list. */
   start(): void {
-    void this.run();
+    this.run().then(
+      () => (this.loopEnded = !this.stopped),
+      (err) => {
+        this.loopEnded = true;
+        this.log.error({ err }, 'list/watch loop ended');
+      },
+    );
+  }
+
+  /**
+   * Why this cache cannot be trusted, or undefined: its loop ended, or its list/watch requests
+   * have failed without a success for longer than `graceMs`.
+   */
+  problem(now: number, graceMs: number): string | undefined {
+    if (this.loopEnded) return 'list/watch loop ended';
+    if (this.failure && now - this.failure.since > graceMs)
+      return `list/watch failing for ${Math.round((now - this.failure.since) / 1000)}s: ${this.failure.err.message}`;
+    return undefined;
+  }
+
+  /** True while the last list/watch request failed. */
+  get failing(): boolean {
+    return this.failure !== undefined;
   }
 
   stop(): void {
@@ -155,6 +184,7 @@ export class Informer<T extends KubeObject> {
         if (obj.metadata?.resourceVersion) this.resourceVersion = obj.metadata.resourceVersion;
       },
       this.abort.signal,
+      () => (this.failure = undefined),
     );
   }
 
@@ -164,6 +194,7 @@ export class Informer<T extends KubeObject> {
       try {
         if (!this.resourceVersion) {
           await this.relist();
+          this.failure = undefined;
           this.syncedResolve();
         }
         const started = Date.now();
@@ -178,8 +209,10 @@ export class Informer<T extends KubeObject> {
           this.resourceVersion = '';
           continue;
         }
+        this.failure ??= { since: Date.now(), err: err as Error };
+        this.failure.err = err as Error;
         backoffMs = Math.min(backoffMs ? backoffMs * 2 : 500, 30_000);
-        this.log.warn({ err: (err as Error).message, retryInMs: backoffMs }, 'list/watch failed');
+        this.log.warn({ err, retryInMs: backoffMs }, 'list/watch failed');
         await new Promise((r) => setTimeout(r, backoffMs));
       }
     }
