@@ -52,7 +52,8 @@ export interface Cluster {
   dir: string;
   kubeConfig(): k8s.KubeConfig;
   kubeconfigForUser(name: string, groups?: string[]): Promise<string>;
-  kubeconfigForServiceAccount(namespace: string, name: string): Promise<string>;
+  /** `server` points the kubeconfig elsewhere, e.g. at a relay (test/cluster/relay.ts) in front of the apiserver. */
+  kubeconfigForServiceAccount(namespace: string, name: string, options?: { server?: string }): Promise<string>;
   /** A kubeconfig with no credentials for a plain-HTTP server (e.g. a wrapper). */
   kubeconfigForURL(url: string, name?: string): Promise<string>;
   kubectl(args: string[], options?: { kubeconfig?: string; input?: string; timeoutMs?: number }): Promise<KubectlResult>;
@@ -259,16 +260,19 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       return path;
     };
 
-    const kubeconfigForServiceAccount = async (namespace: string, name: string) => {
+    const kubeconfigForServiceAccount = async (namespace: string, name: string, options: { server?: string } = {}) => {
       await apply([
         { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } },
         { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace } },
       ]);
       const r = await kubectl(['create', 'token', name, '-n', namespace, '--duration=24h']);
       if (r.code !== 0) throw new Error(`token for ${namespace}/${name}: ${r.stderr}`);
-      const path = join(dir, `sa-${namespace}-${name}.kubeconfig`);
+      const via = options.server ? `-${new URL(options.server).port}` : '';
+      const path = join(dir, `sa-${namespace}-${name}${via}.kubeconfig`);
       const user = `system:serviceaccount:${namespace}:${name}`;
-      await writeFile(path, kubeconfigYaml({ server, caPem: ca.certPem, user, token: r.stdout.trim() }), { mode: 0o600 });
+      await writeFile(path, kubeconfigYaml({ server: options.server ?? server, caPem: ca.certPem, user, token: r.stdout.trim() }), {
+        mode: 0o600,
+      });
       return path;
     };
 
