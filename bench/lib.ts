@@ -138,26 +138,29 @@ function fill(template: string, vars: Record<string, string>): string {
 }
 
 // The wrapper as its DaemonSet runs it (examples/install/wrapper.yaml), Node flags included.
-export const DEFAULT_WRAPPER_CMD = `${process.execPath} --max-semi-space-size=1 ${join(root, 'wrapper/main.ts')} --listen={listen} --node-name={node} --kubeconfig={kubeconfig} --metrics-bind-address={metrics} --log-level=warn`;
+export const DEFAULT_WRAPPER_CMD = `${process.execPath} --max-semi-space-size=1 ${join(root, 'wrapper/main.ts')} --listen={listen} --node-name={node} --kubeconfig={kubeconfig} --metrics-bind-address={metrics} --state-dir={state} --log-level=warn`;
 export const DEFAULT_CONTROLLER_CMD = `${process.execPath} ${join(root, 'controllers/main.ts')} --kubeconfig={kubeconfig} --metrics-bind-address={metrics} --health-probe-bind-address={metrics} --leader-elect=false --resync-period={resync} --log-level=warn`;
 
 /**
- * Starts a wrapper from a command template ({listen} {node} {kubeconfig} {metrics} are filled in),
- * or uses one already running at `url`. Ready when a list of EndpointSlices answers 200.
+ * Starts a wrapper from a command template ({listen} {node} {kubeconfig} {metrics} {state}, and any of
+ * `vars`, are filled in), or uses one already running at `url`. Ready when a list of
+ * EndpointSlices answers 200.
  */
 export async function startWrapperUnderTest(
   cluster: Cluster,
-  o: { cmd?: string; url?: string; nodeName: string; kubeconfig: string; name?: string },
+  o: { cmd?: string; url?: string; nodeName: string; kubeconfig: string; name?: string; vars?: Record<string, string> },
 ): Promise<ProgramUnderTest> {
   if (o.url) return { url: o.url };
   const [port, metricsPort] = await Promise.all([freePort(), freePort()]);
   const template = o.cmd ?? DEFAULT_WRAPPER_CMD;
   const cmd = fill(template, {
+    ...o.vars,
     listen: `127.0.0.1:${port}`,
     port: String(port),
     node: o.nodeName,
     kubeconfig: o.kubeconfig,
     metrics: `127.0.0.1:${metricsPort}`,
+    state: join(cluster.dir, `wrapper-state-${o.nodeName}-${port}`),
   });
   const c = cluster.startProcess(o.name ?? `wrapper-${o.nodeName}`, 'sh', ['-c', `exec ${cmd}`]);
   const url = `http://127.0.0.1:${port}`;

@@ -24,6 +24,8 @@ const benchmarks: { name: string; passes: ('wrapper-cmd' | 'wrapper-url' | 'cont
   { name: 'cluster-start', passes: [] },
   { name: 'wrapper-latency', passes: ['wrapper-cmd', 'wrapper-url'] },
   { name: 'wrapper-scale', passes: ['wrapper-cmd', 'wrapper-url'] },
+  { name: 'wrapper-watches', passes: ['wrapper-cmd', 'wrapper-url'] },
+  { name: 'wrapper-state', passes: ['wrapper-cmd'] },
   { name: 'controllers', passes: ['controller-cmd'] },
 ];
 const only = values.only?.split(',');

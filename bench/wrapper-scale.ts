@@ -21,6 +21,14 @@ import {
   WatchStream,
   writeJson,
 } from './lib.ts';
+import {
+  nodeName,
+  populateScale,
+  SCALE_NS,
+  nodeOfEndpoint as scaleNodeOfEndpoint,
+  scaleSlice,
+  unitOf as scaleUnitOf,
+} from './scale-objects.ts';
 import { median, printTable } from './table.ts';
 
 const { values } = parseArgs({
@@ -45,64 +53,22 @@ const N = {
   watchers: Number(values.watchers),
   rate: Number(values.rate),
 };
-const NS = 'scale';
+const NS = SCALE_NS;
 const SLICES = '/apis/discovery.k8s.io/v1/endpointslices';
 const KUBE_PROXY_SELECTOR = encodeURIComponent('!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name');
-const nodeName = (i: number) => `node-${i}`;
-const unitOf = (i: number) => `unit-${i % N.units}`;
-// Endpoint k of service s lives on a node chosen so every node carries about the same number.
-const nodeOfEndpoint = (s: number, k: number) => (s * N.eps + k) % N.nodes;
-
-function slice(s: number, version = 0) {
-  return {
-    apiVersion: 'discovery.k8s.io/v1',
-    kind: 'EndpointSlice',
-    metadata: {
-      name: `svc-${s}-1`,
-      namespace: NS,
-      labels: { 'kubernetes.io/service-name': `svc-${s}`, 'endpointslice.kubernetes.io/managed-by': 'bench' },
-    },
-    addressType: 'IPv4',
-    ports: [{ port: 80, protocol: 'TCP' }],
-    endpoints: Array.from({ length: N.eps }, (_, k) => {
-      const ip = s * N.eps + k + version;
-      return {
-        addresses: [`10.${(ip >> 16) & 255}.${(ip >> 8) & 255}.${ip & 255}`],
-        nodeName: nodeName(nodeOfEndpoint(s, k)),
-        conditions: { ready: true },
-      };
-    }),
-  };
-}
+const unitOf = (i: number) => scaleUnitOf(N, i);
+const nodeOfEndpoint = (s: number, k: number) => scaleNodeOfEndpoint(N, s, k);
+const slice = (s: number, version = 0) => scaleSlice(N, s, version);
 
 async function main() {
   const cluster = await startCluster();
   try {
     const api = apiserverEndpoint(cluster);
-    await cluster.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } }]);
-    let t = performance.now();
-    await inParallel(N.nodes, 16, (i) =>
-      requestOk(api, 'POST', '/api/v1/nodes', {
-        apiVersion: 'v1',
-        kind: 'Node',
-        metadata: { name: nodeName(i), labels: { zone: unitOf(i) } },
-      }).then(() => {}),
-    );
-    await inParallel(N.services, 32, async (s) => {
-      await requestOk(api, 'POST', `/api/v1/namespaces/${NS}/services`, {
-        apiVersion: 'v1',
-        kind: 'Service',
-        metadata: { name: `svc-${s}`, annotations: { 'servicegroup.io/topology-keys': '["zone"]' } },
-        spec: { clusterIP: 'None', ports: [{ port: 80 }] },
-      });
-      await requestOk(api, 'POST', `/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices`, slice(s));
-    });
-    console.error(
-      `[bench] created ${N.nodes} nodes, ${N.services} services, ${N.services * N.eps} endpoints in ${((performance.now() - t) / 1000).toFixed(1)} s`,
-    );
+    const created = await populateScale(api, N);
+    console.error(`[bench] created ${N.nodes} nodes, ${N.services} services, ${N.services * N.eps} endpoints in ${created.toFixed(1)} s`);
 
     const kubeconfig = await installWrapperRbac(cluster);
-    t = performance.now();
+    const t = performance.now();
     const wrapper = await startWrapperUnderTest(cluster, {
       cmd: values['wrapper-cmd'],
       url: values['wrapper-url'],

@@ -11,8 +11,8 @@
 // in-flight requests are doing.
 
 import type { Logger } from 'pino';
+import { isStatus, type KubeClient } from '../kube/client.ts';
 import { formatDuration } from '../kube/flags.ts';
-import { isStatus, type KubeClient } from './kube/client.ts';
 
 export interface LeaderElectionConfig {
   namespace: string;

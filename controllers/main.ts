@@ -2,10 +2,10 @@
 // client, leader election, the controller and the metrics/health servers.
 
 import { hostname } from 'node:os';
-import * as k8s from '@kubernetes/client-node';
 import pino from 'pino';
+import { KubeClient } from '../kube/client.ts';
 import { boolFlag, durationFlag, enumFlag, intFlag, listenFlag, parseCommandLine, stringFlag } from '../kube/flags.ts';
-import { KubeClient } from './kube/client.ts';
+import { loadCredentials } from '../kube/kubeconfig.ts';
 import { LeaderElector, leaderElectionConfigProblem } from './leader.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { GridController } from './reconcile/controller.ts';
@@ -72,10 +72,7 @@ const flags = parseCommandLine({
 });
 
 const log = pino({ level: flags['log-level'], base: { component: 'servicegroup-controller' } });
-const kc = new k8s.KubeConfig();
-if (flags.kubeconfig) kc.loadFromFile(flags.kubeconfig);
-else kc.loadFromDefault(); // KUBECONFIG, ~/.kube/config, else in-cluster
-const client = new KubeClient(kc);
+const client = new KubeClient(loadCredentials(flags.kubeconfig));
 const identity = flags.identity || `${hostname()}_${process.pid}`;
 const lease = flags['leader-elect-resource-name'];
 
@@ -85,7 +82,7 @@ const metrics = new ControllerMetrics(
   { queueName: 'grids' },
 );
 for (const c of ['deploymentgrid', 'servicegrid']) metrics.declareController(c);
-client.setResponseObserver((method, code, host) => metrics.request(method, code, host));
+client.observeRequests((method, code) => metrics.request(method, code, client.server.host));
 
 const elector = flags['leader-elect']
   ? new LeaderElector(client, log, {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { KubeClient } from '../controllers/kube/client.ts';
+import type { KubeClient } from '../kube/client.ts';
 import { freePort, useCluster } from './cluster/cluster.ts';
 import type { Component } from './cluster/processes.ts';
 import { type Relay, startRelay } from './cluster/relay.ts';

@@ -6,10 +6,11 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as yaml from 'js-yaml';
 import pino from 'pino';
-import { KubeClient } from '../controllers/kube/client.ts';
 import { GridController } from '../controllers/reconcile/controller.ts';
 import { CRD_FILES, fetchOpenApi, renderCrdYaml } from '../crds/generate.ts';
 import { buildCrds } from '../crds/schema.ts';
+import { KubeClient } from '../kube/client.ts';
+import { loadKubeconfig } from '../kube/kubeconfig.ts';
 import { useCluster } from './cluster/cluster.ts';
 import { CONTROLLER_USER, clientFor, installCrds, installRbac, type Obj, root, until } from './controllers-helpers.ts';
 
@@ -74,7 +75,7 @@ describe('controllers (in process)', () => {
       const c = cluster();
       await installCrds(c);
       const saKubeconfig = await installRbac(c);
-      admin = new KubeClient(c.kubeConfig());
+      admin = new KubeClient(loadKubeconfig(c.adminKubeconfigPath));
       await c.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }]);
       await c.createNode('n-a1', { zone: 'a' });
       await c.createNode('n-a2', { zone: 'a' });

@@ -2,7 +2,7 @@
 // Pure functions of (Service, its endpoints, node labels, local node) so the rule can be tested
 // alone and recomputed for any single Service when one of its inputs changes.
 import { ANNOTATION_TOPOLOGY_KEYS, ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE } from '../controllers/api/v1alpha1.ts';
-import type { KubeObject } from './resources.ts';
+import type { KubeObject } from '../kube/objects.ts';
 
 export const ANY_KEY = '*';
 
@@ -156,15 +156,3 @@ export function filterEndpoints(
   else delete result.subsets;
   return { endpoints: result, stats: { kept, dropped: total - kept } };
 }
-
-/**
- * The filter in the shape yurthub uses for its response filters: a name, the resources it
- * applies to, and pure functions. The view calls it per Service.
- */
-export const nodeUnitFilter = {
-  name: 'nodeunit',
-  resources: ['endpointslices', 'endpoints'] as const,
-  topologyKeysOf,
-  filterEndpointSlices,
-  filterEndpoints,
-};

@@ -1,5 +1,7 @@
 // application-grid-wrapper: wires flags, the upstream client, the view and the HTTP servers.
+import { mkdirSync } from 'node:fs';
 import { pino } from 'pino';
+import { KubeClient } from '../kube/client.ts';
 import {
   durationFlag,
   enumFlag,
@@ -10,12 +12,15 @@ import {
   parseCommandLine,
   stringFlag,
 } from '../kube/flags.ts';
-import { loadInCluster, loadKubeconfig } from './kubeconfig.ts';
+import { loadCredentials } from '../kube/kubeconfig.ts';
+import { apiVersionOf } from '../kube/objects.ts';
+import { Reflector } from '../kube/reflector.ts';
+import { DurableView } from './durable-view.ts';
 import { WrapperMetrics } from './metrics.ts';
-import { apiVersionOf, SERVED_RESOURCES } from './resources.ts';
+import { SERVED_RESOURCES } from './resources.ts';
 import { RvClock, ServedResource } from './served.ts';
 import { buildServer } from './server.ts';
-import { Reflector, Upstream } from './upstream.ts';
+import { StateStore } from './state.ts';
 import { NodeUnitView, type ServedStores } from './view.ts';
 
 const flags = parseCommandLine({
@@ -38,6 +43,23 @@ const flags = parseCommandLine({
       help: 'Events kept per resource to resume watches from; older resourceVersions get 410 Expired.',
     }),
     'log-level': enumFlag({ values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'], default: 'info', help: 'Log level.' }),
+    // kube-proxy holds 3-4 watches; the rest is room for a few other clients on the node.
+    'max-watches': intFlag({
+      default: 1000,
+      min: 1,
+      max: 1_000_000,
+      help: 'Open watches served at most; more get 429 TooManyRequests with Retry-After.',
+    }),
+    'state-dir': stringFlag({
+      default: '/var/lib/application-grid-wrapper',
+      help: 'Folder of the saved state the wrapper serves from at start while the apiserver is unreachable; empty turns it off.',
+    }),
+    'state-interval': durationFlag({
+      default: '30s',
+      min: '10ms',
+      max: '1h',
+      help: 'At most one snapshot of the state per this interval.',
+    }),
   },
   check: (f) => (f['node-name'] ? undefined : 'no node name: set --node-name or NODE_NAME'),
 });
@@ -47,20 +69,21 @@ const nodeName = flags['node-name'];
 // An empty host means every interface, as `:8080` does for Go programs.
 const listenOptions = (a: ListenAddress) => ({ host: a.host || '0.0.0.0', port: a.port });
 
-// Credentials: --kubeconfig, else the first file of $KUBECONFIG, else the in-cluster ServiceAccount.
 // In a cluster the DaemonSet points KUBERNETES_SERVICE_HOST/PORT at the control-plane endpoint,
 // not the `kubernetes` ClusterIP that kube-proxy itself programs.
-const kubeconfigFile = flags.kubeconfig || process.env.KUBECONFIG?.split(':').find(Boolean);
-let upstream: Upstream;
+let upstream: KubeClient;
 try {
-  upstream = new Upstream(kubeconfigFile ? loadKubeconfig(kubeconfigFile) : loadInCluster());
+  upstream = new KubeClient(loadCredentials(flags.kubeconfig));
 } catch (err) {
-  log.fatal({ err: (err as Error).message }, 'cannot load upstream credentials');
+  log.fatal({ err }, 'cannot load upstream credentials');
   process.exit(2);
 }
 
 const metrics = new WrapperMetrics();
-const clock = new RvClock();
+const store = openStateStore(flags['state-dir']);
+// resourceVersions of this run start above every one a previous run issued (the high-water mark
+// is reserved on disk before a version beyond it is issued).
+const clock = new RvClock(Date.now(), store ? { floor: store.loadRvCeiling(), reserve: (ceiling) => store.saveRvCeiling(ceiling) } : {});
 const logSize = flags['event-log-size'];
 const served = Object.fromEntries(
   SERVED_RESOURCES.map((spec) => [
@@ -73,9 +96,27 @@ for (const s of Object.values(served)) {
     log.warn({ resource: s.resource }, 'closing a watch whose client does not keep up; it will resume from its last resourceVersion');
 }
 const view = new NodeUnitView(nodeName, served, log.child({ component: 'view', node: nodeName }), metrics);
-const reflectors = SERVED_RESOURCES.map((spec) => new Reflector(spec, upstream, view, log.child({ component: 'upstream' }), metrics));
+const durable = new DurableView({
+  view,
+  store,
+  log: log.child({ component: 'state' }),
+  snapshotIntervalMs: flags['state-interval'],
+  resources: SERVED_RESOURCES.map((s) => s.resource),
+});
+const restored = durable.restore();
+if (restored) {
+  log.info(
+    { file: restored.file, generation: restored.header.generation, writtenAt: restored.header.writtenAt, objects: restored.objects.length },
+    'serving the saved state until the apiserver answers',
+  );
+}
+const reflectors = SERVED_RESOURCES.map(
+  (spec) => new Reflector(spec, upstream, durable, log.child({ component: 'upstream' }), { metrics }),
+);
+for (const r of reflectors) void r.synced.then(() => durable.listed(r.resource.resource));
 
-let ready = false;
+// With a saved state the wrapper serves at once: a complete state, only older than the apiserver's.
+let ready = restored !== undefined;
 const state = {
   specs: SERVED_RESOURCES,
   served,
@@ -83,8 +124,10 @@ const state = {
   upstream,
   metrics,
   log,
+  autonomy: durable,
   bookmarkIntervalMs: flags['bookmark-interval'],
   minWatchTimeoutSeconds: 1800,
+  maxWatches: flags['max-watches'],
 };
 
 const app = await buildServer(state, { withResources: true });
@@ -102,7 +145,8 @@ const shutdown = async (signal: string) => {
   // Never outlive a stop request because some connection lingers.
   setTimeout(() => process.exit(0), 5_000).unref();
   for (const r of reflectors) r.stop();
-  await Promise.allSettled([app.close(), metricsApp?.close()]);
+  durable.stop();
+  await Promise.allSettled([app.close(), metricsApp?.close(), durable.flush()]);
   process.exit(0);
 };
 // Registered before the first sync: a wrapper that cannot reach its apiserver must still stop.
@@ -112,4 +156,25 @@ process.once('SIGINT', () => void shutdown('SIGINT'));
 for (const r of reflectors) r.start();
 await Promise.all(reflectors.map((r) => r.synced));
 ready = true;
+durable.setVersion(await upstream.get('/version').catch(() => durable.version));
 log.info({ counts: Object.fromEntries(Object.entries(served).map(([k, s]) => [k, s.count])) }, 'caches synced; ready');
+
+/** The state directory's store, created if missing; undefined (nothing saved) when disabled or unusable. */
+function openStateStore(dir: string): StateStore | undefined {
+  if (!dir) {
+    log.info('no --state-dir: nothing is saved; after a restart the wrapper serves only once the apiserver answers');
+    return undefined;
+  }
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    log.error({ err, dir }, 'cannot create the state directory; serving from memory only');
+  }
+  return new StateStore({
+    dir,
+    node: nodeName,
+    log: log.child({ component: 'state' }),
+    resources: SERVED_RESOURCES.map((s) => s.resource),
+    metrics,
+  });
+}

@@ -1,11 +1,12 @@
 // The wrapper's Prometheus metrics, kept as plain numbers and rendered in the text format.
 import { getHeapSpaceStatistics } from 'node:v8';
 import { type Labels, MetricFamilies, type MetricType, type Sample } from '../kube/metrics-text.ts';
+import type { ReflectorMetrics } from '../kube/reflector.ts';
 import type { ServedMetrics } from './served.ts';
-import type { ReflectorMetrics } from './upstream.ts';
+import type { StateMetrics } from './state.ts';
 import type { ViewMetrics } from './view.ts';
 
-export class WrapperMetrics implements ServedMetrics, ReflectorMetrics, ViewMetrics {
+export class WrapperMetrics implements ServedMetrics, ReflectorMetrics, ViewMetrics, StateMetrics {
   private readonly families = new MetricFamilies();
 
   /** Per-resource handles of the counters updated once per watch line. */
@@ -70,6 +71,31 @@ export class WrapperMetrics implements ServedMetrics, ReflectorMetrics, ViewMetr
   }
   requestRefused(reason: string): void {
     this.add('servicegroup_wrapper_requests_refused_total', 'counter', 'Requests answered 400/403 without serving them.', { reason }, 1);
+  }
+  listServed(resource: string): void {
+    this.add('servicegroup_wrapper_list_requests_total', 'counter', 'List requests answered.', { resource }, 1);
+  }
+  stateWritten(bytes: number, seconds: number): void {
+    this.add('servicegroup_wrapper_state_writes_total', 'counter', 'Snapshots of the state saved to disk.', {}, 1);
+    this.add('servicegroup_wrapper_state_written_bytes_total', 'counter', 'Bytes of state snapshots written.', {}, bytes);
+    this.set('servicegroup_wrapper_state_bytes', 'Size of the last saved snapshot.', {}, bytes);
+    this.add(
+      'servicegroup_wrapper_state_write_seconds_total',
+      'counter',
+      'Time spent encoding and writing snapshots durably.',
+      {},
+      seconds,
+    );
+    this.set('servicegroup_wrapper_state_saved_timestamp_seconds', 'When the last snapshot was saved (Unix time).', {}, Date.now() / 1000);
+  }
+  stateWriteFailed(): void {
+    this.add(
+      'servicegroup_wrapper_state_write_failures_total',
+      'counter',
+      'Saves of the state that failed (full or read-only disk): the wrapper serves from memory meanwhile.',
+      {},
+      1,
+    );
   }
   setGauge(name: string, help: string, labels: Labels, value: number): void {
     this.set(name, help, labels, value);

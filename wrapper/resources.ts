@@ -1,28 +1,8 @@
 // The resource kinds the wrapper serves, described once; everything else (upstream reflectors,
 // served stores, HTTP routes, discovery, RBAC test) is generated from this table.
+import type { GroupVersionResource } from '../kube/objects.ts';
 
-export interface ObjectMeta {
-  name: string;
-  namespace?: string;
-  resourceVersion?: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  [k: string]: unknown;
-}
-
-export interface KubeObject {
-  apiVersion?: string;
-  kind?: string;
-  metadata: ObjectMeta;
-  [k: string]: unknown;
-}
-
-export interface ResourceSpec {
-  /** Plural resource name, as in URLs and RBAC. */
-  resource: string;
-  /** '' for the core group. */
-  group: string;
-  version: string;
+export interface ResourceSpec extends GroupVersionResource {
   kind: string;
   namespaced: boolean;
   /** Field selectors accepted besides metadata.name and metadata.namespace. */
@@ -77,14 +57,6 @@ export const SERVICE_CIDRS: ResourceSpec = {
 
 export const SERVED_RESOURCES: readonly ResourceSpec[] = [SERVICES, ENDPOINT_SLICES, ENDPOINTS, NODES, SERVICE_CIDRS];
 
-export const apiVersionOf = (s: ResourceSpec) => (s.group === '' ? s.version : `${s.group}/${s.version}`);
-
-/** URL prefix of the group version: /api/v1 or /apis/<group>/<version>. */
-export const groupVersionPath = (s: ResourceSpec) => (s.group === '' ? `/api/${s.version}` : `/apis/${s.group}/${s.version}`);
-
 export const supportedFields = (s: ResourceSpec) => ['metadata.name', ...(s.namespaced ? ['metadata.namespace'] : []), ...s.extraFields];
-
-export const objectKey = (o: { metadata: { name: string; namespace?: string } }) =>
-  o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name;
 
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';

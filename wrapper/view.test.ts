@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { ANNOTATION_TOPOLOGY_KEYS } from '../controllers/api/v1alpha1.ts';
-import { apiVersionOf, type KubeObject, SERVED_RESOURCES } from './resources.ts';
+import { apiVersionOf, type KubeObject } from '../kube/objects.ts';
+import { SERVED_RESOURCES } from './resources.ts';
 import { RvClock, ServedResource, type WatchSink } from './served.ts';
 import { NodeUnitView, type ServedStores } from './view.ts';
 

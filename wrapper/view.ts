@@ -2,6 +2,7 @@
 // equal to "upstream with the NodeUnit rule applied". Indexes (slices by Service, Services by
 // node) make each change recompute only the Services it can affect.
 import type { Logger } from 'pino';
+import { type KubeObject, objectKey } from '../kube/objects.ts';
 import {
   type FilterStats,
   filterEndpointSlices,
@@ -10,7 +11,7 @@ import {
   type TopologyKeys,
   topologyKeysOf,
 } from './filter.ts';
-import { type KubeObject, objectKey, SERVICE_NAME_LABEL } from './resources.ts';
+import { SERVICE_NAME_LABEL } from './resources.ts';
 import type { ServedResource } from './served.ts';
 
 export interface ServedStores {
@@ -208,6 +209,16 @@ export class NodeUnitView {
     if (kept || dropped) this.stats.set(svcKey, { kept, dropped });
     else this.stats.delete(svcKey);
     this.metrics?.endpoints(this.kept, this.dropped);
+  }
+
+  /**
+   * The upstream objects of one resource the view holds, as JSON: what a saved state keeps to
+   * rebuild the view. Services, Nodes and ServiceCIDRs are served as they came.
+   */
+  upstreamObjects(resource: keyof ServedStores): Iterable<string | Buffer> {
+    if (resource === 'endpointslices') return this.slices.values();
+    if (resource === 'endpoints') return this.endpoints.values();
+    return this.served[resource].list(undefined).items;
   }
 
   get endpointTotals(): FilterStats {

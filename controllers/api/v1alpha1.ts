@@ -25,8 +25,6 @@ export const ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE = 'topologyKeys';
 
 export const KIND_DEPLOYMENT_GRID = 'DeploymentGrid';
 export const KIND_SERVICE_GRID = 'ServiceGrid';
-export const PLURAL_DEPLOYMENT_GRID = 'deploymentgrids';
-export const PLURAL_SERVICE_GRID = 'servicegrids';
 
 /** The name `templates`/`defaultTemplateName` use for the grid's own `template`. */
 export const DEFAULT_TEMPLATE_NAME = 'default';

@@ -2,10 +2,10 @@
 // it can affect; a worker syncs one key at a time from the caches (level-triggered).
 
 import type { Logger } from 'pino';
+import type { KubeClient } from '../../kube/client.ts';
+import { Informer } from '../../kube/informer.ts';
+import type { KubeObject } from '../../kube/objects.ts';
 import { type DeploymentGrid, KIND_DEPLOYMENT_GRID, KIND_SERVICE_GRID, LABEL_GRID, type ServiceGrid } from '../api/v1alpha1.ts';
-import type { KubeClient } from '../kube/client.ts';
-import { resourcePath } from '../kube/client.ts';
-import { Informer, type KubeObject } from '../kube/informer.ts';
 import type { ControllerMetrics } from '../metrics.ts';
 import { syncDeploymentGrid } from './deploymentgrid.ts';
 import { DriftDetector } from './drift.ts';
@@ -70,8 +70,7 @@ export class GridController {
       recorder: new EventRecorder(opts.client, opts.log, opts.instance ?? 'servicegroup-controller'),
       drift: new DriftDetector(),
     };
-    const informer = (r: Resource, labelSelector?: string) =>
-      new Informer<KubeObject>(opts.client, { path: resourcePath(r), name: r.plural, labelSelector }, opts.log);
+    const informer = (r: Resource, labelSelector?: string) => new Informer<KubeObject>(opts.client, r, opts.log, { labelSelector });
     this.deploymentGrids = informer(DEPLOYMENT_GRIDS);
     this.serviceGrids = informer(SERVICE_GRIDS);
     this.nodes = informer(NODES);
@@ -196,7 +195,7 @@ export class GridController {
     if (this.stopping) return out;
     if (this.deadWorkers) out.push(`${this.deadWorkers} of ${this.workers.length} workers died`);
     for (const i of this.informers) {
-      const p = i.problem(now, watchGraceMs);
+      const p = i.problem(watchGraceMs, now);
       if (p) out.push(`${i.name}: ${p}`);
     }
     return out;

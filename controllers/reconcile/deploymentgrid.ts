@@ -2,6 +2,8 @@
 // apply what differs, delete Deployments of units that are gone, then write status.
 
 import type { V1Deployment } from '@kubernetes/client-node';
+import type { Informer } from '../../kube/informer.ts';
+import type { KubeObject } from '../../kube/objects.ts';
 import {
   CONDITION_PROGRESSING,
   type DeploymentGrid,
@@ -10,7 +12,6 @@ import {
   REASON_APPLY_FAILED,
   REASON_CONFLICT,
 } from '../api/v1alpha1.ts';
-import type { Informer, KubeObject } from '../kube/informer.ts';
 import { renderDeploymentGrid } from '../render/deployment.ts';
 import { forEachConcurrently, UNIT_CONCURRENCY } from './concurrency.ts';
 import {

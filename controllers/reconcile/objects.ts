@@ -3,6 +3,9 @@
 
 import type { V1Condition } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { ApiError, isStatus, type KubeClient } from '../../kube/client.ts';
+import type { Informer } from '../../kube/informer.ts';
+import { type GroupVersionResource, type KubeObject, resourcePath } from '../../kube/objects.ts';
 import {
   ANNOTATION_RENDER_HASH,
   API_VERSION,
@@ -12,25 +15,19 @@ import {
   REASON_CONFLICT,
   VERSION,
 } from '../api/v1alpha1.ts';
-import { ApiError, isStatus, type KubeClient, resourcePath } from '../kube/client.ts';
-import type { Informer, KubeObject } from '../kube/informer.ts';
 import { stableStringify } from '../render/common.ts';
 import type { DriftDetector } from './drift.ts';
 
 export const FIELD_MANAGER = 'servicegroup-controller';
 
-export interface Resource {
-  group: string;
-  version: string;
-  plural: string;
-}
+export type Resource = GroupVersionResource;
 
-export const DEPLOYMENTS: Resource = { group: 'apps', version: 'v1', plural: 'deployments' };
-export const SERVICES: Resource = { group: '', version: 'v1', plural: 'services' };
-export const ENDPOINT_SLICES: Resource = { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices' };
-export const NODES: Resource = { group: '', version: 'v1', plural: 'nodes' };
-export const DEPLOYMENT_GRIDS: Resource = { group: GROUP, version: VERSION, plural: 'deploymentgrids' };
-export const SERVICE_GRIDS: Resource = { group: GROUP, version: VERSION, plural: 'servicegrids' };
+export const DEPLOYMENTS: Resource = { group: 'apps', version: 'v1', resource: 'deployments' };
+export const SERVICES: Resource = { group: '', version: 'v1', resource: 'services' };
+export const ENDPOINT_SLICES: Resource = { group: 'discovery.k8s.io', version: 'v1', resource: 'endpointslices' };
+export const NODES: Resource = { group: '', version: 'v1', resource: 'nodes' };
+export const DEPLOYMENT_GRIDS: Resource = { group: GROUP, version: VERSION, resource: 'deploymentgrids' };
+export const SERVICE_GRIDS: Resource = { group: GROUP, version: VERSION, resource: 'servicegrids' };
 
 export interface GridObject extends KubeObject {
   kind: string;
@@ -149,7 +146,7 @@ export class EventRecorder {
         },
       });
     } catch (err) {
-      this.log.warn({ err: (err as Error).message, grid: `${ns}/${grid.metadata.name}`, reason }, 'could not record event');
+      this.log.warn({ err, grid: `${ns}/${grid.metadata.name}`, reason }, 'could not record event');
     }
   }
 }

@@ -2,6 +2,8 @@
 // Service per unit; Services of units that are gone are deleted; status counts ready endpoints.
 
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type { Informer } from '../../kube/informer.ts';
+import type { KubeObject } from '../../kube/objects.ts';
 import {
   CONDITION_DEGRADED,
   CONDITION_PROGRESSING,
@@ -11,7 +13,6 @@ import {
   type ServiceGridStatus,
   type ServiceGridUnitStatus,
 } from '../api/v1alpha1.ts';
-import type { Informer, KubeObject } from '../kube/informer.ts';
 import { renderServiceGrid } from '../render/service.ts';
 import { forEachConcurrently, UNIT_CONCURRENCY } from './concurrency.ts';
 import {
@@ -136,7 +137,9 @@ export async function syncServiceGrid(
   // Ready endpoints per unit: from the unit's own Service when there is one, else from the shared
   // Service's endpoints by the unit of their node.
   const slicesOf = (service: string) =>
-    caches.endpointSlices.list(ns).filter((s) => s.metadata?.labels?.['kubernetes.io/service-name'] === service) as V1EndpointSlice[];
+    caches.endpointSlices
+      .list(ns)
+      .filter((s) => s.metadata?.labels?.['kubernetes.io/service-name'] === service) as unknown as V1EndpointSlice[];
   const unitOfNode = new Map<string, string>();
   for (const n of caches.nodes.list() as V1Node[]) {
     const v = n.metadata?.labels?.[grid.spec.gridUniqKey];

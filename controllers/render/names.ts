@@ -4,6 +4,7 @@
 // but hash differently, and the name never depends on which other units exist (stable).
 
 import { createHash } from 'node:crypto';
+import { isDnsLabel } from '../../kube/names.ts';
 
 /** Longest Service name (DNS-1035 label). */
 export const MAX_SERVICE_NAME = 63;
@@ -18,17 +19,6 @@ export const HASH_LENGTH = 8;
 export const MAX_DEPLOYMENT_GRID_NAME = MAX_DEPLOYMENT_NAME - 1 - HASH_LENGTH - 2;
 export const MAX_SERVICE_GRID_NAME = MAX_SERVICE_NAME - '-svc-'.length - HASH_LENGTH - 2;
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
-
-export function isDnsLabel(s: string): boolean {
-  return s.length <= 63 && DNS_LABEL.test(s);
-}
-
-export function isLabelValue(s: string): boolean {
-  return s.length <= 63 && LABEL_VALUE.test(s);
-}
-
 export function shortHash(s: string): string {
   return createHash('sha256').update(s).digest('hex').slice(0, HASH_LENGTH);
 }
@@ -39,7 +29,7 @@ export function shortHash(s: string): string {
  */
 export function unitNamePart(unit: string, budget: number): string {
   if (budget < HASH_LENGTH) throw new Error(`no room for unit ${JSON.stringify(unit)} in a name (budget ${budget})`);
-  if (unit.length <= budget && DNS_LABEL.test(unit)) return unit;
+  if (unit.length <= budget && isDnsLabel(unit)) return unit;
   const hash = shortHash(unit);
   const room = budget - HASH_LENGTH - 1;
   const sanitised = unit
