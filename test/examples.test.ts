@@ -194,7 +194,7 @@ describe('examples/', () => {
     assert.ok(args.includes('--health-probe-bind-address=:8081') && args.includes('--metrics-bind-address=:8080'), args.join(' '));
   });
 
-  test("install/overlays/control-plane-endpoint: the documented patch sets the wrapper's control-plane endpoint and nothing else", async () => {
+  test("overlays/control-plane-endpoint: the documented patch sets the wrapper's control-plane endpoint and nothing else", async () => {
     const c = cluster();
     const render = async (dir: string) => {
       const r = await c.kubectl(['kustomize', join(root, dir)]);
@@ -202,7 +202,7 @@ describe('examples/', () => {
       return k8s.loadAllYaml(r.stdout) as { kind: string; metadata: { name: string }; spec?: any }[];
     };
     const base = await render('examples/install');
-    const overlay = await render('examples/install/overlays/control-plane-endpoint');
+    const overlay = await render('examples/overlays/control-plane-endpoint');
     const env = (docs: typeof base) =>
       Object.fromEntries(
         (docs.find((d) => d.kind === 'DaemonSet')!.spec.template.spec.containers[0].env as { name: string; value?: string }[]).map((e) => [
@@ -222,7 +222,7 @@ describe('examples/', () => {
       '--server-side',
       '--dry-run=server',
       '-k',
-      join(root, 'examples/install/overlays/control-plane-endpoint'),
+      join(root, 'examples/overlays/control-plane-endpoint'),
     ]);
     assert.equal(dry.code, 0, dry.stderr);
   });
