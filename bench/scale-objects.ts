@@ -1,6 +1,7 @@
 // The objects of the wrapper benchmarks at scale: nodes spread over NodeUnits, topology-marked
-// Services with one EndpointSlice each, whose endpoints are spread evenly over the nodes.
-import { type Endpoint, inParallel, requestOk } from './lib.ts';
+// Services with one EndpointSlice each, whose endpoints are spread evenly over the nodes. Services
+// carry both topology annotations (this project's and SuperEdge's `topologyKeys`).
+import { type Endpoint, inParallel, requestOk, TOPOLOGY_ANNOTATIONS } from './lib.ts';
 
 export interface ScaleParams {
   nodes: number;
@@ -54,7 +55,7 @@ export async function populateScale(api: Endpoint, N: ScaleParams): Promise<numb
     await requestOk(api, 'POST', `/api/v1/namespaces/${SCALE_NS}/services`, {
       apiVersion: 'v1',
       kind: 'Service',
-      metadata: { name: `svc-${s}`, annotations: { 'servicegroup.io/topology-keys': '["zone"]' } },
+      metadata: { name: `svc-${s}`, annotations: TOPOLOGY_ANNOTATIONS },
       spec: { clusterIP: 'None', ports: [{ port: 80 }] },
     });
     await requestOk(api, 'POST', `/apis/discovery.k8s.io/v1/namespaces/${SCALE_NS}/endpointslices`, scaleSlice(N, s));

@@ -17,12 +17,15 @@ import {
   DEFAULT_WRAPPER_CMD,
   type Endpoint,
   inParallel,
+  KUBE_PROXY_SELECTOR,
   machine,
   type ProgramUnderTest,
   procStats,
   request,
   requestOk,
   startWrapperUnderTest,
+  TOPOLOGY_ANNOTATIONS,
+  withQuery,
   writeJson,
 } from './lib.ts';
 import { percentile, printTable } from './table.ts';
@@ -51,7 +54,6 @@ const N = {
 };
 const NS = 'watches';
 const SLICES = '/apis/discovery.k8s.io/v1/endpointslices';
-const KUBE_PROXY_SELECTOR = encodeURIComponent('!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name');
 const WRAPPER_CMD = values['wrapper-cmd'] ?? `${DEFAULT_WRAPPER_CMD} --max-watches={maxWatches}`;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -163,8 +165,18 @@ async function round(cluster: Cluster, kubeconfig: string, name: string, maxWatc
     vars: { maxWatches: String(maxWatches) },
   });
   const ep: Endpoint = { url: wrapper.url };
-  const list = await requestOk<{ metadata: { resourceVersion: string } }>(ep, 'GET', `${SLICES}?labelSelector=${KUBE_PROXY_SELECTOR}`);
-  const watchUrl = `${wrapper.url}${SLICES}?watch=1&allowWatchBookmarks=true&timeoutSeconds=3600&labelSelector=${KUBE_PROXY_SELECTOR}&resourceVersion=${list.metadata.resourceVersion}`;
+  const list = await requestOk<{ metadata: { resourceVersion?: string } }>(
+    ep,
+    'GET',
+    withQuery(SLICES, { labelSelector: KUBE_PROXY_SELECTOR }),
+  );
+  const watchUrl = `${wrapper.url}${withQuery(SLICES, {
+    watch: 1,
+    allowWatchBookmarks: true,
+    timeoutSeconds: 3600,
+    labelSelector: KUBE_PROXY_SELECTOR,
+    resourceVersion: list.metadata.resourceVersion,
+  })}`;
   await sleep(3000);
   const before = await memory(wrapper);
 
@@ -229,7 +241,7 @@ async function main() {
       await requestOk(api, 'POST', `/api/v1/namespaces/${NS}/services`, {
         apiVersion: 'v1',
         kind: 'Service',
-        metadata: { name: `svc-${s}`, annotations: { 'servicegroup.io/topology-keys': '["zone"]' } },
+        metadata: { name: `svc-${s}`, annotations: TOPOLOGY_ANNOTATIONS },
         spec: { ports: [{ port: 80 }] },
       });
       await requestOk(api, 'POST', `/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices`, {

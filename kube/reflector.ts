@@ -38,6 +38,15 @@ export interface ReflectorOptions {
   watchIdleTimeoutMs?: number;
   /** The first list starts after a random delay below this, so that programs started together spread their lists. */
   startJitterMs?: number;
+  /** A failed list or watch is retried after a random delay below min(this, 250 ms × 2^failures); default 30 s. */
+  maxBackoffMs?: number;
+  /**
+   * A relist after an expired resourceVersion starts after a random delay below this, so that
+   * clients cut off together (a site whose link returns) do not all list at the same moment.
+   */
+  relistJitterMs?: number;
+  /** Told when the apiserver answers a list or watch (true) and when one fails (false). */
+  onContact?: (reached: boolean) => void;
   metrics?: ReflectorMetrics;
 }
 
@@ -174,13 +183,15 @@ export class Reflector {
           this.log.info({ rv: this.rv, listing: needList }, 'resourceVersion expired; relisting');
           if (needList) this.listFromStorage = true;
           needList = true;
+          if (this.opts.relistJitterMs) await sleep(Math.random() * this.opts.relistJitterMs, signal);
           continue;
         }
         failures++;
         this.failure ??= { since: Date.now(), err: err as Error };
         this.failure.err = err as Error;
+        this.opts.onContact?.(false);
         // Full jitter: replicas and nodes that failed together do not retry together.
-        const backoffMs = Math.round(Math.random() * Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** failures));
+        const backoffMs = Math.round(Math.random() * Math.min(this.opts.maxBackoffMs ?? MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** failures));
         this.log.warn({ err, rv: this.rv, retryInMs: backoffMs }, 'list/watch failed; retrying');
         await sleep(backoffMs, signal);
       }
@@ -229,6 +240,7 @@ export class Reflector {
     this.rv = rv;
     this.failure = undefined;
     this.listFromStorage = false;
+    this.opts.onContact?.(true);
     this.log.debug({ rv, count: seen.size }, 'listed');
     if (!this.hasSynced) {
       this.hasSynced = true;
@@ -250,6 +262,7 @@ export class Reflector {
       idleTimeoutMs: this.opts.watchIdleTimeoutMs ?? DEFAULT_WATCH_IDLE_TIMEOUT_MS,
     });
     this.failure = undefined;
+    this.opts.onContact?.(true);
     let buf = '';
     res.setEncoding('utf8');
     for await (const chunk of res) {

@@ -4,7 +4,7 @@
 // keeps changing while it is cut. kube-proxy is real, in a network namespace of its own.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, watch, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, watch, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
@@ -377,7 +377,11 @@ describe('edge autonomy of the application-grid-wrapper', () => {
     try {
       for (let round = 0; round < 60; round++) {
         const w = await startWrapper(c, { nodeName: NODE, kubeconfig: viaRelay, stateDir, args: ['--state-interval=10ms'] });
-        if (round > 0) {
+        if (round === 0) {
+          await waitFor('a first snapshot', async () => (readdirSync(stateDir).some((n) => /^snapshot\.\d+$/.test(n)) ? true : undefined), {
+            timeoutMs: 60_000,
+          });
+        } else {
           assert.ok(
             logLines(w).some((l) => l.msg === 'serving the saved state until the apiserver answers'),
             `round ${round}: the wrapper started from its saved state`,
@@ -405,6 +409,7 @@ describe('edge autonomy of the application-grid-wrapper', () => {
           loaded.objects.some((o) => o.object.metadata.name === 'bulk-199'),
           `round ${round}: the state is complete`,
         );
+        assert.ok(store.loadRvCeiling() > 0, `round ${round}: the resourceVersion high-water mark is readable`);
       }
     } finally {
       churning = false;
@@ -412,6 +417,5 @@ describe('edge autonomy of the application-grid-wrapper', () => {
     }
     console.log(`[wrapper-autonomy] 60 SIGKILLs, ${duringWrite} of them left a snapshot half-written`);
     assert.ok(duringWrite >= 10, `at least some kills interrupted a write (${duringWrite})`);
-    assert.ok(existsSync(join(stateDir, 'resourceversion')));
   });
 });

@@ -58,7 +58,7 @@ test('no snapshot of a view still filling up; once every resource is listed, one
       ['10.0.0.2', 'b1'],
     ]),
   );
-  for (const r of ['endpointslices', 'endpoints', 'servicecidrs']) first.durable.listed(r);
+  for (const r of ['endpointslices', 'endpoints', 'servicecidrs', 'namespaces']) first.durable.listed(r);
   await first.durable.flush();
   assert.deepEqual(readdirSync(dir), ['snapshot.1']);
   first.durable.stop();

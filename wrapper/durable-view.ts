@@ -8,7 +8,7 @@ import { type SavedState, SnapshotScheduler, type StateStore } from './state.ts'
 import type { NodeUnitView, ServedStores } from './view.ts';
 
 /** The order objects are saved and restored in: Nodes first, so each Service is filtered once. */
-const SAVE_ORDER: readonly (keyof ServedStores)[] = ['nodes', 'servicecidrs', 'services', 'endpointslices', 'endpoints'];
+const SAVE_ORDER: readonly (keyof ServedStores)[] = ['nodes', 'namespaces', 'servicecidrs', 'services', 'endpointslices', 'endpoints'];
 
 const metadataOfKey = (key: string) => {
   const slash = key.indexOf('/');

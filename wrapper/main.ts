@@ -110,8 +110,18 @@ if (restored) {
     'serving the saved state until the apiserver answers',
   );
 }
+// Retries within a second, so a node converges soon after its link returns; relists (and, when a
+// saved state is served, first lists) spread over a random delay, so that a site whose link
+// returns does not list all at once.
+const RECONNECT = { maxBackoffMs: 1_000, relistJitterMs: 500 };
 const reflectors = SERVED_RESOURCES.map(
-  (spec) => new Reflector(spec, upstream, durable, log.child({ component: 'upstream' }), { metrics }),
+  (spec) =>
+    new Reflector(spec, upstream, durable, log.child({ component: 'upstream' }), {
+      metrics,
+      ...RECONNECT,
+      startJitterMs: restored ? RECONNECT.relistJitterMs : 0,
+      onContact: (reached) => (reached ? durable.contact(spec.resource) : durable.lost(spec.resource)),
+    }),
 );
 for (const r of reflectors) void r.synced.then(() => durable.listed(r.resource.resource));
 

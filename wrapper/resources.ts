@@ -55,7 +55,21 @@ export const SERVICE_CIDRS: ResourceSpec = {
   extraFields: [],
 };
 
-export const SERVED_RESOURCES: readonly ResourceSpec[] = [SERVICES, ENDPOINT_SLICES, ENDPOINTS, NODES, SERVICE_CIDRS];
+/**
+ * Namespaces: CoreDNS's kubernetes plugin lists and watches them (and waits for that cache before
+ * answering), so a per-node CoreDNS pointed at the wrapper needs them. Served unchanged.
+ */
+export const NAMESPACES: ResourceSpec = {
+  resource: 'namespaces',
+  group: '',
+  version: 'v1',
+  kind: 'Namespace',
+  namespaced: false,
+  extraFields: [],
+  shortNames: ['ns'],
+};
+
+export const SERVED_RESOURCES: readonly ResourceSpec[] = [SERVICES, ENDPOINT_SLICES, ENDPOINTS, NODES, SERVICE_CIDRS, NAMESPACES];
 
 export const supportedFields = (s: ResourceSpec) => ['metadata.name', ...(s.namespaced ? ['metadata.namespace'] : []), ...s.extraFields];
 

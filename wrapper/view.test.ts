@@ -99,3 +99,30 @@ test('relabels, annotation changes and node removal emit MODIFIED for exactly th
   assert.deepEqual(events.splice(0), ['MODIFIED:web-2:', 'DELETED:web-1:1']);
   assert.equal(served.endpointslices.count, 3);
 });
+
+test("a StatefulSetGrid's pods are served under their unit-free hostname, following the local node's unit", () => {
+  const { view, served } = setup();
+  for (const n of [node('a1', 'a'), node('b1', 'b')]) view.upsert('nodes', n);
+  view.upsert('services', svc('db', true));
+  view.upsert('endpointslices', {
+    ...slice('db-1', 'db', [
+      ['1', 'a1'],
+      ['2', 'b1'],
+    ]),
+    endpoints: [
+      { addresses: ['1'], nodeName: 'a1', hostname: 'db-a-0', conditions: { ready: true } },
+      { addresses: ['2'], nodeName: 'b1', hostname: 'db-b-0', conditions: { ready: true } },
+    ],
+  });
+  view.upsert('namespaces', { metadata: { name: 'ns' } });
+  const hostnames = () =>
+    ((served.endpointslices.get('ns/db-1')?.endpoints ?? []) as { addresses: string[]; hostname: string }[]).map(
+      (e) => `${e.addresses[0]}=${e.hostname}`,
+    );
+  assert.deepEqual(hostnames(), ['1=db-0']);
+  // The local node moves to unit b: b's pod 0 now answers to db-0.
+  view.upsert('nodes', node('a1', 'b'));
+  view.upsert('nodes', node('b1', 'b'));
+  assert.deepEqual(hostnames(), ['1=db-a-0', '2=db-0']);
+  assert.equal(served.namespaces.count, 1, 'namespaces are served as they are');
+});

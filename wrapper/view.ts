@@ -13,6 +13,7 @@ import {
 } from './filter.ts';
 import { SERVICE_NAME_LABEL } from './resources.ts';
 import type { ServedResource } from './served.ts';
+import { aliasUnitPodHostnames, aliasUnitPodHostnamesInEndpoints } from './unit-pod-names.ts';
 
 export interface ServedStores {
   services: ServedResource;
@@ -20,6 +21,7 @@ export interface ServedStores {
   endpoints: ServedResource;
   nodes: ServedResource;
   servicecidrs: ServedResource;
+  namespaces: ServedResource;
 }
 
 export interface ViewMetrics {
@@ -104,6 +106,9 @@ export class NodeUnitView {
       case 'servicecidrs':
         this.served.servicecidrs.apply(key, deleted ? undefined : obj);
         break;
+      case 'namespaces':
+        this.served.namespaces.apply(key, deleted ? undefined : obj);
+        break;
       default:
         throw new Error(`view: unknown resource ${resource}`);
     }
@@ -179,7 +184,8 @@ export class NodeUnitView {
       for (const e of (s.endpoints as { nodeName?: string }[] | undefined) ?? []) if (e.nodeName) nodes.add(e.nodeName);
     }
     const r = filterEndpointSlices(effective, inputs, ctx);
-    for (const [i, s] of r.slices.entries()) this.served.endpointslices.apply(sliceKeys[i]!, s);
+    const servedSlices = aliasUnitPodHostnames(effective, r.slices, ctx);
+    for (const [i, s] of servedSlices.entries()) this.served.endpointslices.apply(sliceKeys[i]!, s);
     if (effective.kind === 'keys') {
       kept += r.stats.kept;
       dropped += r.stats.dropped;
@@ -192,7 +198,7 @@ export class NodeUnitView {
         for (const a of [...(s.addresses ?? []), ...(s.notReadyAddresses ?? [])]) if (a.nodeName) nodes.add(a.nodeName);
       }
       const f = filterEndpoints(effective, ep, ctx);
-      this.served.endpoints.apply(svcKey, f.endpoints);
+      this.served.endpoints.apply(svcKey, aliasUnitPodHostnamesInEndpoints(effective, f.endpoints, ctx));
     } else {
       this.served.endpoints.apply(svcKey, undefined);
     }

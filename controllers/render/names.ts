@@ -13,6 +13,11 @@ export const MAX_SERVICE_NAME = 63;
  * Deployment name ≤ 47 keeps pod names (and so pod hostnames) within one 63-character label.
  */
 export const MAX_DEPLOYMENT_NAME = 47;
+/**
+ * Longest StatefulSet name we render. Its pods carry the label
+ * `controller-revision-hash: <statefulset>-<hash, ≤10>`, a label value of at most 63 characters.
+ */
+export const MAX_STATEFULSET_NAME = 52;
 /** Length of the hash suffix appended to sanitised unit values. */
 export const HASH_LENGTH = 8;
 /** Grid names longer than this leave no room for a unit part (checked at admission too). */
@@ -42,6 +47,11 @@ export function unitNamePart(unit: string, budget: number): string {
 
 export function unitDeploymentName(grid: string, unit: string): string {
   return `${grid}-${unitNamePart(unit, MAX_DEPLOYMENT_NAME - grid.length - 1)}`;
+}
+
+/** `<grid>-<unit part>`; its pods are `<name>-<ordinal>`, which is also their DNS hostname. */
+export function unitStatefulSetName(grid: string, unit: string): string {
+  return `${grid}-${unitNamePart(unit, MAX_STATEFULSET_NAME - grid.length - 1)}`;
 }
 
 export function sharedServiceName(grid: string): string {

@@ -72,7 +72,7 @@ export interface Cluster {
   /** GET a path on the apiserver as admin, returning the body. */
   rawGet(path: string): Promise<string>;
   /** Starts a program (e.g. a controller under test) that lives and dies with the cluster; logs in logDir. */
-  startProcess(name: string, command: string, args: string[], env?: NodeJS.ProcessEnv): Component;
+  startProcess(name: string, command: string, args: string[], env?: NodeJS.ProcessEnv, options?: { cwd?: string }): Component;
   /** Process ids of the running components, by name (for memory measurements). */
   pids(): Record<string, number>;
   keepFiles(): void;
@@ -469,8 +469,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       keepFiles: () => {
         keep = true;
       },
-      startProcess: (name, command, args, env) => {
-        const c = startComponent(name, command, args, { logDir, env: env ? { ...process.env, ...env } : undefined });
+      startProcess: (name, command, args, env, options) => {
+        const c = startComponent(name, command, args, { logDir, env: env ? { ...process.env, ...env } : undefined, cwd: options?.cwd });
         components.push(c);
         return c;
       },
