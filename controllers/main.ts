@@ -1,5 +1,5 @@
-// servicegroup-controller: reconciles DeploymentGrids and ServiceGrids. Wires flags, the API
-// client, leader election, the controller and the metrics/health servers.
+// servicegroup-controller: reconciles DeploymentGrids, ServiceGrids and NodeUnits. Wires flags,
+// the API client, leader election, the controllers and the metrics/health server.
 
 import { hostname } from 'node:os';
 import pino from 'pino';
@@ -8,6 +8,7 @@ import { boolFlag, durationFlag, enumFlag, intFlag, listenFlag, parseCommandLine
 import { loadCredentials } from '../kube/kubeconfig.ts';
 import { LeaderElector, leaderElectionConfigProblem } from './leader.ts';
 import { ControllerMetrics } from './metrics.ts';
+import { NodeUnitController } from './nodeunit/controller.ts';
 import { GridController } from './reconcile/controller.ts';
 import { startServers } from './server.ts';
 
@@ -77,6 +78,7 @@ const identity = flags.identity || `${hostname()}_${process.pid}`;
 const lease = flags['leader-elect-resource-name'];
 
 let controller: GridController | undefined;
+let nodeUnits: NodeUnitController | undefined;
 const metrics = new ControllerMetrics(
   { queueDepth: () => controller?.queue.length ?? 0, units: () => controller?.unitTotals() ?? [] },
   { queueName: 'grids' },
@@ -110,7 +112,14 @@ async function startController(): Promise<void> {
     workers: flags.workers,
     resyncPeriodMs: flags['resync-period'],
   });
-  await controller.start();
+  nodeUnits = new NodeUnitController({
+    client,
+    log,
+    deploymentGrids: controller.deploymentGrids,
+    serviceGrids: controller.serviceGrids,
+    resyncPeriodMs: flags['resync-period'],
+  });
+  await Promise.all([controller.start(), nodeUnits.start()]);
 }
 
 if (elector) {
@@ -138,7 +147,7 @@ async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
   log.info({ signal }, 'shutting down');
-  await controller?.stop();
+  await Promise.all([controller?.stop(), nodeUnits?.stop()]);
   await elector?.stop();
   await closeServers();
   process.exit(0);

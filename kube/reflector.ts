@@ -24,6 +24,8 @@ export interface ReflectorMetrics {
 
 export interface ReflectorOptions {
   labelSelector?: string;
+  /** e.g. `metadata.name=<node>`: a program that needs one object does not receive every object's changes. */
+  fieldSelector?: string;
   /**
    * Objects as PartialObjectMetadata (apiVersion, kind, metadata): for caches that only need
    * names and labels, at a fraction of the memory and bandwidth.
@@ -211,6 +213,7 @@ export class Reflector {
       const res = await this.client.stream('GET', this.path, {
         query: {
           labelSelector: this.opts.labelSelector,
+          fieldSelector: this.opts.fieldSelector,
           limit: this.opts.pageSize ?? DEFAULT_PAGE_SIZE,
           ...(cont ? { continue: cont } : fromCache),
         },
@@ -253,6 +256,7 @@ export class Reflector {
       query: {
         watch: true,
         labelSelector: this.opts.labelSelector,
+        fieldSelector: this.opts.fieldSelector,
         resourceVersion: this.rv,
         allowWatchBookmarks: true,
         timeoutSeconds: watchTimeoutSeconds(),

@@ -13,11 +13,11 @@ import {
   stringFlag,
 } from '../kube/flags.ts';
 import { loadCredentials } from '../kube/kubeconfig.ts';
-import { apiVersionOf } from '../kube/objects.ts';
+import { apiVersionOf, type GroupVersionResource } from '../kube/objects.ts';
 import { Reflector } from '../kube/reflector.ts';
 import { DurableView } from './durable-view.ts';
 import { WrapperMetrics } from './metrics.ts';
-import { SERVED_RESOURCES } from './resources.ts';
+import { NODE_UNITS, NODES, SERVED_RESOURCES } from './resources.ts';
 import { RvClock, ServedResource } from './served.ts';
 import { buildServer } from './server.ts';
 import { StateStore } from './state.ts';
@@ -60,6 +60,11 @@ const flags = parseCommandLine({
       max: '1h',
       help: 'At most one snapshot of the state per this interval.',
     }),
+    membership: enumFlag({
+      values: ['nodes', 'nodeunits'],
+      default: 'nodes',
+      help: 'Where NodeUnit membership comes from: every Node, or NodeUnit member lists and this node.',
+    }),
   },
   check: (f) => (f['node-name'] ? undefined : 'no node name: set --node-name or NODE_NAME'),
 });
@@ -68,6 +73,9 @@ const log = pino({ name: 'application-grid-wrapper', level: flags['log-level'] }
 const nodeName = flags['node-name'];
 // An empty host means every interface, as `:8080` does for Go programs.
 const listenOptions = (a: ListenAddress) => ({ host: a.host || '0.0.0.0', port: a.port });
+const membership = flags.membership;
+// Everything read upstream (and saved): what is served, plus the NodeUnits when they place nodes.
+const upstreamResources = [...SERVED_RESOURCES.map((s) => s.resource), ...(membership === 'nodeunits' ? [NODE_UNITS.resource] : [])];
 
 // In a cluster the DaemonSet points KUBERNETES_SERVICE_HOST/PORT at the control-plane endpoint,
 // not the `kubernetes` ClusterIP that kube-proxy itself programs.
@@ -95,13 +103,13 @@ for (const s of Object.values(served)) {
   s.onSlowWatcher = () =>
     log.warn({ resource: s.resource }, 'closing a watch whose client does not keep up; it will resume from its last resourceVersion');
 }
-const view = new NodeUnitView(nodeName, served, log.child({ component: 'view', node: nodeName }), metrics);
+const view = new NodeUnitView(nodeName, served, log.child({ component: 'view', node: nodeName }), metrics, membership);
 const durable = new DurableView({
   view,
   store,
   log: log.child({ component: 'state' }),
   snapshotIntervalMs: flags['state-interval'],
-  resources: SERVED_RESOURCES.map((s) => s.resource),
+  resources: upstreamResources,
 });
 const restored = durable.restore();
 if (restored) {
@@ -114,15 +122,19 @@ if (restored) {
 // saved state is served, first lists) spread over a random delay, so that a site whose link
 // returns does not list all at once.
 const RECONNECT = { maxBackoffMs: 1_000, relistJitterMs: 500 };
-const reflectors = SERVED_RESOURCES.map(
-  (spec) =>
-    new Reflector(spec, upstream, durable, log.child({ component: 'upstream' }), {
-      metrics,
-      ...RECONNECT,
-      startJitterMs: restored ? RECONNECT.relistJitterMs : 0,
-      onContact: (reached) => (reached ? durable.contact(spec.resource) : durable.lost(spec.resource)),
-    }),
-);
+const upstreamLog = log.child({ component: 'upstream' });
+// From NodeUnits, the only Node watched is this node's own (as kube-proxy itself does).
+const selectorOf = (spec: GroupVersionResource) =>
+  spec === NODES && membership === 'nodeunits' ? { fieldSelector: `metadata.name=${nodeName}` } : {};
+const reflectorFor = (spec: GroupVersionResource) =>
+  new Reflector(spec, upstream, durable, upstreamLog, {
+    metrics,
+    ...RECONNECT,
+    startJitterMs: restored ? RECONNECT.relistJitterMs : 0,
+    onContact: (reached) => (reached ? durable.contact(spec.resource) : durable.lost(spec.resource)),
+    ...selectorOf(spec),
+  });
+const reflectors = [...SERVED_RESOURCES.map(reflectorFor), ...(membership === 'nodeunits' ? [reflectorFor(NODE_UNITS)] : [])];
 for (const r of reflectors) void r.synced.then(() => durable.listed(r.resource.resource));
 
 // With a saved state the wrapper serves at once: a complete state, only older than the apiserver's.
@@ -146,7 +158,13 @@ const metricsAddress = flags['metrics-bind-address'];
 const metricsApp = metricsAddress ? await buildServer(state, { withResources: false }) : undefined;
 if (metricsApp && metricsAddress) await metricsApp.listen(listenOptions(metricsAddress));
 log.info(
-  { listen: formatListenAddress(flags.listen), node: nodeName, upstream: upstream.server.origin, firstResourceVersion: clock.start },
+  {
+    listen: formatListenAddress(flags.listen),
+    node: nodeName,
+    membership,
+    upstream: upstream.server.origin,
+    firstResourceVersion: clock.start,
+  },
   'listening',
 );
 
@@ -184,7 +202,7 @@ function openStateStore(dir: string): StateStore | undefined {
     dir,
     node: nodeName,
     log: log.child({ component: 'state' }),
-    resources: SERVED_RESOURCES.map((s) => s.resource),
+    resources: upstreamResources,
     metrics,
   });
 }
