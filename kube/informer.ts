@@ -42,6 +42,20 @@ export class Informer<T extends KubeObject> implements ReflectorSink {
     return [...(this.byNamespace.get(namespace)?.values() ?? [])];
   }
 
+  /** The resource cached, e.g. `deployments`. */
+  get name(): string {
+    return this.reflector.resource.resource;
+  }
+
+  /** See Reflector.problem. */
+  problem(graceMs: number, now?: number): string | undefined {
+    return this.reflector.problem(graceMs, now);
+  }
+
+  get failing(): boolean {
+    return this.reflector.failing;
+  }
+
   get size(): number {
     return this.store.size;
   }
