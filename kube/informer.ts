@@ -42,11 +42,6 @@ export class Informer<T extends KubeObject> implements ReflectorSink {
     return [...(this.byNamespace.get(namespace)?.values() ?? [])];
   }
 
-  /** The resource cached, e.g. `deployments`. */
-  get name(): string {
-    return this.reflector.resource.resource;
-  }
-
   /** See Reflector.problem. */
   problem(graceMs: number, now?: number): string | undefined {
     return this.reflector.problem(graceMs, now);
@@ -58,16 +53,6 @@ export class Informer<T extends KubeObject> implements ReflectorSink {
 
   get size(): number {
     return this.store.size;
-  }
-
-  /** True while the last list/watch attempt failed. */
-  get failing(): boolean {
-    return this.reflector.failing;
-  }
-
-  /** Why this cache cannot be trusted (see Reflector.problem), or undefined. */
-  problem(now: number, graceMs: number): string | undefined {
-    return this.reflector.problem(now, graceMs);
   }
 
   /** Starts the list/watch loop in the background; await `synced` for the first list. */
