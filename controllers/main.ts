@@ -59,6 +59,13 @@ const flags = parseCommandLine({
       max: '24h',
       help: '/healthz fails once a cache has failed to list/watch for longer than this.',
     }),
+    // The apiserver sends a bookmark about every minute on an idle watch; silence longer than this is a dead connection.
+    'watch-idle-timeout': durationFlag({
+      default: '150s',
+      min: '1s',
+      max: '1h',
+      help: 'A watch silent for longer than this (no event, no bookmark) is taken for a dead connection and re-opened.',
+    }),
     'log-level': enumFlag({ values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'], default: 'info', help: 'Log level.' }),
   },
   check: (f) => {
@@ -84,7 +91,7 @@ const metrics = new ControllerMetrics(
   { queueName: 'grids' },
 );
 for (const c of ['deploymentgrid', 'servicegrid']) metrics.declareController(c);
-client.observeRequests((method, code) => metrics.request(method, code, client.server.host));
+client.setResponseObserver((method, code, host) => metrics.request(method, code, host));
 
 const elector = flags['leader-elect']
   ? new LeaderElector(client, log, {
@@ -111,6 +118,7 @@ async function startController(): Promise<void> {
     instance: identity,
     workers: flags.workers,
     resyncPeriodMs: flags['resync-period'],
+    watchIdleTimeoutMs: flags['watch-idle-timeout'],
   });
   nodeUnits = new NodeUnitController({
     client,
@@ -118,6 +126,7 @@ async function startController(): Promise<void> {
     deploymentGrids: controller.deploymentGrids,
     serviceGrids: controller.serviceGrids,
     resyncPeriodMs: flags['resync-period'],
+    watchIdleTimeoutMs: flags['watch-idle-timeout'],
   });
   await Promise.all([controller.start(), nodeUnits.start()]);
 }
