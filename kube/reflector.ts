@@ -199,12 +199,17 @@ export class Reflector {
           continue;
         }
         failures++;
+        const firstFailure = this.failure === undefined;
         this.failure ??= { since: Date.now(), err: err as Error };
         this.failure.err = err as Error;
         this.opts.onContact?.(false);
         // Full jitter: replicas and nodes that failed together do not retry together.
         const backoffMs = Math.round(Math.random() * Math.min(this.opts.maxBackoffMs ?? MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** failures));
-        this.log.warn({ err, rv: this.rv, retryInMs: backoffMs }, 'list/watch failed; retrying');
+        // The first failure since the apiserver last answered is a warning; the retries that
+        // follow (every second or so through an outage of hours, with a short backoff) are not
+        // worth a line each.
+        if (firstFailure) this.log.warn({ err, rv: this.rv, retryInMs: backoffMs }, 'list/watch failed; retrying');
+        else this.log.debug({ err, rv: this.rv, retryInMs: backoffMs, failures }, 'list/watch failed again; retrying');
         await sleep(backoffMs, signal);
       }
     }
@@ -252,13 +257,19 @@ export class Reflector {
     }
     this.rv = rv;
     this.listFromStorage = false;
-    this.failure = undefined;
-    this.opts.onContact?.(true);
+    this.reached();
     this.log.debug({ rv, count: seen.size }, 'listed');
     if (!this.hasSynced) {
       this.hasSynced = true;
       this.syncedResolve();
     }
+  }
+
+  /** The apiserver answered a list or a watch. */
+  private reached(): void {
+    if (this.failure) this.log.info('list/watch works again');
+    this.failure = undefined;
+    this.opts.onContact?.(true);
   }
 
   private async watchOnce(): Promise<void> {
@@ -275,8 +286,7 @@ export class Reflector {
       signal: this.abort.signal,
       idleTimeoutMs: this.opts.watchIdleTimeoutMs ?? DEFAULT_WATCH_IDLE_TIMEOUT_MS,
     });
-    this.failure = undefined;
-    this.opts.onContact?.(true);
+    this.reached();
     let buf = '';
     res.setEncoding('utf8');
     for await (const chunk of res) {
