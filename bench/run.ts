@@ -29,6 +29,7 @@ const benchmarks: { name: string; passes: Passed[] }[] = [
   { name: 'cluster-start', passes: [] },
   { name: 'wrapper-latency', passes: ['wrapper-cmd', 'wrapper-url'] },
   { name: 'wrapper-scale', passes: ['wrapper-cmd', 'wrapper-url'] },
+  { name: 'wrapper-nodes', passes: [] },
   { name: 'wrapper-watches', passes: ['wrapper-cmd', 'wrapper-url'] },
   { name: 'wrapper-state', passes: ['wrapper-cmd'] },
   { name: 'controllers', passes: ['controller-cmd', 'no-readyz', 'no-status'] },

@@ -1,5 +1,5 @@
-// servicegroup-controller: reconciles DeploymentGrids and ServiceGrids. Wires flags, the API
-// client, leader election, the controller and the metrics/health server.
+// servicegroup-controller: reconciles DeploymentGrids, ServiceGrids and NodeUnits. Wires flags,
+// the API client, leader election, the controllers and the metrics/health server.
 
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -8,6 +8,7 @@ import { KubeClient } from '../kube/client.ts';
 import { loadCredentials } from '../kube/kubeconfig.ts';
 import { LeaderElector } from './leader.ts';
 import { ControllerMetrics } from './metrics.ts';
+import { NodeUnitController } from './nodeunit/controller.ts';
 import { GridController } from './reconcile/controller.ts';
 import { startServer } from './server.ts';
 
@@ -30,22 +31,27 @@ const { values: flags } = parseArgs({
     'log-level': { type: 'string', default: 'info' },
     'resync-period': { type: 'string', default: '10m' },
     workers: { type: 'string', default: '2' },
+    // The apiserver sends a bookmark about every minute on an idle watch; silence longer than this is a dead connection.
+    'watch-idle-timeout': { type: 'string', default: '150s' },
     identity: { type: 'string', default: '' },
   },
   allowPositionals: false,
 });
 
 const log = pino({ level: flags['log-level'], base: { component: 'servicegroup-controller' } });
+const watchIdleTimeoutMs = parseDuration(flags['watch-idle-timeout']!);
+if (watchIdleTimeoutMs < 1000) throw new Error(`--watch-idle-timeout must be at least 1s, got ${flags['watch-idle-timeout']}`);
 const client = new KubeClient(loadCredentials(flags.kubeconfig));
 const identity = flags.identity || `${hostname()}_${process.pid}`;
 
 let controller: GridController | undefined;
+let nodeUnits: NodeUnitController | undefined;
 let started = false;
 const metrics = new ControllerMetrics({
   queueDepth: () => controller?.queue.length ?? 0,
   units: () => controller?.unitTotals() ?? [],
 });
-client.observeRequests((verb) => {
+client.setResponseObserver((verb) => {
   if (verb !== 'GET') metrics.writes.inc({ verb });
 });
 
@@ -62,8 +68,17 @@ async function startController(): Promise<void> {
     instance: identity,
     workers: Number(flags.workers),
     resyncPeriodMs: parseDuration(flags['resync-period']!),
+    watchIdleTimeoutMs,
   });
-  await controller.start();
+  nodeUnits = new NodeUnitController({
+    client,
+    log,
+    deploymentGrids: controller.deploymentGrids,
+    serviceGrids: controller.serviceGrids,
+    resyncPeriodMs: parseDuration(flags['resync-period']!),
+    watchIdleTimeoutMs,
+  });
+  await Promise.all([controller.start(), nodeUnits.start()]);
   started = true;
 }
 
@@ -103,7 +118,7 @@ async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
   log.info({ signal }, 'shutting down');
-  await controller?.stop();
+  await Promise.all([controller?.stop(), nodeUnits?.stop()]);
   await elector?.stop();
   await server.close();
   process.exit(0);

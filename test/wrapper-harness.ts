@@ -100,7 +100,7 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function httpText(
   url: string,
-  init: { method?: string; body?: string; headers?: Record<string, string> } = {},
+  init: { method?: string; body?: string | Buffer; headers?: Record<string, string> } = {},
 ): Promise<{ status: number; body: string; headers: IncomingMessage['headers'] }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(url, { method: init.method ?? 'GET', headers: init.headers }, (res) => {

@@ -5,10 +5,21 @@
 import type { Logger } from 'pino';
 import { type KubeObject, objectKey } from '../kube/objects.ts';
 import { type SavedState, SnapshotScheduler, type StateStore } from './state.ts';
-import type { NodeUnitView, ServedStores } from './view.ts';
+import type { NodeUnitView, UpstreamResource } from './view.ts';
 
-/** The order objects are saved and restored in: Nodes first, so each Service is filtered once. */
-const SAVE_ORDER: readonly (keyof ServedStores)[] = ['nodes', 'namespaces', 'servicecidrs', 'services', 'endpointslices', 'endpoints'];
+/**
+ * The order objects are saved and restored in: Nodes (and NodeUnits, which place nodes) first, so
+ * each Service is filtered once.
+ */
+const SAVE_ORDER: readonly UpstreamResource[] = [
+  'nodes',
+  'nodeunits',
+  'namespaces',
+  'servicecidrs',
+  'services',
+  'endpointslices',
+  'endpoints',
+];
 
 const metadataOfKey = (key: string) => {
   const slash = key.indexOf('/');

@@ -38,6 +38,31 @@ export function topologyKeysOf(service: KubeObject | undefined): TopologyKeys {
   return { kind: 'keys', keys: parsed as string[], source };
 }
 
+/** Whether the object carries a topology annotation in either spelling, even an empty or invalid one. */
+export function hasTopologyAnnotation(obj: KubeObject | undefined): boolean {
+  const a = obj?.metadata?.annotations;
+  return !!a && (Object.hasOwn(a, ANNOTATION_TOPOLOGY_KEYS) || Object.hasOwn(a, ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE));
+}
+
+/**
+ * The topology keys a Namespace gives its Services: only our annotation (SuperEdge's spelling
+ * never existed on Namespaces, and a bare `topologyKeys` there may mean something else).
+ */
+export function namespaceTopologyKeysOf(namespace: KubeObject | undefined): TopologyKeys {
+  const value = namespace?.metadata?.annotations?.[ANNOTATION_TOPOLOGY_KEYS];
+  if (value === undefined) return { kind: 'none' };
+  return topologyKeysOf({ metadata: { name: namespace!.metadata.name, annotations: { [ANNOTATION_TOPOLOGY_KEYS]: value } } });
+}
+
+/**
+ * The keys that decide a Service's endpoints: its own annotation when it has one (so `[]` opts a
+ * Service out of its Namespace's keys), else its Namespace's.
+ */
+export function effectiveTopologyKeys(service: KubeObject | undefined, namespaceKeys: TopologyKeys): TopologyKeys {
+  if (!service) return { kind: 'none' };
+  return hasTopologyAnnotation(service) ? topologyKeysOf(service) : namespaceKeys;
+}
+
 export type NodeLabelsLookup = (nodeName: string) => Record<string, string> | undefined;
 
 export interface NodeUnitContext {

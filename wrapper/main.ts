@@ -4,15 +4,15 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { KubeClient } from '../kube/client.ts';
 import { loadCredentials } from '../kube/kubeconfig.ts';
-import { apiVersionOf } from '../kube/objects.ts';
+import { apiVersionOf, type GroupVersionResource } from '../kube/objects.ts';
 import { Reflector } from '../kube/reflector.ts';
 import { DurableView } from './durable-view.ts';
 import { WrapperMetrics } from './metrics.ts';
-import { SERVED_RESOURCES } from './resources.ts';
+import { NODE_UNITS, NODES, SERVED_RESOURCES } from './resources.ts';
 import { RvClock, ServedResource } from './served.ts';
 import { buildServer } from './server.ts';
 import { StateStore } from './state.ts';
-import { NodeUnitView, type ServedStores } from './view.ts';
+import { isMembershipSource, NodeUnitView, type ServedStores } from './view.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -27,6 +27,7 @@ const { values: flags } = parseArgs({
     'max-watches': { type: 'string', default: '1000' },
     'state-dir': { type: 'string', default: '/var/lib/application-grid-wrapper' },
     'state-interval-seconds': { type: 'string', default: '30' },
+    membership: { type: 'string', default: 'nodes' },
   },
 });
 
@@ -42,6 +43,17 @@ if (!/^\d+$/.test(flags['max-watches']) || maxWatches < 1) {
   log.fatal({ flag: 'max-watches', value: flags['max-watches'] }, '--max-watches must be a whole number of at least 1');
   process.exit(2);
 }
+
+if (!isMembershipSource(flags.membership)) {
+  log.fatal(
+    { flag: 'membership', value: flags.membership },
+    '--membership must be "nodeunits" (NodeUnit member lists and this node) or "nodes" (every Node)',
+  );
+  process.exit(2);
+}
+const membership = flags.membership;
+// Everything read upstream (and saved): what is served, plus the NodeUnits when they place nodes.
+const upstreamResources = [...SERVED_RESOURCES.map((s) => s.resource), ...(membership === 'nodeunits' ? [NODE_UNITS.resource] : [])];
 
 const hostPort = (s: string) => {
   const i = s.lastIndexOf(':');
@@ -80,13 +92,13 @@ for (const s of Object.values(served)) {
   s.onSlowWatcher = () =>
     log.warn({ resource: s.resource }, 'closing a watch whose client does not keep up; it will resume from its last resourceVersion');
 }
-const view = new NodeUnitView(nodeName, served, log.child({ component: 'view', node: nodeName }), metrics);
+const view = new NodeUnitView(nodeName, served, log.child({ component: 'view', node: nodeName }), metrics, membership);
 const durable = new DurableView({
   view,
   store,
   log: log.child({ component: 'state' }),
   snapshotIntervalMs: stateIntervalSeconds * 1000,
-  resources: SERVED_RESOURCES.map((s) => s.resource),
+  resources: upstreamResources,
 });
 const restored = durable.restore();
 if (restored) {
@@ -95,9 +107,23 @@ if (restored) {
     'serving the saved state until the apiserver answers',
   );
 }
-const reflectors = SERVED_RESOURCES.map(
-  (spec) => new Reflector(spec, upstream, durable, log.child({ component: 'upstream' }), { metrics }),
-);
+// Retries within a second, so a node converges soon after its link returns; relists (and, when a
+// saved state is served, first lists) spread over a random delay, so that a site whose link
+// returns does not list all at once.
+const RECONNECT = { maxBackoffMs: 1_000, relistJitterMs: 500 };
+const upstreamLog = log.child({ component: 'upstream' });
+// From NodeUnits, the only Node watched is this node's own (as kube-proxy itself does).
+const selectorOf = (spec: GroupVersionResource) =>
+  spec === NODES && membership === 'nodeunits' ? { fieldSelector: `metadata.name=${nodeName}` } : {};
+const reflectorFor = (spec: GroupVersionResource) =>
+  new Reflector(spec, upstream, durable, upstreamLog, {
+    metrics,
+    ...RECONNECT,
+    startJitterMs: restored ? RECONNECT.relistJitterMs : 0,
+    onContact: (reached) => (reached ? durable.contact(spec.resource) : durable.lost(spec.resource)),
+    ...selectorOf(spec),
+  });
+const reflectors = [...SERVED_RESOURCES.map(reflectorFor), ...(membership === 'nodeunits' ? [reflectorFor(NODE_UNITS)] : [])];
 for (const r of reflectors) void r.synced.then(() => durable.listed(r.resource.resource));
 
 // With a saved state the wrapper serves at once: a complete state, only older than the apiserver's.
@@ -120,7 +146,10 @@ const listen = hostPort(flags.listen);
 await app.listen(listen);
 const metricsApp = flags['metrics-listen'] ? await buildServer(state, { withResources: false }) : undefined;
 if (metricsApp) await metricsApp.listen(hostPort(flags['metrics-listen']));
-log.info({ listen: flags.listen, node: nodeName, upstream: upstream.server.origin, firstResourceVersion: clock.start }, 'listening');
+log.info(
+  { listen: flags.listen, node: nodeName, membership, upstream: upstream.server.origin, firstResourceVersion: clock.start },
+  'listening',
+);
 
 const shutdown = async (signal: string) => {
   log.info({ signal }, 'shutting down');
@@ -156,7 +185,7 @@ function openStateStore(dir: string): StateStore | undefined {
     dir,
     node: nodeName,
     log: log.child({ component: 'state' }),
-    resources: SERVED_RESOURCES.map((s) => s.resource),
+    resources: upstreamResources,
     metrics,
   });
 }

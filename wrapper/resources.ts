@@ -1,5 +1,6 @@
 // The resource kinds the wrapper serves, described once; everything else (upstream reflectors,
 // served stores, HTTP routes, discovery, RBAC test) is generated from this table.
+import { GROUP, PLURAL_NODE_UNIT, VERSION } from '../controllers/api/v1alpha1.ts';
 import type { GroupVersionResource } from '../kube/objects.ts';
 
 export interface ResourceSpec extends GroupVersionResource {
@@ -70,6 +71,9 @@ export const NAMESPACES: ResourceSpec = {
 };
 
 export const SERVED_RESOURCES: readonly ResourceSpec[] = [SERVICES, ENDPOINT_SLICES, ENDPOINTS, NODES, SERVICE_CIDRS, NAMESPACES];
+
+/** Read, never served: with `--membership=nodeunits` the NodeUnits' member lists say who is in which unit. */
+export const NODE_UNITS: GroupVersionResource = { group: GROUP, version: VERSION, resource: PLURAL_NODE_UNIT };
 
 export const supportedFields = (s: ResourceSpec) => ['metadata.name', ...(s.namespaced ? ['metadata.namespace'] : []), ...s.extraFields];
 

@@ -423,6 +423,8 @@ export async function buildServer(state: WrapperState, opts: { withResources: bo
     // Watches are long-lived; the server must not cut them.
     requestTimeout: 0,
     return503OnClosing: false,
+    // No per-request child logger: a watch would keep one (with its bindings) for its whole life.
+    childLoggerFactory: (logger) => logger,
   });
   app.decorate('wrapper', state);
   // No route reads a body: forwarded event writes stream it to the apiserver as it came, and a

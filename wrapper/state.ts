@@ -256,11 +256,29 @@ export class StateStore {
       .sort((a, b) => b - a);
   }
 
+  /** A write interrupted by a crash leaves its temporary file: never read, and it takes space. */
+  private removeTemporaryFiles(): void {
+    let names: string[] = [];
+    try {
+      names = readdirSync(this.dir);
+    } catch {}
+    for (const name of names) {
+      if (!name.endsWith('.tmp')) continue;
+      try {
+        unlinkSync(join(this.dir, name));
+        this.log.info({ file: join(this.dir, name) }, 'removed the temporary file of an interrupted write');
+      } catch (err) {
+        this.log.warn({ err, file: join(this.dir, name) }, 'cannot remove the temporary file of an interrupted write');
+      }
+    }
+  }
+
   /**
    * The newest valid snapshot (falling back generation by generation), or undefined. Every
    * unusable file is logged with the reason; none is ever partly used.
    */
   load(): SavedState | undefined {
+    this.removeTemporaryFiles();
     const gens = this.generations();
     if (gens.length > 0) this.nextGeneration = gens[0]! + 1;
     for (const g of gens) {
