@@ -16,6 +16,7 @@ import { installWrapperRbac } from '../test/wrapper-harness.ts';
 import {
   apiserverEndpoint,
   cpuOver,
+  DEFAULT_CONTROLLER_CMD,
   DEFAULT_WRAPPER_CMD,
   type Endpoint,
   inParallel,
@@ -291,7 +292,12 @@ async function atScale(nodes: number) {
     console.error(`[bench] ${nodes} nodes, ${P.services} services created in ${((performance.now() - t) / 1000).toFixed(0)} s`);
 
     t = performance.now();
-    const controller = await startControllerUnderTest(cluster, { kubeconfig: controllerKubeconfig, resyncSeconds: 600 });
+    // The resync period in plain seconds: this controller's flag parser takes `600s`, not Go's `10m0s`.
+    const controller = await startControllerUnderTest(cluster, {
+      cmd: DEFAULT_CONTROLLER_CMD.replace('{resync}', '{resyncSeconds}s'),
+      kubeconfig: controllerKubeconfig,
+      resyncSeconds: 600,
+    });
     for (;;) {
       // A CRD established a moment ago may still answer 429 while its storage initialises.
       const r = await request(api, 'GET', '/apis/servicegroup.io/v1alpha1/nodeunits');
