@@ -220,7 +220,7 @@ async function main() {
       ['what', 'value', 'target'],
       [
         ['state size on disk (one snapshot)', f(fig('stateBytes') / MiB, 'MiB', 2), ''],
-        ['state directory (two generations + high-water mark)', f(fig('stateDirBytes') / MiB, 'MiB', 2), ''],
+        ['state directory (every file in it)', f(fig('stateDirBytes') / MiB, 'MiB', 2), ''],
         [`snapshots per minute at ${fig('updatesPerSecond').toFixed(0)} updates/s`, f(fig('snapshotsPerMinute'), '', 1), ''],
         ['bytes written per minute at that rate', f(fig('bytesWrittenPerMinute') / MiB, 'MiB', 1), ''],
         ['time per snapshot (encode, write, fsync, rename)', f(fig('writeMsMean'), 'ms', 0), ''],

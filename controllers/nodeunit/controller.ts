@@ -51,6 +51,8 @@ export interface NodeUnitControllerOptions {
   serviceGrids: Informer<KubeObject>;
   /** Re-sync this often (0: never). */
   resyncPeriodMs?: number;
+  /** A watch silent this long is taken for a dead connection and re-opened (default: the reflector's). */
+  watchIdleTimeoutMs?: number;
 }
 
 interface NodeObject extends KubeObject {
@@ -103,7 +105,8 @@ export class NodeUnitController {
   constructor(opts: NodeUnitControllerOptions) {
     this.opts = opts;
     this.log = opts.log.child({ controller: 'nodeunit' });
-    const informer = (r: Resource, options: ReflectorOptions = {}) => new Informer<KubeObject>(opts.client, r, opts.log, options);
+    const informer = (r: Resource, options: ReflectorOptions = {}) =>
+      new Informer<KubeObject>(opts.client, r, opts.log, { watchIdleTimeoutMs: opts.watchIdleTimeoutMs, ...options });
     this.units = informer(NODE_UNITS);
     // Labels, our annotation and readiness are all a sync reads of a Node; its status (images,
     // addresses, capacity) is most of its size.
