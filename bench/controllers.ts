@@ -384,14 +384,14 @@ async function stopController(c: ProgramUnderTest): Promise<void> {
   }
 }
 
-/** Reconciles the controller reports in its own metrics (when it exports servicegroup_reconcile_total). */
+/** Reconciles the controller reports in its own metrics (when it exports controller_runtime_reconcile_total). */
 async function reconcileCount(c: ProgramUnderTest): Promise<number | undefined> {
   if (!c.metricsUrl) return undefined;
   const r = await request({ url: c.metricsUrl }, 'GET', '').catch(() => undefined);
   if (r?.status !== 200) return undefined;
   let total: number | undefined;
   for (const line of r.body.split('\n')) {
-    if (line.startsWith('servicegroup_reconcile_total{')) total = (total ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (line.startsWith('controller_runtime_reconcile_total{')) total = (total ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
   }
   return total;
 }

@@ -81,7 +81,7 @@ async function main() {
       server: `https://127.0.0.1:${relay.port}`,
     });
     const stateDir = join(cluster.dir, 'wrapper-state-bench');
-    const cmd = `${(values['wrapper-cmd'] ?? DEFAULT_WRAPPER_CMD).replace('{state}', stateDir)} --state-interval-seconds=${values['state-interval-seconds']}`;
+    const cmd = `${(values['wrapper-cmd'] ?? DEFAULT_WRAPPER_CMD).replace('{state}', stateDir)} --state-interval=${values['state-interval-seconds']}s`;
     const start = async () => {
       const t = performance.now();
       const w = await startWrapperUnderTest(cluster, { cmd, nodeName: LOCAL, kubeconfig, name: `wrapper-${Date.now()}` });

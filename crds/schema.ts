@@ -222,13 +222,14 @@ const CONDITIONS: Schema = {
   type: 'array',
   'x-kubernetes-list-type': 'map',
   'x-kubernetes-list-map-keys': ['type'],
+  // The required fields and reason syntax of metav1.Condition, so generic tooling can rely on them.
   items: {
     type: 'object',
-    required: ['type', 'status'],
+    required: ['type', 'status', 'reason', 'message', 'lastTransitionTime'],
     properties: {
       type: { type: 'string' },
       status: { type: 'string', enum: ['True', 'False', 'Unknown'] },
-      reason: { type: 'string' },
+      reason: { type: 'string', minLength: 1, maxLength: 1024, pattern: '^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$' },
       message: { type: 'string' },
       lastTransitionTime: { type: 'string', format: 'date-time' },
       observedGeneration: { type: 'integer', format: 'int64' },
@@ -317,7 +318,12 @@ const COMMON_COLUMNS: Schema[] = [
   { name: 'Ready', type: 'integer', jsonPath: '.status.readyUnits' },
 ];
 const TAIL_COLUMNS: Schema[] = [
-  { name: 'Degraded', type: 'string', jsonPath: '.status.conditions[?(@.type=="Degraded")].reason', priority: 1 },
+  {
+    name: 'Degraded',
+    type: 'string',
+    jsonPath: '.status.conditions[?(@.type=="Degraded")].reason',
+    description: 'Why the grid is degraded.',
+  },
   { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
 ];
 

@@ -42,18 +42,17 @@ export class Informer<T extends KubeObject> implements ReflectorSink {
     return [...(this.byNamespace.get(namespace)?.values() ?? [])];
   }
 
-  get size(): number {
-    return this.store.size;
+  /** See Reflector.problem. */
+  problem(graceMs: number, now?: number): string | undefined {
+    return this.reflector.problem(graceMs, now);
   }
 
-  /** True while the last list/watch attempt failed. */
   get failing(): boolean {
     return this.reflector.failing;
   }
 
-  /** Why this cache cannot be trusted (see Reflector.problem), or undefined. */
-  problem(now: number, graceMs: number): string | undefined {
-    return this.reflector.problem(now, graceMs);
+  get size(): number {
+    return this.store.size;
   }
 
   /** Starts the list/watch loop in the background; await `synced` for the first list. */

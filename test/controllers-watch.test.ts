@@ -58,7 +58,8 @@ describe('controller watches', () => {
         [
           'controllers/main.ts',
           `--kubeconfig=${kubeconfig}`,
-          `--metrics-listen=127.0.0.1:${await freePort()}`,
+          `--metrics-bind-address=127.0.0.1:${await freePort()}`,
+          '--health-probe-bind-address=0',
           '--leader-elect=false',
           // No resync during the test: only the watches can bring the change.
           '--resync-period=1h',

@@ -113,7 +113,8 @@ describe('per-NodeUnit DNS through the wrapper', () => {
       c.startProcess('servicegroup-controller', process.execPath, [
         join(root, 'controllers/main.ts'),
         `--kubeconfig=${controllerKubeconfig}`,
-        `--metrics-listen=127.0.0.1:${await freePort()}`,
+        `--metrics-bind-address=127.0.0.1:${await freePort()}`,
+        '--health-probe-bind-address=0',
         '--leader-elect=false',
       ]);
       for (const node of Object.keys(NODES) as NodeName[]) {

@@ -34,7 +34,7 @@ const NODE = 'edge-a';
 const TRIGGER_TIME = 'endpoints.kubernetes.io/last-change-trigger-time';
 const RESOURCES = SERVED_RESOURCES.map((s) => s.resource);
 // Frequent snapshots so that what a test changed is on disk within a fraction of a second.
-const FAST_STATE = ['--state-interval-seconds=0.1'];
+const FAST_STATE = ['--state-interval=100ms'];
 
 const service = (name: string, marked: boolean) => ({
   apiVersion: 'v1',
@@ -392,7 +392,7 @@ describe('edge autonomy of the application-grid-wrapper', () => {
     let duringWrite = 0;
     try {
       for (let round = 0; round < 60; round++) {
-        const w = await startWrapper(c, { nodeName: NODE, kubeconfig: viaRelay, stateDir, args: ['--state-interval-seconds=0.01'] });
+        const w = await startWrapper(c, { nodeName: NODE, kubeconfig: viaRelay, stateDir, args: ['--state-interval=10ms'] });
         if (round === 0) {
           await waitFor('a first snapshot', async () => (readdirSync(stateDir).some((n) => /^snapshot\.\d+$/.test(n)) ? true : undefined), {
             timeoutMs: 60_000,

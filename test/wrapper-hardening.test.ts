@@ -452,10 +452,10 @@ describe('application-grid-wrapper hardening', () => {
           env: { ...process.env, KUBECONFIG: c.adminKubeconfigPath },
         });
         let out = '';
-        child.stdout.on('data', (d) => (out += d));
+        child.stderr.on('data', (d) => (out += d));
         const code = await new Promise<number | null>((r) => child.on('exit', r));
         assert.equal(code, 2, bad);
-        assert.match(out, /--max-watches must be a whole number of at least 1/);
+        assert.match(out, new RegExp(`invalid value "${bad.replace('.', '\\.')}" for --max-watches: `));
       }
     });
   });

@@ -110,7 +110,7 @@ describe('application-grid-wrapper', () => {
     // Upstream goes through a relay the outage test can cut.
     relay = new CuttableRelay(Number(new URL(c.server).port));
     const upstreamKubeconfig = await kubeconfigWithServer(saKubeconfig, await relay.start(), c.dir);
-    wrapper = await startWrapper(c, { nodeName: LOCAL, kubeconfig: upstreamKubeconfig, args: ['--bookmark-interval-seconds=1'] });
+    wrapper = await startWrapper(c, { nodeName: LOCAL, kubeconfig: upstreamKubeconfig, args: ['--bookmark-interval=1s'] });
     clientKubeconfig = await c.kubeconfigForURL(wrapper.url, 'wrapper');
   });
 
@@ -602,7 +602,7 @@ describe('application-grid-wrapper', () => {
       nodeName: LOCAL,
       kubeconfig: await kubeconfigWithServer(saKubeconfig, `https://127.0.0.1:${relay.port}`, cluster().dir),
       port,
-      args: ['--bookmark-interval-seconds=1'],
+      args: ['--bookmark-interval=1s'],
     });
     let unready: { status: number; body: string } | undefined;
     for (let i = 0; i < 100 && !unready; i++) {

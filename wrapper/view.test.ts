@@ -148,7 +148,7 @@ test('membership from NodeUnits: member lists place other nodes, the own Node pl
     SERVED_RESOURCES.map((s) => [s.resource, new ServedResource(s.resource, clock, { kind: s.kind, apiVersion: apiVersionOf(s) })]),
   ) as unknown as ServedStores;
   const gauges = new Map<string, number>();
-  const metrics = { endpoints() {}, setGauge: (name: string, _h: string, _l: string, v: number) => void gauges.set(name, v) };
+  const metrics = { endpoints() {}, setGauge: (name: string, _h: string, _l: unknown, v: number) => void gauges.set(name, v) };
   const view = new NodeUnitView('a1', served, pino({ level: 'silent' }), metrics, 'nodeunits');
   const endpointsOf = (name: string) =>
     ((served.endpointslices.get(`ns/${name}`)?.endpoints as { addresses: string[] }[] | undefined) ?? []).map((e) => e.addresses[0]);

@@ -28,7 +28,7 @@ export interface ServedStores {
 
 export interface ViewMetrics {
   endpoints(kept: number, dropped: number): void;
-  setGauge(name: string, help: string, labels: string, value: number): void;
+  setGauge(name: string, help: string, labels: Readonly<Record<string, string>>, value: number): void;
 }
 
 /**
@@ -256,7 +256,7 @@ export class NodeUnitView {
       this.metrics?.setGauge(
         'servicegroup_wrapper_membership_updated_timestamp_seconds',
         'When NodeUnit membership last changed, as seen by this wrapper (membership nodeunits).',
-        '',
+        {},
         Date.now() / 1000,
       );
     this.checkLocalMembership();
@@ -287,7 +287,7 @@ export class NodeUnitView {
     this.metrics?.setGauge(
       'servicegroup_wrapper_membership_stale_since_timestamp_seconds',
       "Since when this node's labels and its NodeUnits disagree (0: they agree). Long-lasting means the NodeUnit controller is down or behind.",
-      '',
+      {},
       this.staleSinceMs / 1000,
     );
   }

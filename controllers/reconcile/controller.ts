@@ -45,7 +45,7 @@ function gridKey(kind: Kind, namespace: string, name: string): string {
 }
 
 export class GridController {
-  readonly queue = new WorkQueue();
+  readonly queue: WorkQueue;
   private readonly opts: ControllerOptions;
   private readonly log: Logger;
   private readonly ctx: SyncContext;
@@ -58,11 +58,15 @@ export class GridController {
   private readonly informers: Informer<KubeObject>[];
   private resyncTimer?: NodeJS.Timeout;
   private workers: Promise<void>[] = [];
+  private deadWorkers = 0;
+  private started = false;
+  private stopping = false;
   private readonly unitCounts = new Map<string, { total: number; ready: number }>();
 
   constructor(opts: ControllerOptions) {
     this.opts = opts;
     this.log = opts.log;
+    this.queue = new WorkQueue({ metrics: opts.metrics?.workqueue });
     this.ctx = {
       client: opts.client,
       log: opts.log,
@@ -144,7 +148,14 @@ export class GridController {
     await Promise.all(this.informers.map((i) => i.synced));
     this.log.info({ grids: this.deploymentGrids.size + this.serviceGrids.size, nodes: this.nodes.size }, 'caches synced');
     this.resyncAll();
-    for (let i = 0; i < (this.opts.workers ?? 2); i++) this.workers.push(this.work());
+    for (let i = 0; i < (this.opts.workers ?? 2); i++)
+      this.workers.push(
+        this.work().catch((err) => {
+          this.deadWorkers++;
+          this.log.error({ err }, 'worker died');
+        }),
+      );
+    this.started = true;
     const period = this.opts.resyncPeriodMs ?? 0;
     if (period > 0) {
       this.resyncTimer = setInterval(() => this.resyncAll(), period);
@@ -180,7 +191,28 @@ export class GridController {
     return [...sums].map(([kind, s]) => ({ kind, ...s }));
   }
 
+  /**
+   * Liveness: what is broken beyond repair by waiting (a worker loop that ended, a cache whose
+   * list/watch has failed for longer than `watchGraceMs`); empty when healthy.
+   */
+  problems(watchGraceMs: number, now = Date.now()): string[] {
+    const out: string[] = [];
+    if (this.stopping) return out;
+    if (this.deadWorkers) out.push(`${this.deadWorkers} of ${this.workers.length} workers died`);
+    for (const i of this.informers) {
+      const p = i.problem(watchGraceMs, now);
+      if (p) out.push(`${i.name}: ${p}`);
+    }
+    return out;
+  }
+
+  /** Readiness: caches synced and every list/watch currently succeeding. */
+  ready(): boolean {
+    return this.started && !this.informers.some((i) => i.failing);
+  }
+
   async stop(): Promise<void> {
+    this.stopping = true;
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     this.queue.shutdown();
     for (const i of this.informers) i.stop();
@@ -193,25 +225,23 @@ export class GridController {
       if (key === undefined) return;
       const kind = key.split('/')[0]!;
       const started = process.hrtime.bigint();
-      let result = 'success';
+      let result: 'success' | 'error' = 'success';
       try {
         const retry = await this.sync(key);
         if (retry) {
-          result = 'retry';
-          this.opts.metrics?.reconcileErrors.inc({ kind });
+          // Some unit failed (reported in status): an error in controller-runtime's terms.
+          result = 'error';
           this.queue.addRateLimited(key);
         } else {
           this.queue.forget(key);
         }
       } catch (err) {
         result = 'error';
-        this.opts.metrics?.reconcileErrors.inc({ kind });
         const delay = this.queue.addRateLimited(key);
         this.log.error({ err, grid: key.slice(kind.length + 1), kind, retryInMs: delay }, 'reconcile failed');
       } finally {
         this.queue.done(key);
-        this.opts.metrics?.reconciles.inc({ kind, result });
-        this.opts.metrics?.reconcileDuration.observe({ kind }, Number(process.hrtime.bigint() - started) / 1e9);
+        this.opts.metrics?.reconciled(kind.toLowerCase(), result, Number(process.hrtime.bigint() - started) / 1e9);
       }
     }
   }
