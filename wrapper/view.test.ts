@@ -227,3 +227,19 @@ test("a StatefulSetGrid's pods are served under their unit-free hostname, follow
   assert.deepEqual(hostnames(), ['1=db-a-0', '2=db-0']);
   assert.equal(served.namespaces.count, 1, 'namespaces are served as they are');
 });
+
+test('membership from Nodes ignores NodeUnits (e.g. in a state saved with the other source)', () => {
+  const { view, served } = setup();
+  view.upsert('nodes', node('a1', 'a'));
+  view.upsert('services', svc('web', true));
+  view.upsert(
+    'endpointslices',
+    slice('web-1', 'web', [
+      ['1', 'a1'],
+      ['2', 'b1'],
+    ]),
+  );
+  view.upsert('nodeunits', { metadata: { name: 'zone.a' }, spec: { key: 'zone', value: 'a' }, status: { nodes: ['a1', 'b1'] } });
+  const eps = (served.endpointslices.get('ns/web-1')?.endpoints as { addresses: string[] }[]).map((e) => e.addresses[0]);
+  assert.deepEqual(eps, ['1'], 'b1 is not known as a Node: its endpoint stays out');
+});

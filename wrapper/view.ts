@@ -145,7 +145,8 @@ export class NodeUnitView {
         }
         break;
       case 'nodeunits':
-        this.unitChanged(key, deleted ? undefined : obj);
+        // A saved state written with the other membership source may still hold NodeUnits.
+        if (this.membership === 'nodeunits') this.unitChanged(key, deleted ? undefined : obj);
         break;
       case 'servicecidrs':
         this.served.servicecidrs.apply(key, deleted ? undefined : obj);
