@@ -53,18 +53,18 @@ const flags = parseCommandLine({
       zero: true,
       help: 'Re-check every grid from the caches this often (writes nothing when nothing drifted).',
     }),
-    // The apiserver sends a bookmark about every minute on an idle watch; silence longer than this is a dead connection.
-    'watch-idle-timeout': durationFlag({
-      default: '150s',
-      min: '1s',
-      max: '1h',
-      help: 'Re-open a watch that has sent nothing (not even a bookmark) for this long: a half-open connection.',
-    }),
     'watch-failure-grace-period': durationFlag({
       default: '2m',
       min: '1s',
       max: '24h',
       help: '/healthz fails once a cache has failed to list/watch for longer than this.',
+    }),
+    // The apiserver sends a bookmark about every minute on an idle watch; silence longer than this is a dead connection.
+    'watch-idle-timeout': durationFlag({
+      default: '150s',
+      min: '1s',
+      max: '1h',
+      help: 'A watch silent for longer than this (no event, no bookmark) is taken for a dead connection and re-opened.',
     }),
     'log-level': enumFlag({ values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'], default: 'info', help: 'Log level.' }),
   },
@@ -91,7 +91,7 @@ const metrics = new ControllerMetrics(
   { queueName: 'grids' },
 );
 for (const c of ['deploymentgrid', 'servicegrid']) metrics.declareController(c);
-client.setResponseObserver((method, code, host) => metrics.request(method, String(code ?? '<error>'), host));
+client.setResponseObserver((method, code, host) => metrics.request(method, code, host));
 
 const elector = flags['leader-elect']
   ? new LeaderElector(client, log, {

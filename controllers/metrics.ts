@@ -144,8 +144,8 @@ export class ControllerMetrics {
   }
 
   /** One answer (or failure: code `<error>`, as client-go counts it) of the API client. */
-  request(method: string, code: string, host: string): void {
-    this.restRequests.inc({ code, method, host });
+  request(method: string, code: number | undefined, host: string): void {
+    this.restRequests.inc({ code: code === undefined ? '<error>' : String(code), method, host });
   }
 
   leader(lease: string, leading: boolean): void {

@@ -42,17 +42,18 @@ export class Informer<T extends KubeObject> implements ReflectorSink {
     return [...(this.byNamespace.get(namespace)?.values() ?? [])];
   }
 
-  /** See Reflector.problem. */
-  problem(graceMs: number, now?: number): string | undefined {
-    return this.reflector.problem(graceMs, now);
+  get size(): number {
+    return this.store.size;
   }
 
+  /** True while the last list/watch attempt failed. */
   get failing(): boolean {
     return this.reflector.failing;
   }
 
-  get size(): number {
-    return this.store.size;
+  /** Why this cache cannot be trusted (see Reflector.problem), or undefined. */
+  problem(now: number, graceMs: number): string | undefined {
+    return this.reflector.problem(now, graceMs);
   }
 
   /** Starts the list/watch loop in the background; await `synced` for the first list. */

@@ -146,27 +146,27 @@ export class Reflector {
   start(): void {
     this.run().then(
       () => (this.loopEnded = !this.abort.signal.aborted),
-      (err: unknown) => {
+      (err) => {
         this.loopEnded = true;
         this.log.error({ err }, 'list/watch loop ended');
       },
     );
   }
 
+  /** True while the last list/watch attempt failed. */
+  get failing(): boolean {
+    return this.failure !== undefined;
+  }
+
   /**
-   * Why this cache cannot be trusted, or undefined: its loop ended, or its list/watch requests
-   * have failed without a success in between for longer than `graceMs`.
+   * Why this reflector's data cannot be trusted, or undefined: its loop ended, or its list/watch
+   * attempts have failed without a success for longer than `graceMs`.
    */
-  problem(graceMs: number, now = Date.now()): string | undefined {
+  problem(now: number, graceMs: number): string | undefined {
     if (this.loopEnded) return 'list/watch loop ended';
     if (this.failure && now - this.failure.since > graceMs)
       return `list/watch failing for ${Math.round((now - this.failure.since) / 1000)}s: ${this.failure.err.message}`;
     return undefined;
-  }
-
-  /** True while the last list or watch request failed. */
-  get failing(): boolean {
-    return this.failure !== undefined;
   }
 
   stop(): void {

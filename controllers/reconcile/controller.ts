@@ -200,7 +200,7 @@ export class GridController {
     if (this.stopping) return out;
     if (this.deadWorkers) out.push(`${this.deadWorkers} of ${this.workers.length} workers died`);
     for (const i of this.informers) {
-      const p = i.problem(watchGraceMs, now);
+      const p = i.problem(now, watchGraceMs);
       if (p) out.push(`${i.name}: ${p}`);
     }
     return out;
