@@ -240,6 +240,6 @@ test('membership from Nodes ignores NodeUnits (e.g. in a state saved with the ot
     ]),
   );
   view.upsert('nodeunits', { metadata: { name: 'zone.a' }, spec: { key: 'zone', value: 'a' }, status: { nodes: ['a1', 'b1'] } });
-  const eps = (served.endpointslices.get('ns/web-1')?.endpoints as { addresses: string[] }[]).map((e) => e.addresses[0]);
+  const eps = ((served.endpointslices.get('ns/web-1')?.endpoints ?? []) as { addresses: string[] }[]).map((e) => e.addresses[0]);
   assert.deepEqual(eps, ['1'], 'b1 is not known as a Node: its endpoint stays out');
 });
