@@ -4,6 +4,7 @@
 
 import type { V1Deployment } from '@kubernetes/client-node';
 import {
+  ANNOTATION_RENDER_HASH,
   CONDITION_MISPLACED_PODS,
   CONDITION_UNKNOWN_OVERRIDE_UNITS,
   type DeploymentGrid,
@@ -14,6 +15,7 @@ import {
 import type { Informer, KubeObject } from '../kube/informer.ts';
 import { stableStringify } from '../render/common.ts';
 import { renderDeploymentGrid, unknownOverrideUnits } from '../render/deployment.ts';
+import { gateRollout, type UnitHealth } from '../rollout/gate.ts';
 import { condition, listSome } from './conditions.ts';
 import { type Evictor, findMisplacedPods, type MisplacedPod } from './eviction.ts';
 import type { GridKindParts, Notice, SyncView } from './grid-sync.ts';
@@ -34,6 +36,18 @@ function deploymentReady(d: V1Deployment | undefined): boolean {
     (st.readyReplicas ?? 0) >= want &&
     (st.replicas ?? 0) === want
   );
+}
+
+/** A unit's state for a rollout: done when rolled out and available; failed past its progress deadline. */
+function deploymentHealth(live: KubeObject): UnitHealth {
+  const d = live as V1Deployment;
+  const want = d.spec?.replicas ?? 1;
+  const stuck = d.status?.conditions?.find((c) => c.type === 'Progressing' && c.reason === 'ProgressDeadlineExceeded');
+  return {
+    done: deploymentRolledOut(d) && (d.status?.availableReplicas ?? 0) >= want,
+    failed: !!stuck,
+    failure: stuck ? `ProgressDeadlineExceeded: ${stuck.message ?? 'the Deployment made no progress within its deadline'}` : undefined,
+  };
 }
 
 function deploymentRolledOut(d: V1Deployment | undefined): boolean {
@@ -72,6 +86,10 @@ export function deploymentGridParts(caches: DeploymentGridCaches, evictor: Evict
         message: `the template's selector changed and a Deployment's selector is immutable: delete Deployment ${name} to have it recreated`,
       };
     },
+    gate: (grid, rendered, current) =>
+      gateRollout(grid, rendered, current, deploymentHealth, (type, status, reason, message) =>
+        condition(grid.status?.conditions, type, status, reason, message, grid.metadata.generation),
+      ),
     unitReader: () => (r, live) => {
       const d = live as V1Deployment | undefined;
       const status: DeploymentGridUnitStatus = {
@@ -81,6 +99,7 @@ export function deploymentGridParts(caches: DeploymentGridCaches, evictor: Evict
         readyReplicas: d?.status?.readyReplicas ?? 0,
         updatedReplicas: d?.status?.updatedReplicas ?? 0,
         template: r.template,
+        templateHash: d?.metadata?.annotations?.[ANNOTATION_RENDER_HASH],
       };
       return { status: status as unknown as Record<string, unknown>, ready: deploymentReady(d), settled: deploymentRolledOut(d) };
     },

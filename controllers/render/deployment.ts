@@ -68,6 +68,10 @@ export function renderUnitDeployment(grid: DeploymentGrid, unit: string, name: s
     },
     spec: {
       ...s,
+      // A rollout's per-unit deadline is the Deployment's own: its controller reports ProgressDeadlineExceeded.
+      ...(s.progressDeadlineSeconds === undefined && grid.spec.rollout?.progressDeadlineSeconds !== undefined
+        ? { progressDeadlineSeconds: grid.spec.rollout.progressDeadlineSeconds }
+        : {}),
       selector: { ...s.selector, matchLabels: { ...s.selector?.matchLabels, ...unitLabels } },
       template: {
         ...s.template,
