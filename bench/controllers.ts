@@ -9,8 +9,16 @@
 //  6. Reaction: a node with a new `site` value appears: time until every grid has its object for it.
 // Write requests come from the apiserver's apiserver_request_total, minus the writes this script
 // made (counted here); the audit log's per-user split is printed next to them as a cross-check.
+// Watches the apiserver ends are re-opened (and counted in the output); every wait is bounded by
+// --wait-seconds. For another implementation:
+//   --controller-cmd '<template>'  filled in: {kubeconfig}, {metrics} (loopback address),
+//                                  {resync} (Go duration, e.g. 1m0s), {resyncSeconds} (integer)
+//   --no-readyz   the program serves no /readyz: it counts as started once a grid created then
+//                 (keyed on a label of one node of its own) has its Deployment
+//   --no-status   the program writes no grid status of this project's form: waits and figures for
+//                 status are left out
 //   --units 200 --rounds 3 --grids 100 --steady-units 20 --steady-seconds 120 --resync 60s
-//   --reactions 3 --controller-cmd '<template with {kubeconfig} {metrics} {resync}>' --out f.json
+//   --reactions 3 --wait-seconds 300 --out f.json
 import { execFileSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -20,15 +28,18 @@ import {
   apiserverEndpoint,
   DEFAULT_CONTROLLER_CMD,
   type Endpoint,
+  goDuration,
   inParallel,
   machine,
   type ProgramUnderTest,
+  parseSeconds,
   procStats,
+  ResumableWatch,
   request,
   requestOk,
   root,
   startControllerUnderTest,
-  WatchStream,
+  wholeNumber,
   writeJson,
 } from './lib.ts';
 import { median, printTable } from './table.ts';
@@ -42,19 +53,27 @@ const { values } = parseArgs({
     'steady-seconds': { type: 'string', default: '120' },
     resync: { type: 'string', default: '60s' },
     reactions: { type: 'string', default: '3' },
+    'wait-seconds': { type: 'string', default: '300' },
     'controller-cmd': { type: 'string' },
+    'no-readyz': { type: 'boolean', default: false },
+    'no-status': { type: 'boolean', default: false },
     out: { type: 'string' },
   },
 });
+const count = (flag: 'units' | 'rounds' | 'grids' | 'steady-units' | 'steady-seconds' | 'reactions') =>
+  wholeNumber(values[flag]!, `--${flag}`);
 const N = {
-  units: Number(values.units),
-  rounds: Number(values.rounds),
-  grids: Number(values.grids),
-  steadyUnits: Number(values['steady-units']),
-  steadySeconds: Number(values['steady-seconds']),
-  resync: values.resync!,
-  reactions: Number(values.reactions),
+  units: count('units'),
+  rounds: count('rounds'),
+  grids: count('grids'),
+  steadyUnits: count('steady-units'),
+  steadySeconds: count('steady-seconds'),
+  resyncSeconds: parseSeconds(values.resync!, '--resync'),
+  reactions: count('reactions'),
+  waitMs: parseSeconds(values['wait-seconds']!, '--wait-seconds') * 1000,
 };
+if (N.grids % 2) throw new Error(`--grids: an even number expected (half DeploymentGrids, half ServiceGrids), got ${N.grids}`);
+const withStatus = !values['no-status'];
 
 const GRIDS_API = '/apis/servicegroup.io/v1alpha1';
 const LABEL_GRID = 'servicegroup.io/grid';
@@ -151,13 +170,19 @@ function writesBetween(a: WriteSnapshot, b: WriteSnapshot, benchUser: string): W
   };
 }
 
-/** Waits until the apiserver's write count has not moved for `quietMs` (the controller is done writing). */
-async function writesQuiet(cluster: Cluster, quietMs = 1500, timeoutMs = 120_000): Promise<void> {
+/**
+ * Waits until the apiserver's write count has not moved for `quietMs` (the controller is done
+ * writing). A program that never stops writing is a result, not an error: false after the timeout.
+ */
+async function writesQuiet(cluster: Cluster, quietMs = 1500, timeoutMs = 60_000): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   let last = await cluster.writeRequestCount();
   let since = Date.now();
   while (Date.now() - since < quietMs) {
-    if (Date.now() > deadline) throw new Error('writes did not stop');
+    if (Date.now() > deadline) {
+      console.error(`[bench] writes did not stop for ${quietMs} ms within ${timeoutMs / 1000} s; carrying on`);
+      return false;
+    }
     await sleep(250);
     const now = await cluster.writeRequestCount();
     if (now !== last) {
@@ -165,6 +190,7 @@ async function writesQuiet(cluster: Cluster, quietMs = 1500, timeoutMs = 120_000
       since = Date.now();
     }
   }
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -208,36 +234,59 @@ const createNamespace = (name: string) =>
 
 /**
  * Watches Deployments and Services (and, optionally, grids) of a namespace from now on, and
- * resolves `until(pred)` the moment the set of names seen satisfies it, with that moment.
+ * resolves `until(pred)` the moment the set of names seen satisfies it, with that moment. Watches
+ * the apiserver ends are re-opened (see ResumableWatch), so a long run does not stall on one.
  */
 class Seen {
   readonly deployments = new Set<string>();
   readonly services = new Set<string>();
   // biome-ignore lint/suspicious/noExplicitAny: raw API objects
   readonly grids = new Map<string, any>();
-  private readonly streams: WatchStream[] = [];
+  private readonly streams: ResumableWatch[] = [];
   private waiters: { pred: () => boolean; resolve: (at: number) => void }[] = [];
   constructor(ns: string, labelSelector: string, withGrids: boolean) {
-    const q = `?watch=1&labelSelector=${encodeURIComponent(labelSelector)}`;
-    const add = (set: Set<string>) => (ev: { type: string; object: { metadata: { name: string } }; at: number }) => {
-      if (ev.type === 'ADDED' || ev.type === 'MODIFIED') set.add(ev.object.metadata.name);
-      else if (ev.type === 'DELETED') set.delete(ev.object.metadata.name);
-      this.check(ev.at);
+    const params = { labelSelector };
+    const names = (set: Set<string>) => {
+      const onEvent = (ev: { type: string; object: { metadata: { name: string } }; at: number }) => {
+        if (ev.type === 'ADDED' || ev.type === 'MODIFIED') set.add(ev.object.metadata.name);
+        else if (ev.type === 'DELETED') set.delete(ev.object.metadata.name);
+        this.check(ev.at);
+      };
+      const onRelist = (items: { metadata: { name: string } }[], at: number) => {
+        set.clear();
+        for (const o of items) set.add(o.metadata.name);
+        this.check(at);
+      };
+      return [onEvent, onRelist] as const;
     };
-    this.streams.push(new WatchStream(api, `/apis/apps/v1/namespaces/${ns}/deployments${q}`, add(this.deployments)));
-    this.streams.push(new WatchStream(api, `/api/v1/namespaces/${ns}/services${q}`, add(this.services)));
+    this.streams.push(new ResumableWatch(api, `/apis/apps/v1/namespaces/${ns}/deployments`, params, ...names(this.deployments)));
+    this.streams.push(new ResumableWatch(api, `/api/v1/namespaces/${ns}/services`, params, ...names(this.services)));
     if (withGrids) {
       for (const plural of ['deploymentgrids', 'servicegrids']) {
+        const key = (o: { metadata: { name: string } }) => `${plural}/${o.metadata.name}`;
         this.streams.push(
-          new WatchStream(api, `${GRIDS_API}/namespaces/${ns}/${plural}?watch=1`, (ev) => {
-            const key = `${plural}/${ev.object.metadata.name}`;
-            if (ev.type === 'DELETED') this.grids.delete(key);
-            else if (ev.type !== 'BOOKMARK') this.grids.set(key, ev.object);
-            this.check(ev.at);
-          }),
+          new ResumableWatch(
+            api,
+            `${GRIDS_API}/namespaces/${ns}/${plural}`,
+            {},
+            (ev) => {
+              if (ev.type === 'DELETED') this.grids.delete(key(ev.object));
+              else this.grids.set(key(ev.object), ev.object);
+              this.check(ev.at);
+            },
+            (items, at) => {
+              for (const k of [...this.grids.keys()]) if (k.startsWith(`${plural}/`)) this.grids.delete(k);
+              for (const o of items) this.grids.set(key(o), o);
+              this.check(at);
+            },
+          ),
         );
       }
     }
+  }
+  /** How many times the apiserver ended one of these watches (each was re-opened). */
+  get reopened(): number {
+    return this.streams.reduce((n, s) => n + s.reopened, 0);
   }
   opened(): Promise<unknown> {
     return Promise.all(this.streams.map((s) => s.opened));
@@ -250,7 +299,7 @@ class Seen {
     });
   }
   /** performance.now() of the event that made `pred` true (now, if it already is). */
-  until(what: string, pred: () => boolean, timeoutMs = 600_000): Promise<number> {
+  until(what: string, pred: () => boolean, timeoutMs = N.waitMs): Promise<number> {
     if (pred()) return Promise.resolve(performance.now());
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), timeoutMs);
@@ -265,8 +314,12 @@ class Seen {
   }
   close() {
     for (const s of this.streams) s.close();
+    watchesReopened += this.reopened;
   }
 }
+
+/** Watches the apiserver ended during the run, each re-opened (reported with the results). */
+let watchesReopened = 0;
 
 // biome-ignore lint/suspicious/noExplicitAny: raw API objects
 function statusSettled(g: any, units: number): boolean {
@@ -278,16 +331,38 @@ function statusSettled(g: any, units: number): boolean {
 // ---------------------------------------------------------------------------------------------
 // The controller process.
 
-async function startController(cluster: Cluster, kubeconfig: string, resync: string): Promise<ProgramUnderTest> {
-  const c = await startControllerUnderTest(cluster, { cmd: values['controller-cmd'], kubeconfig, resync });
-  // Ours answers /readyz once its caches synced; another implementation may not serve it.
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    const r = await request({ url: c.url }, 'GET', '/readyz').catch(() => undefined);
-    if (r?.status === 200) return c;
-    await sleep(100);
+const WARMUP_NS = 'warmup';
+const WARMUP_KEY = 'bench-warmup';
+let warmups = 0;
+
+/**
+ * Starts the controller and waits until it works: /readyz answers 200, or (--no-readyz) a grid
+ * created now, keyed on a label only one node carries, has its Deployment. The warm-up grid and
+ * its Deployment are removed again before anything is measured.
+ */
+async function startController(cluster: Cluster, kubeconfig: string, resyncSeconds: number): Promise<ProgramUnderTest> {
+  const c = await startControllerUnderTest(cluster, { cmd: values['controller-cmd'], kubeconfig, resyncSeconds });
+  if (!values['no-readyz']) {
+    const deadline = Date.now() + N.waitMs;
+    while (Date.now() < deadline) {
+      const r = await request({ url: c.url }, 'GET', '/readyz').catch(() => undefined);
+      if (r?.status === 200) return c;
+      await sleep(100);
+    }
+    throw new Error(
+      `the controller did not answer /readyz with 200 within ${N.waitMs / 1000} s (for a program without /readyz: --no-readyz)`,
+    );
   }
-  console.error('[bench] controller never answered /readyz with 200; carrying on after 30 s');
+  const name = `warmup-${++warmups}`;
+  const seen = new Seen(WARMUP_NS, `${LABEL_GRID}=${name}`, false);
+  await seen.opened();
+  const started = performance.now();
+  await write('POST', `${GRIDS_API}/namespaces/${WARMUP_NS}/deploymentgrids`, deploymentGrid(WARMUP_NS, name, WARMUP_KEY));
+  await seen.until(`the warm-up grid's Deployment (is the controller running?)`, () => seen.deployments.size === 1);
+  seen.close();
+  console.error(`[bench] controller working: warm-up grid rendered ${(performance.now() - started).toFixed(0)} ms after its create`);
+  await write('DELETE', `${GRIDS_API}/namespaces/${WARMUP_NS}/deploymentgrids/${name}`);
+  await write('DELETE', `/apis/apps/v1/namespaces/${WARMUP_NS}/deployments?labelSelector=${encodeURIComponent(`${LABEL_GRID}=${name}`)}`);
   return c;
 }
 
@@ -328,8 +403,8 @@ interface ConvergenceRound {
   round: number;
   /** Create responses → all objects seen on the watches. */
   objectsMs: number;
-  /** Create responses → both grids' status written for every unit. */
-  statusMs: number;
+  /** Create responses → both grids' status written for every unit (unless --no-status). */
+  statusMs?: number;
   /** Writes from before the creates until the controller stopped writing. */
   writes: WriteFigures;
   controllerCpuSeconds?: number;
@@ -363,7 +438,7 @@ async function convergenceRound(
     ].map((p) => p.then(() => (firstResponse = Math.min(firstResponse, performance.now())))),
   );
   const objectsAt = await seen.until(`convergence round ${round}: all objects`, objectsPresent);
-  const statusAt = await seen.until(`convergence round ${round}: status`, statusWritten);
+  const statusAt = withStatus ? await seen.until(`convergence round ${round}: status`, statusWritten) : undefined;
   await writesQuiet(cluster);
   const after = await snapshot(cluster);
   const cpuAfter = controller.pid ? procStats(controller.pid).cpuSeconds : undefined;
@@ -385,7 +460,7 @@ async function convergenceRound(
   return {
     round,
     objectsMs: objectsAt - firstResponse,
-    statusMs: statusAt - firstResponse,
+    statusMs: statusAt === undefined ? undefined : statusAt - firstResponse,
     writes: writesBetween(before, after, benchUser),
     controllerCpuSeconds: cpuBefore !== undefined && cpuAfter !== undefined ? cpuAfter - cpuBefore : undefined,
   };
@@ -412,22 +487,26 @@ async function main() {
     let t = performance.now();
     await inParallel(N.units, 32, (i) => createNode(`zone-node-${i}`, { zone: `z${i}` }));
     await inParallel(N.steadyUnits, 16, (i) => createNode(`site-node-${i}`, { site: `s${i}` }));
+    if (values['no-readyz']) {
+      await createNode('warmup-node', { [WARMUP_KEY]: 'w' });
+      await createNamespace(WARMUP_NS);
+    }
     console.error(`[bench] ${N.units} + ${N.steadyUnits} nodes created in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
     // 4. Convergence, with a controller of its own (default resync, so none falls in a round).
-    let controller = await startController(cluster, kubeconfig, '10m');
+    let controller = await startController(cluster, kubeconfig, 600);
     const rounds: ConvergenceRound[] = [];
     for (let r = 1; r <= N.rounds; r++) {
       const res = await convergenceRound(cluster, controller, r, benchUser);
       rounds.push(res);
       console.error(
-        `[bench] convergence round ${r}: objects ${res.objectsMs.toFixed(0)} ms, status ${res.statusMs.toFixed(0)} ms, controller writes ${res.writes.controller} (audit ${res.writes.auditController})`,
+        `[bench] convergence round ${r}: objects ${res.objectsMs.toFixed(0)} ms, status ${res.statusMs?.toFixed(0) ?? 'n/a'} ms, controller writes ${res.writes.controller} (audit ${res.writes.auditController})`,
       );
     }
     await stopController(controller);
 
     // 5. Steady state: a fresh controller with the forced-resync period.
-    controller = await startController(cluster, kubeconfig, N.resync);
+    controller = await startController(cluster, kubeconfig, N.resyncSeconds);
     const half = N.grids / 2;
     const seen = new Seen(STEADY_NS, LABEL_GRID, true);
     await seen.opened();
@@ -444,7 +523,7 @@ async function main() {
     );
     const gridsSettled = (units: number) => {
       if (seen.grids.size !== N.grids) return false;
-      for (const g of seen.grids.values()) if (!statusSettled(g, units)) return false;
+      if (withStatus) for (const g of seen.grids.values()) if (!statusSettled(g, units)) return false;
       return true;
     };
     await seen.until(
@@ -453,7 +532,7 @@ async function main() {
         seen.deployments.size === half * N.steadyUnits && seen.services.size === half * (N.steadyUnits + 1) && gridsSettled(N.steadyUnits),
     );
     const settleMs = performance.now() - t;
-    await writesQuiet(cluster, 3000);
+    const quietBeforeWindow = await writesQuiet(cluster, 3000);
     console.error(
       `[bench] ${N.grids} grids × ${N.steadyUnits} units settled in ${(settleMs / 1000).toFixed(1)} s; steady window of ${N.steadySeconds} s`,
     );
@@ -475,6 +554,7 @@ async function main() {
     const steadyWrites = writesBetween(before, after, benchUser);
     const steady = {
       settleMs,
+      quietBeforeWindow,
       windowSeconds,
       writes: steadyWrites,
       cpu: steadyCpu,
@@ -485,7 +565,7 @@ async function main() {
     seen.close();
 
     // 6. Reaction: new site values, one at a time.
-    const reactions: { unit: string; ms: number; statusMs: number; writes: WriteFigures }[] = [];
+    const reactions: { unit: string; ms: number; statusMs?: number; writes: WriteFigures }[] = [];
     for (let r = 0; r < N.reactions; r++) {
       const unit = `s${N.steadyUnits + r}`;
       const watch = new Seen(STEADY_NS, `${LABEL_UNIT}=${unit}`, true);
@@ -496,14 +576,21 @@ async function main() {
       const respondedAt = performance.now();
       const at = await watch.until(`reaction to ${unit}`, () => watch.deployments.size === half && watch.services.size === half);
       // Grids are watched from now on, so each one's first event is its status update.
-      const statusAt = await watch.until(
-        `status for ${unit}`,
-        () => watch.grids.size === N.grids && [...watch.grids.values()].every((g) => statusSettled(g, N.steadyUnits + r + 1)),
-      );
+      const statusAt = withStatus
+        ? await watch.until(
+            `status for ${unit}`,
+            () => watch.grids.size === N.grids && [...watch.grids.values()].every((g) => statusSettled(g, N.steadyUnits + r + 1)),
+          )
+        : undefined;
       await writesQuiet(cluster);
       const a = await snapshot(cluster);
       watch.close();
-      reactions.push({ unit, ms: at - respondedAt, statusMs: statusAt - respondedAt, writes: writesBetween(b, a, benchUser) });
+      reactions.push({
+        unit,
+        ms: at - respondedAt,
+        statusMs: statusAt === undefined ? undefined : statusAt - respondedAt,
+        writes: writesBetween(b, a, benchUser),
+      });
       console.error(
         `[bench] reaction to ${unit}: ${(at - respondedAt).toFixed(0)} ms (create took ${(respondedAt - started).toFixed(0)} ms)`,
       );
@@ -554,7 +641,7 @@ async function main() {
         ['   controller CPU during a round', f(conv.cpuSeconds, 'CPU s', 2), ''],
         [`5. steady: ${N.grids} grids × ${N.steadyUnits} units settle after create`, f(settleMs, 'ms'), ''],
         [
-          `   write requests in ${windowSeconds.toFixed(0)} s, resync ${N.resync}${steady.reconcilesInWindow !== undefined ? ` (${steady.reconcilesInWindow} reconciles ran)` : ''}`,
+          `   write requests in ${windowSeconds.toFixed(0)} s, resync ${goDuration(N.resyncSeconds)}${steady.reconcilesInWindow !== undefined ? ` (${steady.reconcilesInWindow} reconciles ran)` : ''}`,
           `${steadyWrites.controller}${others(steadyWrites) ? ` (+${others(steadyWrites)} not the controller's)` : ''}`,
           '0',
         ],
@@ -567,6 +654,11 @@ async function main() {
         ],
         ["   new unit → all grids' status updated", f(react.statusMs, 'ms'), ''],
         ['   controller write requests per new unit', f(react.writes, ''), ''],
+        [
+          'watches the apiserver ended (each re-opened, none missed)',
+          String(watchesReopened),
+          `${values['no-readyz'] ? 'started: warm-up grid' : 'started: /readyz'}${withStatus ? '' : '; status not measured'}`,
+        ],
       ],
     );
     const otherInRounds = rounds.map((r) => others(r.writes)).reduce((a, b) => a + b, 0);
@@ -593,6 +685,8 @@ async function main() {
       convergence: { median: conv, rounds },
       steady,
       reaction: { median: react, reactions },
+      watchesReopened,
+      options: { readyz: !values['no-readyz'], status: withStatus },
       loadAverage1m: { before: loadBefore, after: loadavg()[0] },
     });
   } finally {

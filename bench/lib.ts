@@ -6,6 +6,7 @@ import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ANNOTATION_TOPOLOGY_KEYS, ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE } from '../controllers/api/v1alpha1.ts';
 import { type Cluster, freePort } from '../test/cluster/cluster.ts';
 import { waitFor } from '../test/cluster/processes.ts';
 
@@ -72,14 +73,19 @@ export interface WatchEvent {
 /** A watch whose every event is timestamped (performance.now()) as its line is parsed. */
 export class WatchStream {
   private res: IncomingMessage | undefined;
+  private closedByUs = false;
+  /** The stream ended (by the server, or by close()). */
   closed = false;
   readonly opened: Promise<void>;
-  constructor(e: Endpoint, path: string, onEvent: (ev: WatchEvent) => void) {
+  /** `onEnd` runs when the stream ends, whoever ended it, unless close() did. */
+  constructor(e: Endpoint, path: string, onEvent: (ev: WatchEvent) => void, onEnd?: () => void) {
     this.opened = new Promise((resolve, reject) => {
       const req = open(e, 'GET', path, { accept: 'application/json' }, (res) => {
         this.res = res;
         if (res.statusCode !== 200) {
-          reject(new Error(`watch ${path}: ${res.statusCode}`));
+          this.closed = true;
+          res.resume();
+          reject(Object.assign(new Error(`watch ${path}: ${res.statusCode}`), { status: res.statusCode }));
           return;
         }
         let buf = '';
@@ -98,7 +104,11 @@ export class WatchStream {
             nl = buf.indexOf('\n');
           }
         });
-        res.on('close', () => (this.closed = true));
+        res.on('close', () => {
+          if (this.closed) return;
+          this.closed = true;
+          if (!this.closedByUs) onEnd?.();
+        });
         resolve();
       });
       req.on('error', reject);
@@ -106,7 +116,110 @@ export class WatchStream {
     });
   }
   close() {
+    this.closedByUs = true;
     this.res?.destroy();
+  }
+}
+
+/**
+ * A path with query parameters; undefined and empty values are left out (a list that carries no
+ * resourceVersion must not turn into `resourceVersion=undefined`).
+ */
+export function withQuery(path: string, params: Record<string, string | number | boolean | undefined>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== '') q.set(k, String(v));
+  const text = q.toString();
+  return text ? `${path}${path.includes('?') ? '&' : '?'}${text}` : path;
+}
+
+/**
+ * Topology annotations (key `zone`) in both spellings, this project's and SuperEdge's, as a Service
+ * written for either would carry: a program that honours either one filters these Services.
+ */
+export const TOPOLOGY_ANNOTATIONS = { [ANNOTATION_TOPOLOGY_KEYS]: '["zone"]', [ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE]: '["zone"]' };
+
+/** kube-proxy's label selector on Services and EndpointSlices. */
+export const KUBE_PROXY_SELECTOR = '!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name';
+
+/**
+ * A watch that outlives the apiserver ending it (it does under bursts, and at its request timeout):
+ * re-opened from the last resourceVersion seen (bookmarks included); when that is too old (410),
+ * the collection is listed again and handed to `onRelist`, then watched from the list. Each
+ * re-open is counted, so a benchmark can say how often it happened.
+ */
+export class ResumableWatch {
+  reopened = 0;
+  relisted = 0;
+  private stream: WatchStream | undefined;
+  private lastRV: string | undefined;
+  private stopped = false;
+  private readonly e: Endpoint;
+  private readonly path: string;
+  private readonly params: Record<string, string | undefined>;
+  private readonly onEvent: (ev: WatchEvent) => void;
+  // biome-ignore lint/suspicious/noExplicitAny: raw API objects
+  private readonly onRelist: (items: any[], at: number) => void;
+  readonly opened: Promise<void>;
+  constructor(
+    e: Endpoint,
+    path: string,
+    params: Record<string, string | undefined>,
+    onEvent: (ev: WatchEvent) => void,
+    // biome-ignore lint/suspicious/noExplicitAny: raw API objects
+    onRelist: (items: any[], at: number) => void,
+  ) {
+    this.e = e;
+    this.path = path;
+    this.params = params;
+    this.onEvent = onEvent;
+    this.onRelist = onRelist;
+    this.opened = this.open();
+  }
+  private open(): Promise<void> {
+    const stream = new WatchStream(
+      this.e,
+      withQuery(this.path, { ...this.params, watch: 1, allowWatchBookmarks: true, resourceVersion: this.lastRV }),
+      (ev) => {
+        if (ev.type === 'ERROR') {
+          // 410 Expired (or another error): the stream ends; the next open relists.
+          if (ev.object?.code === 410) this.lastRV = 'expired';
+          return;
+        }
+        const rv = ev.object?.metadata?.resourceVersion;
+        if (rv) this.lastRV = rv;
+        if (ev.type !== 'BOOKMARK') this.onEvent(ev);
+      },
+      () => void this.reopen(),
+    );
+    this.stream = stream;
+    return stream.opened;
+  }
+  private async reopen(): Promise<void> {
+    if (this.stopped) return;
+    this.reopened++;
+    for (let attempt = 0; !this.stopped; attempt++) {
+      try {
+        if (this.lastRV === 'expired') {
+          const list = await requestOk<{ items: unknown[]; metadata: { resourceVersion?: string } }>(
+            this.e,
+            'GET',
+            withQuery(this.path, this.params),
+          );
+          this.relisted++;
+          this.lastRV = list.metadata.resourceVersion;
+          this.onRelist(list.items, performance.now());
+        }
+        await this.open();
+        return;
+      } catch (err) {
+        if ((err as { status?: number }).status === 410) this.lastRV = 'expired';
+        await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** attempt)));
+      }
+    }
+  }
+  close() {
+    this.stopped = true;
+    this.stream?.close();
   }
 }
 
@@ -133,31 +246,56 @@ export interface ProgramUnderTest {
   metricsUrl?: string;
 }
 
+/** Whole seconds as Go's time.Duration prints them (`90` → `1m30s`), which Go flag parsers accept. */
+export function goDuration(seconds: number): string {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  return h ? `${h}h${m}m${s}s` : m ? `${m}m${s}s` : `${s}s`;
+}
+
+/** Seconds in a duration written as Go does (`1m30s`, `90s`, `2h`) or as a plain integer of seconds. */
+export function parseSeconds(text: string, what: string): number {
+  if (/^\d+$/.test(text)) return Number(text);
+  const m = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(text);
+  if (!m || text === '') throw new Error(`${what}: ${JSON.stringify(text)} is not a duration (e.g. 60s, 1m30s, or 90)`);
+  return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
+}
+
+/** A flag's value as a whole number ≥ 0, or an error naming the flag. */
+export function wholeNumber(text: string, flag: string): number {
+  if (!/^\d+$/.test(text)) throw new Error(`${flag}: expected a whole number ≥ 0, got ${JSON.stringify(text)}`);
+  return Number(text);
+}
+
 function fill(template: string, vars: Record<string, string>): string {
   return template.replace(/\{(\w+)\}/g, (m, k: string) => vars[k] ?? m);
 }
 
 // The wrapper as its DaemonSet runs it (examples/install/wrapper.yaml), Node flags included.
-export const DEFAULT_WRAPPER_CMD = `${process.execPath} --max-semi-space-size=1 ${join(root, 'wrapper/main.ts')} --listen={listen} --node-name={node} --kubeconfig={kubeconfig} --metrics-listen={metrics} --log-level=warn`;
+export const DEFAULT_WRAPPER_CMD = `${process.execPath} --max-semi-space-size=1 ${join(root, 'wrapper/main.ts')} --listen={listen} --node-name={node} --kubeconfig={kubeconfig} --metrics-listen={metrics} --state-dir={state} --log-level=warn`;
 export const DEFAULT_CONTROLLER_CMD = `${process.execPath} ${join(root, 'controllers/main.ts')} --kubeconfig={kubeconfig} --metrics-listen={metrics} --leader-elect=false --resync-period={resync} --log-level=warn`;
 
 /**
- * Starts a wrapper from a command template ({listen} {node} {kubeconfig} {metrics} are filled in),
- * or uses one already running at `url`. Ready when a list of EndpointSlices answers 200.
+ * Starts a wrapper from a command template ({listen} {node} {kubeconfig} {metrics} {state}, and any of
+ * `vars`, are filled in), or uses one already running at `url`. Ready when a list of
+ * EndpointSlices answers 200.
  */
 export async function startWrapperUnderTest(
   cluster: Cluster,
-  o: { cmd?: string; url?: string; nodeName: string; kubeconfig: string; name?: string },
+  o: { cmd?: string; url?: string; nodeName: string; kubeconfig: string; name?: string; vars?: Record<string, string> },
 ): Promise<ProgramUnderTest> {
   if (o.url) return { url: o.url };
   const [port, metricsPort] = await Promise.all([freePort(), freePort()]);
   const template = o.cmd ?? DEFAULT_WRAPPER_CMD;
   const cmd = fill(template, {
+    ...o.vars,
     listen: `127.0.0.1:${port}`,
     port: String(port),
     node: o.nodeName,
     kubeconfig: o.kubeconfig,
     metrics: `127.0.0.1:${metricsPort}`,
+    state: join(cluster.dir, `wrapper-state-${o.nodeName}-${port}`),
   });
   const c = cluster.startProcess(o.name ?? `wrapper-${o.nodeName}`, 'sh', ['-c', `exec ${cmd}`]);
   const url = `http://127.0.0.1:${port}`;
@@ -169,16 +307,21 @@ export async function startWrapperUnderTest(
   return { url, pid: c.child.pid, metricsUrl: template.includes('{metrics}') ? `http://127.0.0.1:${metricsPort}/metrics` : undefined };
 }
 
-/** Starts a controller from a command template ({kubeconfig} {metrics} {resync} are filled in). */
+/**
+ * Starts a controller from a command template: {kubeconfig}, {metrics} (a loopback address),
+ * {resync} (the resync period as a Go duration, e.g. `1m0s`) and {resyncSeconds} (the same as an
+ * integer number of seconds, for programs that take that form) are filled in.
+ */
 export async function startControllerUnderTest(
   cluster: Cluster,
-  o: { cmd?: string; kubeconfig: string; resync?: string },
+  o: { cmd?: string; kubeconfig: string; resyncSeconds: number },
 ): Promise<ProgramUnderTest> {
   const metricsPort = await freePort();
   const cmd = fill(o.cmd ?? DEFAULT_CONTROLLER_CMD, {
     kubeconfig: o.kubeconfig,
     metrics: `127.0.0.1:${metricsPort}`,
-    resync: o.resync ?? '10m',
+    resync: goDuration(o.resyncSeconds),
+    resyncSeconds: String(o.resyncSeconds),
   });
   const c = cluster.startProcess('controller-under-test', 'sh', ['-c', `exec ${cmd}`]);
   const url = `http://127.0.0.1:${metricsPort}`;

@@ -1,7 +1,8 @@
 // `npm run bench`: every benchmark, one after the other, against fresh local clusters. Each prints
 // its table and writes its figures to <out-dir>/<name>.json. Flags after `--` are passed to the
-// scripts that take them: --wrapper-cmd / --wrapper-url (wrapper benchmarks), --controller-cmd
-// (controller benchmark), so another implementation can be measured on the same harness.
+// scripts that take them, so another implementation can be measured on the same harness:
+//   --wrapper-cmd / --wrapper-url        wrapper benchmarks (see bench/wrapper-latency.ts)
+//   --controller-cmd, --no-readyz, --no-status   controller benchmark (see bench/controllers.ts)
 //   npm run bench [-- --only wrapper-latency,controllers] [--out-dir bench-results]
 import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
@@ -17,14 +18,22 @@ const { values } = parseArgs({
     'wrapper-cmd': { type: 'string' },
     'wrapper-url': { type: 'string' },
     'controller-cmd': { type: 'string' },
+    'no-readyz': { type: 'boolean' },
+    'no-status': { type: 'boolean' },
   },
 });
 
-const benchmarks: { name: string; passes: ('wrapper-cmd' | 'wrapper-url' | 'controller-cmd')[] }[] = [
+type Passed = 'wrapper-cmd' | 'wrapper-url' | 'controller-cmd' | 'no-readyz' | 'no-status';
+
+const benchmarks: { name: string; passes: Passed[] }[] = [
   { name: 'cluster-start', passes: [] },
   { name: 'wrapper-latency', passes: ['wrapper-cmd', 'wrapper-url'] },
   { name: 'wrapper-scale', passes: ['wrapper-cmd', 'wrapper-url'] },
-  { name: 'controllers', passes: ['controller-cmd'] },
+  { name: 'wrapper-nodes', passes: [] },
+  { name: 'wrapper-watches', passes: ['wrapper-cmd', 'wrapper-url'] },
+  { name: 'wrapper-state', passes: ['wrapper-cmd'] },
+  { name: 'controllers', passes: ['controller-cmd', 'no-readyz', 'no-status'] },
+  { name: 'startup', passes: [] },
 ];
 const only = values.only?.split(',');
 mkdirSync(values['out-dir'], { recursive: true });
@@ -32,7 +41,11 @@ let failed = 0;
 for (const b of benchmarks) {
   if (only && !only.includes(b.name)) continue;
   const args = [join(here, `${b.name}.ts`), `--out=${join(values['out-dir'], `${b.name}.json`)}`];
-  for (const flag of b.passes) if (values[flag]) args.push(`--${flag}=${values[flag]}`);
+  for (const flag of b.passes) {
+    const v = values[flag];
+    if (v === true) args.push(`--${flag}`);
+    else if (typeof v === 'string') args.push(`--${flag}=${v}`);
+  }
   console.error(`\n[bench] ${b.name}`);
   const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
   if (r.status !== 0) {

@@ -1,16 +1,37 @@
 // Wrapper benchmark 1: propagation latency. EndpointSlices of topology-marked Services are updated
 // at fixed rates; for each update, the time from the write's response to the event's arrival on
 // (a) a watch on the apiserver itself, the floor no proxy can beat, and (b) a watch through the
-// wrapper. Prints p50/p99/max of both, the added latency and the ratio b/a.
+// wrapper. Both watch what kube-proxy watches: the cluster-wide EndpointSlice collection with its
+// label selector, listed then watched from the list's resourceVersion. Prints p50/p99/max of both,
+// the added latency and the ratio b/a.
+// The run is INVALID (said in the table and the JSON, exit code 1) when a watch ended during it
+// (percentiles of the surviving samples would flatter the program) or when the wrapper did not
+// filter: every slice has endpoints in both NodeUnits, so an event through the wrapper carrying an
+// endpoint of the other NodeUnit means the program forwards rather than filters.
 // The writes are made from a worker thread, so that pacing writes and reading their responses
 // never delays the reading of the two watches (and vice versa); both watches are read the same way
 // on the main thread. Times are performance.timeOrigin + performance.now(), comparable across threads.
-//   --rates 100,1000  --seconds 5  --services 50  --wrapper-cmd '...' | --wrapper-url URL  --out f.json
+// Services carry both topology annotations (this project's and SuperEdge's `topologyKeys`).
+//   --rates 100,1000  --seconds 5  --services 50  --out f.json
+//   --wrapper-cmd '<cmd with {listen} {port} {node} {kubeconfig} {metrics}>' | --wrapper-url URL
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { type Cluster, startCluster } from '../test/cluster/cluster.ts';
 import { installWrapperRbac } from '../test/wrapper-harness.ts';
-import { apiserverEndpoint, type Endpoint, machine, requestOk, startWrapperUnderTest, WatchStream, writeJson } from './lib.ts';
+import {
+  apiserverEndpoint,
+  type Endpoint,
+  KUBE_PROXY_SELECTOR,
+  machine,
+  requestOk,
+  startWrapperUnderTest,
+  TOPOLOGY_ANNOTATIONS,
+  type WatchEvent,
+  WatchStream,
+  wholeNumber,
+  withQuery,
+  writeJson,
+} from './lib.ts';
 import { percentile, printTable } from './table.ts';
 
 const { values } = parseArgs({
@@ -24,9 +45,16 @@ const { values } = parseArgs({
   },
 });
 
+const rates = values.rates.split(',').map((r) => wholeNumber(r, '--rates'));
+const seconds = wholeNumber(values.seconds, '--seconds');
+
 const NS = 'bench';
 const SEQ = 'bench.servicegroup.io/seq';
 const NODES = ['lat-a-1', 'lat-a-2', 'lat-b-1', 'lat-b-2'];
+const zoneOf = (node: string) => node.slice(4, 5);
+/** The wrapper runs as the first node; endpoints on nodes of another zone must not reach it. */
+const WRAPPER_NODE = NODES[0]!;
+const SLICES = '/apis/discovery.k8s.io/v1/endpointslices';
 
 export async function setupTopologyServices(cluster: Cluster, api: Endpoint, services: number): Promise<void> {
   await cluster.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } }]);
@@ -34,14 +62,14 @@ export async function setupTopologyServices(cluster: Cluster, api: Endpoint, ser
     await requestOk(api, 'POST', '/api/v1/nodes', {
       apiVersion: 'v1',
       kind: 'Node',
-      metadata: { name: n, labels: { zone: n.slice(4, 5) } },
+      metadata: { name: n, labels: { zone: zoneOf(n) } },
     });
   }
   for (let i = 0; i < services; i++) {
     await requestOk(api, 'POST', `/api/v1/namespaces/${NS}/services`, {
       apiVersion: 'v1',
       kind: 'Service',
-      metadata: { name: `svc-${i}`, annotations: { 'servicegroup.io/topology-keys': '["zone"]' } },
+      metadata: { name: `svc-${i}`, annotations: TOPOLOGY_ANNOTATIONS },
       spec: { ports: [{ port: 80 }] },
     });
     await requestOk(api, 'POST', `/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices`, sliceOf(i, 0));
@@ -125,42 +153,48 @@ async function main() {
   const cluster = await startCluster();
   try {
     const api = apiserverEndpoint(cluster);
-    const services = Number(values.services);
+    const services = wholeNumber(values.services!, '--services');
     await setupTopologyServices(cluster, api, services);
     const kubeconfig = await installWrapperRbac(cluster);
     const wrapper = await startWrapperUnderTest(cluster, {
       cmd: values['wrapper-cmd'],
       url: values['wrapper-url'],
-      nodeName: NODES[0]!,
+      nodeName: WRAPPER_NODE,
       kubeconfig,
     });
     const wrapperEp: Endpoint = { url: wrapper.url };
 
     const samples = new Map<number, Sample>();
-    const record =
-      (key: 'direct' | 'wrapper') =>
-      (ev: { type: string; object: { metadata?: { annotations?: Record<string, string> } }; at: number }) => {
-        const seq = Number(ev.object?.metadata?.annotations?.[SEQ] ?? 0);
-        const s = samples.get(seq);
-        // ev.at is performance.now() of this thread when the chunk arrived.
-        if (s && s[key] === undefined) s[key] = performance.timeOrigin + ev.at;
-      };
-    const path = '/apis/discovery.k8s.io/v1/namespaces/bench/endpointslices';
-    const directList = await requestOk<{ metadata: { resourceVersion: string } }>(api, 'GET', path);
-    const wrapperList = await requestOk<{ metadata: { resourceVersion: string } }>(wrapperEp, 'GET', path);
-    const direct = new WatchStream(api, `${path}?watch=1&resourceVersion=${directList.metadata.resourceVersion}`, record('direct'));
-    const through = new WatchStream(
-      wrapperEp,
-      `${path}?watch=1&resourceVersion=${wrapperList.metadata.resourceVersion}`,
-      record('wrapper'),
-    );
+    // Endpoints of another NodeUnit than the wrapper's, seen through the wrapper and on the apiserver.
+    const foreign = { wrapper: 0, direct: 0 };
+    const foreignIn = (slice: { endpoints?: { nodeName?: string }[] } | undefined) =>
+      (slice?.endpoints ?? []).filter((e) => e.nodeName && zoneOf(e.nodeName) !== zoneOf(WRAPPER_NODE)).length;
+    const record = (key: 'direct' | 'wrapper') => (ev: WatchEvent) => {
+      if (ev.type === 'BOOKMARK' || ev.type === 'ERROR') return;
+      foreign[key] += foreignIn(ev.object);
+      const seq = Number(ev.object?.metadata?.annotations?.[SEQ] ?? 0);
+      const s = samples.get(seq);
+      // ev.at is performance.now() of this thread when the chunk arrived.
+      if (s && s[key] === undefined) s[key] = performance.timeOrigin + ev.at;
+    };
+    // As kube-proxy: list, then watch from the list's resourceVersion, with its label selector.
+    const query = { labelSelector: KUBE_PROXY_SELECTOR };
+    type List = { items: { endpoints?: { nodeName?: string }[] }[]; metadata: { resourceVersion?: string } };
+    const directList = await requestOk<List>(api, 'GET', withQuery(SLICES, query));
+    const wrapperList = await requestOk<List>(wrapperEp, 'GET', withQuery(SLICES, query));
+    for (const item of directList.items) foreign.direct += foreignIn(item);
+    for (const item of wrapperList.items) foreign.wrapper += foreignIn(item);
+    const watchPath = (rv: string | undefined) => withQuery(SLICES, { ...query, watch: 1, allowWatchBookmarks: true, resourceVersion: rv });
+    const direct = new WatchStream(api, watchPath(directList.metadata.resourceVersion), record('direct'));
+    const through = new WatchStream(wrapperEp, watchPath(wrapperList.metadata.resourceVersion), record('wrapper'));
     await Promise.all([direct.opened, through.opened]);
+    const path = `/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices`;
 
     const rows: string[][] = [];
     const results: Record<string, unknown>[] = [];
     let seq = 1;
-    for (const rate of values.rates.split(',').map(Number)) {
-      const total = Math.round(rate * Number(values.seconds));
+    for (const rate of rates) {
+      const total = Math.round(rate * seconds);
       const first = seq;
       for (let q = first; q < first + total; q++) samples.set(q, { response: 0 });
       const achieved = await runWriter({ api, path, rate, total, firstSeq: first, services }, (q, at) => {
@@ -203,17 +237,33 @@ async function main() {
       );
       results.push({ rate, achieved, total, missing, direct: d, wrapper: w, added });
     }
-    // A watch the server ended mid-run leaves its later events unseen: say so rather than hide it.
-    if (direct.closed) rows.push(['', 'the apiserver ended the direct watch during the run', '', '', '', '']);
-    if (through.closed) rows.push(['', 'the wrapper ended its watch during the run', '', '', '', '']);
+    // A watch the server ended mid-run leaves its later events unseen: the percentiles above are of
+    // the survivors and prove nothing. A wrapper that let another unit's endpoints through did not
+    // do the work being timed. Either makes the run invalid.
+    const invalid: string[] = [];
+    if (direct.closed) invalid.push('the apiserver ended the direct watch during the run');
+    if (through.closed) invalid.push('the wrapper ended its watch during the run');
+    if (foreign.wrapper > 0)
+      invalid.push(`not filtering: ${foreign.wrapper} endpoints of another NodeUnit arrived through the wrapper (list and events)`);
+    if (foreign.direct === 0) invalid.push('the apiserver sent no endpoint of another NodeUnit: the filtering check checked nothing');
     direct.close();
     through.close();
+    for (const why of invalid) rows.push(['INVALID', why, '', '', '', '']);
     printTable(
-      `wrapper propagation latency, from the write's response to the event's arrival (${machine()})`,
+      `wrapper propagation latency, from the write's response to the event's arrival (${machine()})${invalid.length ? ' — INVALID RUN' : ''}`,
       ['rate', 'watch', 'p50', 'p99', 'max', ''],
       rows,
     );
-    writeJson(values.out, { benchmark: 'wrapper-latency', machine: machine(), date: new Date().toISOString(), results });
+    writeJson(values.out, {
+      benchmark: 'wrapper-latency',
+      machine: machine(),
+      date: new Date().toISOString(),
+      valid: invalid.length === 0,
+      invalid,
+      foreignEndpoints: foreign,
+      results,
+    });
+    if (invalid.length) process.exitCode = 1;
   } finally {
     await cluster.stop();
   }

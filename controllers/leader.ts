@@ -4,7 +4,7 @@
 // win, and a leader that cannot renew within renewDeadline steps down.
 
 import type { Logger } from 'pino';
-import { isStatus, type KubeClient } from './kube/client.ts';
+import { isStatus, type KubeClient } from '../kube/client.ts';
 
 export interface LeaderElectionOptions {
   client: KubeClient;
@@ -121,7 +121,7 @@ export class LeaderElector {
       try {
         ok = await this.tryAcquireOrRenew();
       } catch (err) {
-        this.o.log.warn({ err: (err as Error).message, lease: `${this.o.namespace}/${this.o.name}` }, 'lease request failed');
+        this.o.log.warn({ err, lease: `${this.o.namespace}/${this.o.name}` }, 'lease request failed');
       }
       if (this.stopped) return;
       if (ok) {
@@ -155,7 +155,7 @@ export class LeaderElector {
         body: { ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: microTime() } },
       });
     } catch (err) {
-      this.o.log.warn({ err: (err as Error).message }, 'could not release lease');
+      this.o.log.warn({ err }, 'could not release lease');
     }
   }
 }

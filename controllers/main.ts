@@ -1,13 +1,14 @@
-// servicegroup-controller: reconciles DeploymentGrids and ServiceGrids. Wires flags, the API
-// client, leader election, the controller and the metrics/health server.
+// servicegroup-controller: reconciles DeploymentGrids, ServiceGrids and NodeUnits. Wires flags,
+// the API client, leader election, the controllers and the metrics/health server.
 
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import * as k8s from '@kubernetes/client-node';
 import pino from 'pino';
-import { KubeClient } from './kube/client.ts';
+import { KubeClient } from '../kube/client.ts';
+import { loadCredentials } from '../kube/kubeconfig.ts';
 import { LeaderElector } from './leader.ts';
 import { ControllerMetrics } from './metrics.ts';
+import { NodeUnitController } from './nodeunit/controller.ts';
 import { GridController } from './reconcile/controller.ts';
 import { startServer } from './server.ts';
 
@@ -37,19 +38,19 @@ const { values: flags } = parseArgs({
 });
 
 const log = pino({ level: flags['log-level'], base: { component: 'servicegroup-controller' } });
-const kc = new k8s.KubeConfig();
-if (flags.kubeconfig) kc.loadFromFile(flags.kubeconfig);
-else kc.loadFromDefault(); // KUBECONFIG, ~/.kube/config, else in-cluster
-const client = new KubeClient(kc);
+const client = new KubeClient(loadCredentials(flags.kubeconfig));
 const identity = flags.identity || `${hostname()}_${process.pid}`;
 
 let controller: GridController | undefined;
+let nodeUnits: NodeUnitController | undefined;
 let started = false;
 const metrics = new ControllerMetrics({
   queueDepth: () => controller?.queue.length ?? 0,
   units: () => controller?.unitTotals() ?? [],
 });
-client.setWriteObserver((verb) => metrics.writes.inc({ verb }));
+client.observeRequests((verb) => {
+  if (verb !== 'GET') metrics.writes.inc({ verb });
+});
 
 const server = await startServer(flags['metrics-listen']!, metrics.registry, {
   healthy: () => true,
@@ -66,7 +67,14 @@ async function startController(): Promise<void> {
     resyncPeriodMs: parseDuration(flags['resync-period']!),
     evictMisplacedPods: flags['evict-misplaced-pods'] !== 'false',
   });
-  await controller.start();
+  nodeUnits = new NodeUnitController({
+    client,
+    log,
+    deploymentGrids: controller.deploymentGrids,
+    serviceGrids: controller.serviceGrids,
+    resyncPeriodMs: parseDuration(flags['resync-period']!),
+  });
+  await Promise.all([controller.start(), nodeUnits.start()]);
   started = true;
 }
 
@@ -106,7 +114,7 @@ async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
   log.info({ signal }, 'shutting down');
-  await controller?.stop();
+  await Promise.all([controller?.stop(), nodeUnits?.stop()]);
   await elector?.stop();
   await server.close();
   process.exit(0);

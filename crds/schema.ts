@@ -1,5 +1,6 @@
 // Turns the apiserver's OpenAPI v3 documents into CRD structural schemas for DeploymentGrid and
-// ServiceGrid that embed the real DeploymentSpec/ServiceSpec. Pure: documents in, CRDs out.
+// ServiceGrid that embed the real DeploymentSpec/ServiceSpec, and for NodeUnit (whose
+// nodeSelector is the real LabelSelector). Pure: documents in, CRDs out.
 
 import { MAX_DEPLOYMENT_GRID_NAME, MAX_SERVICE_GRID_NAME } from '../controllers/render/names.ts';
 
@@ -529,5 +530,128 @@ export function buildCrds(docs: OpenAPIDoc[]): Schema[] {
     ],
     "ServiceGrid renders a shared Service (<grid>-svc) whose traffic stays in each node's NodeUnit, and one Service per NodeUnit.",
   );
-  return [dg, sg];
+  return [dg, sg, nodeUnitCrd(r)];
+}
+
+const LABEL_VALUE_RE = '^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$';
+
+/** NodeUnit: cluster-scoped, one per (node label key, value); spec is the pair plus optional declared members. */
+function nodeUnitCrd(r: SchemaResolver): Schema {
+  const labelSelector = r.resolve('io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector');
+  const spec: Schema = {
+    type: 'object',
+    required: ['key', 'value'],
+    properties: {
+      key: {
+        type: 'string',
+        minLength: 1,
+        maxLength: 317,
+        description: 'Node label key, e.g. zone or topology.example.io/site. Immutable.',
+        'x-kubernetes-validations': labelKeyRules('key'),
+      },
+      value: {
+        type: 'string',
+        minLength: 1,
+        maxLength: 63,
+        pattern: LABEL_VALUE_RE,
+        description: 'The label value the nodes of this unit share. Immutable.',
+      },
+      nodes: {
+        type: 'array',
+        maxItems: 10000,
+        'x-kubernetes-list-type': 'set',
+        items: { type: 'string', maxLength: 253 },
+        description: 'Declared members by name: the controller labels each existing one key=value.',
+      },
+      nodeSelector: {
+        ...labelSelector,
+        description: 'Declared members by label: the controller labels each matching node key=value.',
+        'x-kubernetes-validations': [
+          {
+            rule: 'size(self.?matchLabels.orValue({})) + size(self.?matchExpressions.orValue([])) > 0',
+            message: 'nodeSelector must have matchLabels or matchExpressions (an empty selector would claim every node)',
+          },
+        ],
+      },
+    },
+    'x-kubernetes-validations': [
+      { rule: 'self.key == oldSelf.key && self.value == oldSelf.value', message: 'key and value are immutable: create another NodeUnit' },
+    ],
+  };
+  const status: Schema = {
+    type: 'object',
+    properties: {
+      observedGeneration: { type: 'integer', format: 'int64' },
+      nodes: {
+        type: 'array',
+        'x-kubernetes-list-type': 'atomic',
+        items: { type: 'string' },
+        description: 'Names of the nodes labelled key=value, sorted.',
+      },
+      nodeCount: { type: 'integer', format: 'int32' },
+      readyNodes: { type: 'integer', format: 'int32' },
+      notReadyNodes: { type: 'integer', format: 'int32' },
+      grids: {
+        type: 'array',
+        'x-kubernetes-list-type': 'atomic',
+        description: 'Grids keyed on key: each runs a workload (or Service) in this unit. At most 50 are listed; gridCount counts all.',
+        items: {
+          type: 'object',
+          required: ['kind', 'namespace', 'name'],
+          properties: { kind: { type: 'string' }, namespace: { type: 'string' }, name: { type: 'string' } },
+        },
+      },
+      gridCount: { type: 'integer', format: 'int32' },
+      conditions: CONDITIONS,
+    },
+  };
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: 'nodeunits.servicegroup.io' },
+    spec: {
+      group: 'servicegroup.io',
+      names: {
+        kind: 'NodeUnit',
+        listKind: 'NodeUnitList',
+        plural: 'nodeunits',
+        singular: 'nodeunit',
+        shortNames: ['nu'],
+        categories: ['servicegroup'],
+      },
+      scope: 'Cluster',
+      versions: [
+        {
+          name: 'v1alpha1',
+          served: true,
+          storage: true,
+          subresources: { status: {} },
+          additionalPrinterColumns: [
+            { name: 'Key', type: 'string', jsonPath: '.spec.key' },
+            { name: 'Value', type: 'string', jsonPath: '.spec.value' },
+            { name: 'Nodes', type: 'integer', jsonPath: '.status.nodeCount' },
+            { name: 'Ready', type: 'integer', jsonPath: '.status.readyNodes' },
+            { name: 'Grids', type: 'integer', jsonPath: '.status.gridCount', priority: 1 },
+            { name: 'Conflict', type: 'string', jsonPath: '.status.conditions[?(@.type=="Conflict")].status', priority: 1 },
+            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+          ],
+          schema: {
+            openAPIV3Schema: {
+              type: 'object',
+              description:
+                'NodeUnit is one site: the nodes that share one value of a node label key. The controller creates one for every value of every key a grid or a topology annotation uses; a NodeUnit that names nodes (nodes, nodeSelector) makes the controller label them key=value.',
+              required: ['spec'],
+              properties: {
+                apiVersion: { type: 'string' },
+                kind: { type: 'string' },
+                metadata: { type: 'object' },
+                spec,
+                status,
+              },
+            },
+          },
+        },
+      ],
+    },
+  };
 }

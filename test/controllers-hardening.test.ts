@@ -5,8 +5,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
-import { KubeClient } from '../controllers/kube/client.ts';
 import { GridController } from '../controllers/reconcile/controller.ts';
+import { KubeClient } from '../kube/client.ts';
+import { loadKubeconfig } from '../kube/kubeconfig.ts';
 import { useCluster, type WriteRequest } from './cluster/cluster.ts';
 import { CONTROLLER_USER, clientFor, installCrds, installRbac, type Obj, until } from './controllers-helpers.ts';
 
@@ -78,7 +79,7 @@ describe('controllers when things go wrong (in process)', () => {
       const c = cluster();
       await installCrds(c);
       const saKubeconfig = await installRbac(c);
-      admin = new KubeClient(c.kubeConfig());
+      admin = new KubeClient(loadKubeconfig(c.adminKubeconfigPath));
       await c.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }]);
       await c.createNode('h-a', { zone: 'a' });
       await c.createNode('h-b', { zone: 'b' });
@@ -125,7 +126,9 @@ describe('controllers when things go wrong (in process)', () => {
 
   test('creating a grid: one write per object, one Created event naming every unit', async () => {
     const before = (await controllerWrites()).length;
-    await cluster().apply([deploymentGrid('agg', { gridUniqKey: 'zone', template: podSpec('agg') })]);
+    const withEnv = podSpec('agg');
+    (withEnv.template.spec.containers[0] as Record<string, unknown>).env = [{ name: 'MODE', value: 'x' }];
+    await cluster().apply([deploymentGrid('agg', { gridUniqKey: 'zone', template: withEnv })]);
     await until('agg status', async () => (await admin.get<Obj>(DG('agg'))).status?.totalUnits === 2);
     await controller.waitIdle();
     await new Promise((r) => setTimeout(r, 1000));
@@ -135,6 +138,13 @@ describe('controllers when things go wrong (in process)', () => {
     const created = (await events('agg')).filter((e) => e.reason === 'Created');
     assert.equal(created.length, 1, JSON.stringify(created));
     assert.equal(created[0]!.note, 'Created 2 Deployments: agg-a (unit "a"), agg-b (unit "b")');
+
+    // A field the template drops is removed from objects the grid created (not kept by the create's field entry).
+    await cluster().apply([deploymentGrid('agg', { gridUniqKey: 'zone', template: podSpec('agg') })]);
+    await until('env removed from both units', async () => {
+      const l = await Promise.all([admin.get<Obj>(DEPLOY('agg-a')), admin.get<Obj>(DEPLOY('agg-b'))]);
+      return l.every((d) => d.spec.template.spec.containers[0].env === undefined);
+    });
   });
 
   test('a conflict is announced once and noticed as soon as the foreign object is deleted', async () => {
@@ -153,7 +163,7 @@ describe('controllers when things go wrong (in process)', () => {
     const refused = await controllerWrites((w) => w.resource === 'deployments' && w.name === 'blk-a');
     assert.deepEqual(
       refused.map((w) => w.code),
-      [422],
+      [409],
       'the foreign object was never written: one create attempt, refused',
     );
 
@@ -283,13 +293,19 @@ describe('controllers when things go wrong (in process)', () => {
       apiVersion: 'policy/v1',
       kind: 'PodDisruptionBudget',
       metadata: { name: 'ev', namespace: ns },
-      spec: { minAvailable: 1, selector: { matchLabels: { app: 'ev' } } },
+      spec: { minAvailable: 1, selector: { matchLabels: { app: 'ev', 'servicegroup.io/unit': 'x' } } },
     };
     await cluster().apply([pdb]);
-    await until('the budget allows no disruption', async () => {
-      const b = await admin.get<Obj>(`/apis/policy/v1/namespaces/${ns}/poddisruptionbudgets/ev`);
-      return b.status?.observedGeneration === b.metadata.generation && b.status.currentHealthy === 1 && b.status.disruptionsAllowed === 0;
-    });
+    const budget = () => admin.get<Obj>(`/apis/policy/v1/namespaces/${ns}/poddisruptionbudgets/ev`);
+    await until(
+      'the budget allows no disruption',
+      async () => {
+        const b = await budget();
+        return b.status?.observedGeneration === b.metadata.generation && b.status.currentHealthy === 1 && b.status.disruptionsAllowed === 0;
+      },
+      60_000,
+      async () => JSON.stringify({ budget: (await budget()).status, pods: (await podsOf('x')).map((p) => p.status) }),
+    );
     await cluster().apply([{ apiVersion: 'v1', kind: 'Node', metadata: { name: node, labels: { room: 'y' } } }]);
     const pending = await until('misplaced pod reported while the budget blocks its eviction', async () => {
       const g = await admin.get<Obj>(DG('ev'));

@@ -4,7 +4,9 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
-import { KubeClient } from '../controllers/kube/client.ts';
+import { CRD_FILES } from '../crds/generate.ts';
+import { KubeClient } from '../kube/client.ts';
+import { loadKubeconfig } from '../kube/kubeconfig.ts';
 import type { Cluster } from './cluster/cluster.ts';
 import { waitFor } from './cluster/processes.ts';
 
@@ -14,11 +16,10 @@ export const CONTROLLER_USER = 'system:serviceaccount:servicegroup-system:servic
 export async function installCrds(cluster: Cluster): Promise<void> {
   // As text: client-node's typed YAML round trip would drop the schemas' x-kubernetes-* fields.
   const texts: string[] = [];
-  for (const f of ['servicegroup.io_deploymentgrids.yaml', 'servicegroup.io_servicegrids.yaml'])
-    texts.push(await readFile(join(root, 'crds', f), 'utf8'));
+  for (const f of CRD_FILES) texts.push(await readFile(join(root, 'crds', f), 'utf8'));
   await cluster.apply(texts.join('\n---\n'));
-  const admin = new KubeClient(cluster.kubeConfig());
-  for (const name of ['deploymentgrids.servicegroup.io', 'servicegrids.servicegroup.io']) {
+  const admin = new KubeClient(loadKubeconfig(cluster.adminKubeconfigPath));
+  for (const name of ['deploymentgrids.servicegroup.io', 'servicegrids.servicegroup.io', 'nodeunits.servicegroup.io']) {
     await until(`CRD ${name} established`, async () => {
       const crd = await admin.get<Obj>(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`);
       return (crd.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === 'Established' && c.status === 'True');
@@ -35,9 +36,7 @@ export async function installRbac(cluster: Cluster): Promise<string> {
 }
 
 export function clientFor(kubeconfigPath: string): KubeClient {
-  const kc = new k8s.KubeConfig();
-  kc.loadFromFile(kubeconfigPath);
-  return new KubeClient(kc);
+  return new KubeClient(loadKubeconfig(kubeconfigPath));
 }
 
 /** Polls `check` until it returns a value other than undefined/false; `explain` adds context to a timeout. */

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
-import type { KubeClient } from '../controllers/kube/client.ts';
+import type { KubeClient } from '../kube/client.ts';
 import { freePort, useCluster } from './cluster/cluster.ts';
 import { CONTROLLER_USER, clientFor, installCrds, installRbac, type Obj, root, until } from './controllers-helpers.ts';
 

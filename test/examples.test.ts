@@ -147,6 +147,7 @@ describe('examples/', () => {
     for (const line of [
       'customresourcedefinition.apiextensions.k8s.io/deploymentgrids.servicegroup.io',
       'customresourcedefinition.apiextensions.k8s.io/servicegrids.servicegroup.io',
+      'customresourcedefinition.apiextensions.k8s.io/nodeunits.servicegroup.io',
       'namespace/servicegroup-system',
       'deployment.apps/servicegroup-controller',
       'daemonset.apps/application-grid-wrapper',
@@ -169,6 +170,34 @@ describe('examples/', () => {
       '-A',
     ]);
     assert.equal(can.stdout.trim(), 'no');
+  });
+
+  test('nodeunits.yaml: declared NodeUnits label their members by name and by selector', async () => {
+    const c = cluster();
+    for (const n of ['edge-1', 'edge-2']) await c.createNode(n);
+    const r = await c.kubectl(['apply', '--server-side', '-f', join(root, 'examples/nodeunits.yaml')]);
+    assert.equal(r.code, 0, r.stderr);
+    const labelled = (name: string, key: string, value: string) =>
+      waitFor(`node ${name} labelled ${key}=${value}`, async () =>
+        (await core.readNode({ name })).metadata?.labels?.[key] === value ? true : undefined,
+      );
+    await labelled('edge-1', 'site', 'shop-17');
+    await labelled('edge-2', 'site', 'shop-17');
+    await labelled('zone-a-1', 'plant', 'factory-north');
+    await labelled('zone-b-1', 'plant', 'factory-north');
+    const nu = await waitFor('kubectl get nu shows both', async () => {
+      const g = await c.kubectl(['get', 'nu']);
+      return /shop-17\s+site\s+shop-17\s+2\s/.test(g.stdout) && /factory-north\s+plant\s+factory-north\s+2\s/.test(g.stdout)
+        ? g
+        : undefined;
+    });
+    assert.equal(nu.code, 0);
+    assert.equal((await core.readNode({ name: 'zone-c-1' })).metadata?.labels?.plant, undefined, 'region south is not a member');
+    const d = await c.kubectl(['delete', '-f', join(root, 'examples/nodeunits.yaml')]);
+    assert.equal(d.code, 0, d.stderr);
+    await waitFor('members released', async () =>
+      (await core.readNode({ name: 'edge-1' })).metadata?.labels?.site === undefined ? true : undefined,
+    );
   });
 
   test('label-nodes.sh puts nodes into NodeUnits with kubectl', async () => {

@@ -1,29 +1,56 @@
 // The ground every other test stands on: a real control plane with simulated nodes schedules,
 // runs and garbage-collects workloads, enforces RBAC, and a real kube-proxy programs rules.
 import assert from 'node:assert/strict';
-import { before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
-import { useCluster } from './cluster/cluster.ts';
+import { NODE_LEASE_SECONDS, useCluster } from './cluster/cluster.ts';
 import { waitFor } from './cluster/processes.ts';
 
 const cluster = useCluster({ controllerManager: true, scheduler: true, kwok: true });
 const ns = 'foundation';
+const NODES = ['n1', 'n2', 'n3'];
+// Longer than kube-controller-manager's default node-monitor-grace-period (50 s) several times over,
+// and than the 2 minutes after which nodes used to lose Ready without a node Lease.
+const STAYS_READY_MS = 200_000;
 
 describe('test cluster', () => {
   let core: k8s.CoreV1Api;
   let apps: k8s.AppsV1Api;
   let discovery: k8s.DiscoveryV1Api;
+  let coordination: k8s.CoordinationV1Api;
+  // Every Ready condition status each node had, in order, as seen on a watch that lasts the file:
+  // the other tests run meanwhile, so checking that nodes stay Ready costs little extra time.
+  const readyHistory = new Map<string, { at: number; status: string }[]>();
+  let nodeWatch: AbortController | undefined;
+  let nodeWatchEnded: unknown;
 
   before(async () => {
     const kc = cluster().kubeConfig();
     core = kc.makeApiClient(k8s.CoreV1Api);
     apps = kc.makeApiClient(k8s.AppsV1Api);
     discovery = kc.makeApiClient(k8s.DiscoveryV1Api);
+    coordination = kc.makeApiClient(k8s.CoordinationV1Api);
+    nodeWatch = await new k8s.Watch(kc).watch(
+      '/api/v1/nodes',
+      {},
+      (_type, node: k8s.V1Node) => {
+        const name = node.metadata?.name ?? '';
+        const status = node.status?.conditions?.find((c) => c.type === 'Ready')?.status ?? 'absent';
+        const history = readyHistory.get(name) ?? [];
+        if (history[history.length - 1]?.status !== status) history.push({ at: Date.now(), status });
+        readyHistory.set(name, history);
+      },
+      (err) => {
+        nodeWatchEnded = err ?? new Error('the apiserver ended the watch');
+      },
+    );
     await cluster().createNode('n1', { zone: 'a' });
     await cluster().createNode('n2', { zone: 'a' });
     await cluster().createNode('n3', { zone: 'b' });
     await cluster().apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }]);
   });
+
+  after(() => nodeWatch?.abort());
 
   test('reports the pinned Kubernetes version', async () => {
     const version = JSON.parse(await cluster().rawGet('/version'));
@@ -185,5 +212,38 @@ describe('test cluster', () => {
     const host = await new Promise<string>((resolve) => execFile('iptables-save', (_e, out) => resolve(out ?? '')));
     assert.doesNotMatch(host, /KUBE-SERVICES/);
     await proxy.stop();
+  });
+
+  test('nodes stay Ready as a kubelet keeps them: a node Lease renewed, Ready for minutes with the default grace period', async () => {
+    const firstReady = (name: string) => readyHistory.get(name)?.find((h) => h.status === 'True')?.at;
+    await waitFor('every node Ready once', async () => (NODES.every((n) => firstReady(n) !== undefined) ? true : undefined));
+    const readySince = Math.max(...NODES.map((n) => firstReady(n) ?? 0));
+
+    const lease = await coordination.readNamespacedLease({ name: 'n1', namespace: 'kube-node-lease' });
+    assert.equal(lease.spec?.leaseDurationSeconds, NODE_LEASE_SECONDS);
+    const firstRenew = new Date(lease.spec?.renewTime ?? 0).getTime();
+    await waitFor(
+      'the Lease of n1 to be renewed',
+      async () => {
+        const l = await coordination.readNamespacedLease({ name: 'n1', namespace: 'kube-node-lease' });
+        return new Date(l.spec?.renewTime ?? 0).getTime() > firstRenew ? true : undefined;
+      },
+      { timeoutMs: NODE_LEASE_SECONDS * 1000 },
+    );
+
+    await waitFor('the observation window to pass', async () => (Date.now() - readySince > STAYS_READY_MS ? true : undefined), {
+      timeoutMs: STAYS_READY_MS + 60_000,
+      intervalMs: 1000,
+    });
+    assert.equal(nodeWatchEnded, undefined, 'the node watch ran through the window');
+    for (const n of NODES) {
+      const history = readyHistory.get(n) ?? [];
+      const after = history.slice(history.findIndex((h) => h.status === 'True'));
+      assert.deepEqual(
+        after.map((h) => h.status),
+        ['True'],
+        `${n} left Ready: ${after.map((h) => `${h.status} at +${((h.at - readySince) / 1000).toFixed(0)} s`).join(', ')}`,
+      );
+    }
   });
 });

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
 import { type Cluster, freePort } from './cluster/cluster.ts';
+import type { Component } from './cluster/processes.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const WRAPPER_MANIFEST = join(root, 'examples/install/wrapper.yaml');
@@ -38,6 +39,9 @@ export interface RunningWrapper {
   url: string;
   port: number;
   logFile: string;
+  stateDir: string;
+  /** The process, e.g. to SIGKILL it. */
+  component: Component;
   stop(): Promise<void>;
 }
 
@@ -47,15 +51,27 @@ export interface RunningWrapper {
  */
 export async function startWrapper(
   cluster: Cluster,
-  opts: { nodeName: string; kubeconfig: string; args?: string[]; port?: number },
+  opts: {
+    nodeName: string;
+    kubeconfig: string;
+    args?: string[];
+    port?: number;
+    stateDir?: string;
+    /** 'ready' (default): /readyz answers 200; 'healthy': /healthz does (e.g. to see it refuse while unsynced). */
+    until?: 'ready' | 'healthy';
+  },
 ): Promise<RunningWrapper> {
   const port = opts.port ?? (await freePort());
+  // A state directory of this start only unless one is given: a saved state of another test (or of
+  // this machine's /var/lib) must never be served.
+  const stateDir = opts.stateDir ?? join(cluster.dir, `wrapper-state-${opts.nodeName}-${port}-${Date.now()}`);
   const component = cluster.startProcess(`wrapper-${opts.nodeName}-${port}-${Date.now()}`, process.execPath, [
     join(root, 'wrapper/main.ts'),
     `--listen=127.0.0.1:${port}`,
     `--node-name=${opts.nodeName}`,
     `--kubeconfig=${opts.kubeconfig}`,
     '--log-level=debug',
+    `--state-dir=${stateDir}`,
     ...(opts.args ?? []),
   ]);
   const url = `http://127.0.0.1:${port}`;
@@ -63,7 +79,7 @@ export async function startWrapper(
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (!component.isRunning()) throw new Error(`wrapper exited; log ${component.logFile}:\n${component.tail(40)}`);
-    const r = await httpText(`${url}/readyz`).catch(() => undefined);
+    const r = await httpText(`${url}/${opts.until === 'healthy' ? 'healthz' : 'readyz'}`).catch(() => undefined);
     if (r?.status === 200) break;
     if (Date.now() > deadline) {
       await stop();
@@ -71,14 +87,20 @@ export async function startWrapper(
     }
     await sleep(100);
   }
-  return { url, port, logFile: component.logFile, stop };
+  return { url, port, logFile: component.logFile, stateDir, component, stop };
+}
+
+/** Endpoint IPs kube-proxy programmed for a Service (its KUBE-SEP chains' source matches in iptables-save). */
+export function kubeProxyEndpointIps(rules: string, namespace: string, svc: string): string[] {
+  const re = new RegExp(`-A KUBE-SEP-\\S+ -s (\\d+\\.\\d+\\.\\d+\\.\\d+)/32 -m comment --comment "?${namespace}/${svc}"? `, 'g');
+  return [...new Set([...rules.matchAll(re)].map((m) => m[1]!))].sort();
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function httpText(
   url: string,
-  init: { method?: string; body?: string; headers?: Record<string, string> } = {},
+  init: { method?: string; body?: string | Buffer; headers?: Record<string, string> } = {},
 ): Promise<{ status: number; body: string; headers: IncomingMessage['headers'] }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(url, { method: init.method ?? 'GET', headers: init.headers }, (res) => {

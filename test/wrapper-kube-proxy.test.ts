@@ -7,7 +7,7 @@ import { ANNOTATION_TOPOLOGY_KEYS } from '../controllers/api/v1alpha1.ts';
 import { useCluster } from './cluster/cluster.ts';
 import type { KubeProxy } from './cluster/kube-proxy.ts';
 import { waitFor } from './cluster/processes.ts';
-import { httpText, installWrapperRbac, type RunningWrapper, startWrapper } from './wrapper-harness.ts';
+import { httpText, installWrapperRbac, kubeProxyEndpointIps, type RunningWrapper, startWrapper } from './wrapper-harness.ts';
 
 const cluster = useCluster({});
 const ns = 'kp';
@@ -27,11 +27,7 @@ const slice = (name: string, svc: string, eps: [string, string][]) => ({
   endpoints: eps.map(([ip, nodeName]) => ({ addresses: [ip], nodeName, conditions: { ready: true, serving: true, terminating: false } })),
 });
 
-/** Endpoint IPs kube-proxy programmed for a Service (its KUBE-SEP chains' source matches). */
-function endpointIps(rules: string, svc: string): string[] {
-  const re = new RegExp(`-A KUBE-SEP-\\S+ -s (\\d+\\.\\d+\\.\\d+\\.\\d+)/32 -m comment --comment "?${ns}/${svc}"? `, 'g');
-  return [...new Set([...rules.matchAll(re)].map((m) => m[1]!))].sort();
-}
+const endpointIps = (rules: string, svc: string) => kubeProxyEndpointIps(rules, ns, svc);
 
 describe('kube-proxy through the application-grid-wrapper', () => {
   const wrappers: RunningWrapper[] = [];

@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { ANNOTATION_TOPOLOGY_KEYS, ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE } from '../controllers/api/v1alpha1.ts';
+import type { KubeObject } from '../kube/objects.ts';
 import { filterEndpointSlices, topologyKeysOf } from '../wrapper/filter.ts';
-import type { KubeObject } from '../wrapper/resources.ts';
 import { useCluster } from './cluster/cluster.ts';
 import {
   CuttableRelay,

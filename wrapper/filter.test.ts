@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ANNOTATION_TOPOLOGY_KEYS, ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE } from '../controllers/api/v1alpha1.ts';
+import type { KubeObject } from '../kube/objects.ts';
 import { filterEndpointSlices, filterEndpoints, type NodeUnitContext, topologyKeysOf } from './filter.ts';
-import type { KubeObject } from './resources.ts';
 
 const nodes: Record<string, Record<string, string>> = {
   a1: { zone: 'a', region: 'r1' },

@@ -2,7 +2,7 @@
 // Pure functions of (Service, its endpoints, node labels, local node) so the rule can be tested
 // alone and recomputed for any single Service when one of its inputs changes.
 import { ANNOTATION_TOPOLOGY_KEYS, ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE } from '../controllers/api/v1alpha1.ts';
-import type { KubeObject } from './resources.ts';
+import type { KubeObject } from '../kube/objects.ts';
 
 export const ANY_KEY = '*';
 
@@ -36,6 +36,31 @@ export function topologyKeysOf(service: KubeObject | undefined): TopologyKeys {
   }
   if (parsed.length === 0) return { kind: 'none' };
   return { kind: 'keys', keys: parsed as string[], source };
+}
+
+/** Whether the object carries a topology annotation in either spelling, even an empty or invalid one. */
+export function hasTopologyAnnotation(obj: KubeObject | undefined): boolean {
+  const a = obj?.metadata?.annotations;
+  return !!a && (Object.hasOwn(a, ANNOTATION_TOPOLOGY_KEYS) || Object.hasOwn(a, ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE));
+}
+
+/**
+ * The topology keys a Namespace gives its Services: only our annotation (SuperEdge's spelling
+ * never existed on Namespaces, and a bare `topologyKeys` there may mean something else).
+ */
+export function namespaceTopologyKeysOf(namespace: KubeObject | undefined): TopologyKeys {
+  const value = namespace?.metadata?.annotations?.[ANNOTATION_TOPOLOGY_KEYS];
+  if (value === undefined) return { kind: 'none' };
+  return topologyKeysOf({ metadata: { name: namespace!.metadata.name, annotations: { [ANNOTATION_TOPOLOGY_KEYS]: value } } });
+}
+
+/**
+ * The keys that decide a Service's endpoints: its own annotation when it has one (so `[]` opts a
+ * Service out of its Namespace's keys), else its Namespace's.
+ */
+export function effectiveTopologyKeys(service: KubeObject | undefined, namespaceKeys: TopologyKeys): TopologyKeys {
+  if (!service) return { kind: 'none' };
+  return hasTopologyAnnotation(service) ? topologyKeysOf(service) : namespaceKeys;
 }
 
 export type NodeLabelsLookup = (nodeName: string) => Record<string, string> | undefined;
@@ -156,15 +181,3 @@ export function filterEndpoints(
   else delete result.subsets;
   return { endpoints: result, stats: { kept, dropped: total - kept } };
 }
-
-/**
- * The filter in the shape yurthub uses for its response filters: a name, the resources it
- * applies to, and pure functions. The view calls it per Service.
- */
-export const nodeUnitFilter = {
-  name: 'nodeunit',
-  resources: ['endpointslices', 'endpoints'] as const,
-  topologyKeysOf,
-  filterEndpointSlices,
-  filterEndpoints,
-};

@@ -1,7 +1,8 @@
 // The wrapper's Prometheus metrics, kept as plain numbers and rendered in the text format.
 import { getHeapSpaceStatistics } from 'node:v8';
+import type { ReflectorMetrics } from '../kube/reflector.ts';
 import type { ServedMetrics } from './served.ts';
-import type { ReflectorMetrics } from './upstream.ts';
+import type { StateMetrics } from './state.ts';
 import type { ViewMetrics } from './view.ts';
 
 type Series = Map<string, number>;
@@ -12,7 +13,7 @@ interface Family {
   series: Series;
 }
 
-export class WrapperMetrics implements ServedMetrics, ReflectorMetrics, ViewMetrics {
+export class WrapperMetrics implements ServedMetrics, ReflectorMetrics, ViewMetrics, StateMetrics {
   private readonly families = new Map<string, Family>();
 
   private family(name: string, type: Family['type'], help: string): Series {
@@ -72,6 +73,31 @@ export class WrapperMetrics implements ServedMetrics, ReflectorMetrics, ViewMetr
       'counter',
       'Requests answered 400/403 without serving them.',
       `reason="${reason}"`,
+      1,
+    );
+  }
+  listServed(resource: string): void {
+    this.add('servicegroup_wrapper_list_requests_total', 'counter', 'List requests answered.', `resource="${resource}"`, 1);
+  }
+  stateWritten(bytes: number, seconds: number): void {
+    this.add('servicegroup_wrapper_state_writes_total', 'counter', 'Snapshots of the state saved to disk.', '', 1);
+    this.add('servicegroup_wrapper_state_written_bytes_total', 'counter', 'Bytes of state snapshots written.', '', bytes);
+    this.set('servicegroup_wrapper_state_bytes', 'Size of the last saved snapshot.', '', bytes);
+    this.add(
+      'servicegroup_wrapper_state_write_seconds_total',
+      'counter',
+      'Time spent encoding and writing snapshots durably.',
+      '',
+      seconds,
+    );
+    this.set('servicegroup_wrapper_state_saved_timestamp_seconds', 'When the last snapshot was saved (Unix time).', '', Date.now() / 1000);
+  }
+  stateWriteFailed(): void {
+    this.add(
+      'servicegroup_wrapper_state_write_failures_total',
+      'counter',
+      'Saves of the state that failed (full or read-only disk): the wrapper serves from memory meanwhile.',
+      '',
       1,
     );
   }

@@ -1,28 +1,9 @@
 // The resource kinds the wrapper serves, described once; everything else (upstream reflectors,
 // served stores, HTTP routes, discovery, RBAC test) is generated from this table.
+import { GROUP, PLURAL_NODE_UNIT, VERSION } from '../controllers/api/v1alpha1.ts';
+import type { GroupVersionResource } from '../kube/objects.ts';
 
-export interface ObjectMeta {
-  name: string;
-  namespace?: string;
-  resourceVersion?: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  [k: string]: unknown;
-}
-
-export interface KubeObject {
-  apiVersion?: string;
-  kind?: string;
-  metadata: ObjectMeta;
-  [k: string]: unknown;
-}
-
-export interface ResourceSpec {
-  /** Plural resource name, as in URLs and RBAC. */
-  resource: string;
-  /** '' for the core group. */
-  group: string;
-  version: string;
+export interface ResourceSpec extends GroupVersionResource {
   kind: string;
   namespaced: boolean;
   /** Field selectors accepted besides metadata.name and metadata.namespace. */
@@ -75,16 +56,25 @@ export const SERVICE_CIDRS: ResourceSpec = {
   extraFields: [],
 };
 
-export const SERVED_RESOURCES: readonly ResourceSpec[] = [SERVICES, ENDPOINT_SLICES, ENDPOINTS, NODES, SERVICE_CIDRS];
+/**
+ * Namespaces: CoreDNS's kubernetes plugin lists and watches them (and waits for that cache before
+ * answering), so a per-node CoreDNS pointed at the wrapper needs them. Served unchanged.
+ */
+export const NAMESPACES: ResourceSpec = {
+  resource: 'namespaces',
+  group: '',
+  version: 'v1',
+  kind: 'Namespace',
+  namespaced: false,
+  extraFields: [],
+  shortNames: ['ns'],
+};
 
-export const apiVersionOf = (s: ResourceSpec) => (s.group === '' ? s.version : `${s.group}/${s.version}`);
+export const SERVED_RESOURCES: readonly ResourceSpec[] = [SERVICES, ENDPOINT_SLICES, ENDPOINTS, NODES, SERVICE_CIDRS, NAMESPACES];
 
-/** URL prefix of the group version: /api/v1 or /apis/<group>/<version>. */
-export const groupVersionPath = (s: ResourceSpec) => (s.group === '' ? `/api/${s.version}` : `/apis/${s.group}/${s.version}`);
+/** Read, never served: with `--membership=nodeunits` the NodeUnits' member lists say who is in which unit. */
+export const NODE_UNITS: GroupVersionResource = { group: GROUP, version: VERSION, resource: PLURAL_NODE_UNIT };
 
 export const supportedFields = (s: ResourceSpec) => ['metadata.name', ...(s.namespaced ? ['metadata.namespace'] : []), ...s.extraFields];
-
-export const objectKey = (o: { metadata: { name: string; namespace?: string } }) =>
-  o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name;
 
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';

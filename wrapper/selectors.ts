@@ -1,6 +1,7 @@
 // Label and field selectors as the kube-apiserver accepts them in `labelSelector` and
 // `fieldSelector` query parameters. Parse errors carry a message precise enough to fix the query,
 // because they become the body of a 400 response.
+import { isDnsSubdomain, isLabelValue, isQualifiedNamePart } from '../kube/names.ts';
 
 export class SelectorError extends Error {}
 
@@ -14,18 +15,14 @@ export interface LabelRequirement {
 
 export type Labels = Record<string, string> | undefined;
 
-const NAME_PART = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
-
 function checkKey(key: string): void {
   const slash = key.indexOf('/');
   const prefix = slash >= 0 ? key.slice(0, slash) : undefined;
   const name = slash >= 0 ? key.slice(slash + 1) : key;
-  if (prefix !== undefined && (prefix.length === 0 || prefix.length > 253 || !DNS_SUBDOMAIN.test(prefix))) {
+  if (prefix !== undefined && !isDnsSubdomain(prefix)) {
     throw new SelectorError(`invalid label key "${key}": prefix part must be a DNS subdomain`);
   }
-  if (!NAME_PART.test(name)) {
+  if (!isQualifiedNamePart(name)) {
     throw new SelectorError(
       `invalid label key "${key}": name part must be 1-63 characters of alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric`,
     );
@@ -33,7 +30,7 @@ function checkKey(key: string): void {
 }
 
 function checkValue(key: string, value: string): void {
-  if (value.length > 63 || !LABEL_VALUE.test(value)) {
+  if (!isLabelValue(value)) {
     throw new SelectorError(
       `invalid label value "${value}" for key "${key}": must be at most 63 characters of alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric`,
     );

@@ -3,11 +3,12 @@ import { get } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { pino } from 'pino';
+import { KubeClient } from '../kube/client.ts';
+import { apiVersionOf } from '../kube/objects.ts';
 import { WrapperMetrics } from './metrics.ts';
-import { apiVersionOf, SERVED_RESOURCES } from './resources.ts';
+import { SERVED_RESOURCES } from './resources.ts';
 import { RvClock, ServedResource } from './served.ts';
 import { buildServer, type WrapperState } from './server.ts';
-import { Upstream } from './upstream.ts';
 
 const setup = async (ready = true) => {
   const clock = new RvClock();
@@ -22,11 +23,12 @@ const setup = async (ready = true) => {
     specs: SERVED_RESOURCES,
     served,
     ready: () => ready,
-    upstream: new Upstream({ server: 'https://127.0.0.1:1', applyToHTTPSOptions: async () => {} }),
+    upstream: new KubeClient({ server: 'https://127.0.0.1:1', applyToHTTPSOptions: async () => {} }),
     metrics,
     log: pino({ level: 'silent' }),
     bookmarkIntervalMs: 60_000,
     minWatchTimeoutSeconds: 1800,
+    maxWatches: 1000,
   };
   const app = await buildServer(state, { withResources: true });
   served.services!.apply('ns/a', { metadata: { name: 'a', namespace: 'ns', labels: { app: 'x' } }, spec: { clusterIP: '10.0.0.1' } });

@@ -2,25 +2,53 @@
 // forwarded events). Shared state is decorated on the instance. Anything not routed is refused
 // with 403: the wrapper holds its own credentials and must not lend them.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, LogController } from 'fastify';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
+import type { KubeClient } from '../kube/client.ts';
+import { apiVersionOf, groupVersionPath } from '../kube/objects.ts';
+import {
+  checkEventBody,
+  EVENT_API_PREFIXES,
+  type EventMethod,
+  EventRequestError,
+  type EventWrite,
+  parseEventPath,
+  readBody,
+} from './events.ts';
 import type { WrapperMetrics } from './metrics.ts';
 import { parseListWatchQuery, QueryError } from './query.ts';
-import { apiVersionOf, groupVersionPath, type ResourceSpec, supportedFields } from './resources.ts';
+import { type ResourceSpec, supportedFields } from './resources.ts';
 import type { ServedResource } from './served.ts';
-import type { Upstream } from './upstream.ts';
+import { type IncludeObject, includeObjectOf, tableOfEncoded, tableVersionOf, tableWatchSink } from './table.ts';
+
+/** What /readyz, /metrics and /version tell about serving while the apiserver cannot be reached. */
+export interface AutonomyStatus {
+  /** Some upstream list or watch is failing. */
+  readonly offline: boolean;
+  /** The saved state served since start, until every resource has been listed upstream. */
+  readonly restored: { generation: number; writtenAt: string } | undefined;
+  /** When the apiserver last answered (ms since the epoch). */
+  readonly lastContact: number | undefined;
+  /** The apiserver's GET /version answer, as last read. */
+  readonly version: unknown;
+  ageSeconds(): number;
+}
 
 export interface WrapperState {
   specs: readonly ResourceSpec[];
   served: Record<string, ServedResource>;
   ready(): boolean;
-  upstream: Upstream;
+  upstream: KubeClient;
   metrics: WrapperMetrics;
   log: Logger;
+  autonomy?: AutonomyStatus;
   bookmarkIntervalMs: number;
   /** Watches without timeoutSeconds end after a random time in [min, 2*min), like the apiserver. */
   minWatchTimeoutSeconds: number;
+  /** Open watches (all resources) past which a new watch is answered 429. */
+  maxWatches: number;
 }
 
 declare module 'fastify' {
@@ -33,28 +61,63 @@ export function status(code: number, reason: string, message: string, details?: 
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code, ...(details ? { details } : {}) };
 }
 
-function sendStatus(reply: FastifyReply, code: number, reason: string, message: string) {
+function sendStatus(reply: FastifyReply, code: number, reason: string, message: string, details?: object) {
   return reply
     .code(code)
     .type('application/json')
-    .send(JSON.stringify(status(code, reason, message)));
+    .send(JSON.stringify(status(code, reason, message, details)));
 }
+
+/** How long a client refused for too many watches is asked to wait (what the apiserver's max-in-flight filter says). */
+const WATCH_RETRY_AFTER_SECONDS = 1;
+/** Refusals under a burst are logged once per this period, with their count, not one line each. */
+const REFUSAL_LOG_PERIOD_MS = 10_000;
 
 const healthRoutes: FastifyPluginAsync = async (app) => {
   const { metrics } = app.wrapper;
   app.get('/healthz', async (_req, reply) => reply.type('text/plain').send('ok'));
-  app.get('/readyz', async (_req, reply) =>
-    app.wrapper.ready() ? reply.type('text/plain').send('ok') : reply.code(503).type('text/plain').send('caches not synced'),
-  );
+  app.get('/readyz', async (_req, reply) => {
+    if (!app.wrapper.ready()) return reply.code(503).type('text/plain').send('caches not synced');
+    return reply.type('text/plain').send(readyDetail(app.wrapper.autonomy));
+  });
   app.get('/metrics', async (_req, reply) => {
     for (const [resource, s] of Object.entries(app.wrapper.served)) {
       metrics.setGauge('servicegroup_wrapper_objects', 'Objects served.', `resource="${resource}"`, s.count);
     }
     metrics.sampleProcess();
     metrics.setGauge('servicegroup_wrapper_ready', 'Whether caches have synced.', '', app.wrapper.ready() ? 1 : 0);
+    const autonomy = app.wrapper.autonomy;
+    if (autonomy) {
+      metrics.setGauge('servicegroup_wrapper_offline', 'Whether an upstream list or watch is failing.', '', autonomy.offline ? 1 : 0);
+      metrics.setGauge(
+        'servicegroup_wrapper_serving_saved_state',
+        'Whether the state saved on disk is served (from start until every resource is listed upstream).',
+        '',
+        autonomy.restored ? 1 : 0,
+      );
+      metrics.setGauge(
+        'servicegroup_wrapper_state_age_seconds',
+        'Age of what is served: 0 while the apiserver answers.',
+        '',
+        autonomy.ageSeconds(),
+      );
+      metrics.setGauge(
+        'servicegroup_wrapper_upstream_last_contact_timestamp_seconds',
+        'When the apiserver last answered a list or watch (Unix time).',
+        '',
+        (autonomy.lastContact ?? 0) / 1000,
+      );
+    }
     return reply.type('text/plain; version=0.0.4').send(metrics.render());
   });
 };
+
+function readyDetail(autonomy: AutonomyStatus | undefined): string {
+  if (!autonomy?.offline) return autonomy?.restored ? `ok: serving the saved state of ${autonomy.restored.writtenAt}` : 'ok';
+  const since = autonomy.lastContact ? new Date(autonomy.lastContact).toISOString() : 'start';
+  const saved = autonomy.restored ? `the saved state of ${autonomy.restored.writtenAt}` : 'the last known state';
+  return `ok: apiserver unreachable since ${since}; serving ${saved}`;
+}
 
 const COMMA = Buffer.from(',');
 const LIST_END = Buffer.from(']}');
@@ -88,6 +151,12 @@ const discoveryRoutes: FastifyPluginAsync = async (app) => {
     groupVersions.get(k)!.resources.unshift(resourceEntry(spec));
   }
   const json = (reply: FastifyReply, body: object) => reply.type('application/json').send(JSON.stringify(body));
+  // The apiserver's own answer, as last read (and saved), so clients get it while it is unreachable.
+  app.get('/version', async (_req, reply) => {
+    const version = app.wrapper.autonomy?.version;
+    if (version === undefined) return sendStatus(reply, 503, 'ServiceUnavailable', 'the apiserver version is not known yet');
+    return json(reply, version as object);
+  });
   app.get('/api', async (_req, reply) => json(reply, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [] }));
   app.get('/apis', async (_req, reply) =>
     json(reply, {
@@ -118,6 +187,29 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
   const state = app.wrapper;
   const { log } = state;
   const openWatches = new Set<() => void>();
+  let refusedSinceLog = 0;
+  let lastRefusalLog = 0;
+  const refuseWatch = (reply: FastifyReply, resource: string) => {
+    state.metrics.requestRefused('too_many_watches');
+    refusedSinceLog++;
+    const now = Date.now();
+    if (now - lastRefusalLog >= REFUSAL_LOG_PERIOD_MS) {
+      log.warn(
+        { resource, openWatches: openWatches.size, maxWatches: state.maxWatches, refused: refusedSinceLog },
+        'refusing watches: the limit of open watches is reached (raise --max-watches if this node has that many clients)',
+      );
+      lastRefusalLog = now;
+      refusedSinceLog = 0;
+    }
+    reply.header('Retry-After', String(WATCH_RETRY_AFTER_SECONDS));
+    return sendStatus(
+      reply,
+      429,
+      'TooManyRequests',
+      `too many open watches (${openWatches.size} of at most ${state.maxWatches}); retry after ${WATCH_RETRY_AFTER_SECONDS}s`,
+      { retryAfterSeconds: WATCH_RETRY_AFTER_SECONDS },
+    );
+  };
   const bookmarkTimer = setInterval(() => {
     for (const s of Object.values(state.served)) s.bookmark();
   }, state.bookmarkIntervalMs);
@@ -152,6 +244,14 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
       } catch (err) {
         return refuse(reply, err);
       }
+      // `kubectl get` asks for the Table form; everything else gets the objects.
+      const tableVersion = tableVersionOf(req.raw.headers.accept);
+      let includeObject: IncludeObject = 'Metadata';
+      try {
+        if (tableVersion) includeObject = includeObjectOf(params);
+      } catch (err) {
+        return refuse(reply, err);
+      }
       const selector = q.match;
       const match =
         namespace === undefined
@@ -167,6 +267,7 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
         );
       }
       if (!(q.watch || forceWatch)) {
+        state.metrics.listServed(spec.resource);
         const rv = q.resourceVersion;
         if (rv !== undefined && rv !== 0) {
           const tooNew = rv > served.clock.current;
@@ -181,6 +282,11 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
           }
         }
         const { resourceVersion, items } = served.list(match);
+        if (tableVersion) {
+          return reply
+            .type('application/json')
+            .send(tableOfEncoded(spec, items, resourceVersion, { version: tableVersion, includeObject }));
+        }
         // The items are already JSON: the list is assembled from their bytes, never re-encoded.
         const parts: Buffer[] = [
           Buffer.from(`{"kind":"${listKind}","apiVersion":"${apiVersion}","metadata":{"resourceVersion":"${resourceVersion}"},"items":[`),
@@ -204,6 +310,7 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
       } else {
         fromRv = q.resourceVersion;
       }
+      if (openWatches.size >= state.maxWatches) return refuseWatch(reply, spec.resource);
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
@@ -216,7 +323,8 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
         res.end(`${JSON.stringify({ type: 'ERROR', object: status(410, 'Expired', expired) })}\n`);
         return;
       }
-      const watcher = served.watch(res, { fromRv, initialEventsEnd, bookmarks: q.allowWatchBookmarks, match });
+      const sink = tableVersion ? tableWatchSink(res, spec, { version: tableVersion, includeObject }) : res;
+      const watcher = served.watch(sink, { fromRv, initialEventsEnd, bookmarks: q.allowWatchBookmarks, match });
       const seconds = q.timeoutSeconds || state.minWatchTimeoutSeconds * (1 + Math.random());
       const close = () => {
         clearTimeout(timer);
@@ -229,11 +337,21 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
       log.debug({ resource: spec.resource, namespace, fromRv, timeoutSeconds: seconds }, 'watch started');
     };
 
-    const item = async (req: { params: unknown }, reply: FastifyReply) => {
+    const item = async (req: { params: unknown; url: string; raw: IncomingMessage }, reply: FastifyReply) => {
       if (!state.ready()) return sendStatus(reply, 503, 'ServiceUnavailable', 'the application-grid-wrapper has not synced its caches yet');
       const { namespace, name } = req.params as { namespace?: string; name: string };
       const obj = served.encoded(namespace ? `${namespace}/${name}` : name);
       if (!obj) return sendStatus(reply, 404, 'NotFound', `${spec.resource}${spec.group ? `.${spec.group}` : ''} "${name}" not found`);
+      const tableVersion = tableVersionOf(req.raw.headers.accept);
+      if (tableVersion) {
+        let includeObject: IncludeObject;
+        try {
+          includeObject = includeObjectOf(new URL(req.url, 'http://x').searchParams);
+        } catch (err) {
+          return refuse(reply, err);
+        }
+        return reply.type('application/json').send(tableOfEncoded(spec, [obj], undefined, { version: tableVersion, includeObject }));
+      }
       return reply.type('application/json').send(obj);
     };
 
@@ -246,12 +364,15 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
   }
 };
 
-/** POST/PATCH of Events, forwarded with the wrapper's credentials: the only writes kube-proxy needs. */
+/**
+ * POST/PATCH of Events, forwarded with the wrapper's credentials: the only writes kube-proxy needs.
+ * Path, query and body are checked first (events.ts); what is forwarded is the checked request.
+ */
 const eventRoutes: FastifyPluginAsync = async (app) => {
-  const { upstream, log } = app.wrapper;
+  const { upstream, log, metrics } = app.wrapper;
   const proxy = httpProxy.createProxyServer({ target: upstream.server.origin, changeOrigin: true, xfwd: false });
   proxy.on('error', (err, req, res) => {
-    log.warn({ err: err.message, url: req.url }, 'forwarding event write failed');
+    log.warn({ err, url: req.url }, 'forwarding event write failed');
     const r = res as ServerResponse;
     if (!r.headersSent && typeof r.writeHead === 'function') {
       r.writeHead(502, { 'Content-Type': 'application/json' });
@@ -260,19 +381,38 @@ const eventRoutes: FastifyPluginAsync = async (app) => {
       r.destroy?.();
     }
   });
-  const forward = async (req: { raw: IncomingMessage }, reply: FastifyReply) => {
+  const forward = (method: EventMethod) => async (req: { raw: IncomingMessage }, reply: FastifyReply) => {
+    const raw = req.raw;
+    let write: EventWrite;
+    let body: Buffer;
+    try {
+      write = parseEventPath(method, raw.url ?? '');
+      body = await readBody(raw);
+      checkEventBody(write, raw.headers['content-type'], body);
+    } catch (err) {
+      if (!(err instanceof EventRequestError)) throw err;
+      metrics.requestRefused('bad_request');
+      log.info({ method, url: raw.url, err }, 'event write refused');
+      return sendStatus(reply, err.code, err.reason, err.message);
+    }
     const opts = await upstream.options();
     reply.hijack();
-    const raw = req.raw;
     // Never pass on a caller's identity or impersonation: the write is made as the wrapper.
     for (const h of Object.keys(raw.headers)) {
       if (h === 'authorization' || h.startsWith('impersonate-')) delete raw.headers[h];
     }
-    proxy.web(raw, reply.raw, { agent: opts.agent, headers: (opts.headers ?? {}) as Record<string, string> });
+    raw.url = write.path;
+    delete raw.headers['transfer-encoding'];
+    raw.headers['content-length'] = String(body.length);
+    proxy.web(raw, reply.raw, {
+      agent: opts.agent,
+      headers: (opts.headers ?? {}) as Record<string, string>,
+      buffer: Readable.from([body]),
+    });
   };
-  for (const prefix of ['/api/v1', '/apis/events.k8s.io/v1']) {
-    app.post(`${prefix}/namespaces/:namespace/events`, forward);
-    app.patch(`${prefix}/namespaces/:namespace/events/:name`, forward);
+  for (const prefix of Object.keys(EVENT_API_PREFIXES)) {
+    app.post(`${prefix}/namespaces/:namespace/events`, forward('POST'));
+    app.patch(`${prefix}/namespaces/:namespace/events/:name`, forward('PATCH'));
   }
 };
 
@@ -283,6 +423,8 @@ export async function buildServer(state: WrapperState, opts: { withResources: bo
     // Watches are long-lived; the server must not cut them.
     requestTimeout: 0,
     return503OnClosing: false,
+    // No per-request child logger: a watch would keep one (with its bindings) for its whole life.
+    childLoggerFactory: (logger) => logger,
   });
   app.decorate('wrapper', state);
   // No route reads a body: forwarded event writes stream it to the apiserver as it came, and a

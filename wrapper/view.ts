@@ -2,16 +2,20 @@
 // equal to "upstream with the NodeUnit rule applied". Indexes (slices by Service, Services by
 // node) make each change recompute only the Services it can affect.
 import type { Logger } from 'pino';
+import { type KubeObject, objectKey } from '../kube/objects.ts';
 import {
+  effectiveTopologyKeys,
   type FilterStats,
   filterEndpointSlices,
   filterEndpoints,
+  hasTopologyAnnotation,
   type NodeUnitContext,
+  namespaceTopologyKeysOf,
   type TopologyKeys,
-  topologyKeysOf,
 } from './filter.ts';
-import { type KubeObject, objectKey, SERVICE_NAME_LABEL } from './resources.ts';
+import { SERVICE_NAME_LABEL } from './resources.ts';
 import type { ServedResource } from './served.ts';
+import { aliasUnitPodHostnames, aliasUnitPodHostnamesInEndpoints } from './unit-pod-names.ts';
 
 export interface ServedStores {
   services: ServedResource;
@@ -19,10 +23,30 @@ export interface ServedStores {
   endpoints: ServedResource;
   nodes: ServedResource;
   servicecidrs: ServedResource;
+  namespaces: ServedResource;
 }
 
 export interface ViewMetrics {
   endpoints(kept: number, dropped: number): void;
+  setGauge(name: string, help: string, labels: string, value: number): void;
+}
+
+/**
+ * Where the view learns which NodeUnit each node is in: `nodeunits` from the NodeUnits' member
+ * lists (plus this node's own Node), so the wrapper's cost does not grow with the cluster's nodes;
+ * `nodes` from every Node's labels, for clusters that run the wrapper without the controller.
+ */
+export type MembershipSource = 'nodes' | 'nodeunits';
+
+/** Everything the view takes from upstream: the served resources, and NodeUnits. */
+export type UpstreamResource = keyof ServedStores | 'nodeunits';
+
+export const isMembershipSource = (s: string | undefined): s is MembershipSource => s === 'nodes' || s === 'nodeunits';
+
+interface UnitMembers {
+  key: string;
+  value: string;
+  nodes: Set<string>;
 }
 
 const addTo = <K, V>(m: Map<K, Set<V>>, k: K, v: V) => {
@@ -43,6 +67,10 @@ export class NodeUnitView {
   private readonly log: Logger;
   private readonly metrics: ViewMetrics | undefined;
   private readonly topology = new Map<string, TopologyKeys>();
+  /** Topology keys Namespaces give their Services (namespace annotation). */
+  private readonly namespaceTopology = new Map<string, TopologyKeys>();
+  /** Services without an annotation of their own, by namespace: they follow their Namespace's. */
+  private readonly inheriting = new Map<string, Set<string>>();
   /** Services whose endpoints are filtered (valid topology keys). */
   private readonly marked = new Set<string>();
   /**
@@ -54,6 +82,15 @@ export class NodeUnitView {
   private readonly slicesByService = new Map<string, Set<string>>();
   private readonly endpoints = new Map<string, string>();
   private readonly nodeLabels = new Map<string, Record<string, string>>();
+  readonly membership: MembershipSource;
+  /** NodeUnit name → its key, value and member nodes (membership `nodeunits`). */
+  private readonly units = new Map<string, UnitMembers>();
+  /** NodeUnit name → the object as JSON, for a saved state (membership `nodeunits`). */
+  private readonly unitObjects = new Map<string, string>();
+  /** Node → the labels its NodeUnits say it has (membership `nodeunits`). */
+  private readonly unitLabels = new Map<string, Record<string, string>>();
+  /** Since when this node's own labels and its NodeUnits disagree (0: they agree). */
+  private staleSinceMs = 0;
   private readonly nodesOfService = new Map<string, Set<string>>();
   private readonly servicesByNode = new Map<string, Set<string>>();
   private readonly stats = new Map<string, FilterStats>();
@@ -62,11 +99,13 @@ export class NodeUnitView {
   /** How many Service recomputations ran; tests use it to check work stays proportional. */
   recomputations = 0;
 
-  constructor(nodeName: string, served: ServedStores, log: Logger, metrics?: ViewMetrics) {
+  constructor(nodeName: string, served: ServedStores, log: Logger, metrics?: ViewMetrics, membership: MembershipSource = 'nodes') {
     this.nodeName = nodeName;
+    this.membership = membership;
     this.served = served;
     this.log = log;
     this.metrics = metrics;
+    if (membership === 'nodeunits') this.reportStaleSince();
   }
 
   private readonly lookupNode = (n: string) => this.nodeLabels.get(n);
@@ -98,10 +137,22 @@ export class NodeUnitView {
         break;
       case 'nodes':
         this.served.nodes.apply(key, deleted ? undefined : obj);
-        this.nodeChanged(key, deleted ? undefined : (obj.metadata.labels ?? {}));
+        // From NodeUnits, only this node's own labels come from its Node (the others come from
+        // NodeUnits, and their Nodes are not watched).
+        if (this.membership === 'nodes' || key === this.nodeName) {
+          this.nodeChanged(key, deleted ? undefined : (obj.metadata.labels ?? {}));
+          if (this.membership === 'nodeunits') this.checkLocalMembership();
+        }
+        break;
+      case 'nodeunits':
+        this.unitChanged(key, deleted ? undefined : obj);
         break;
       case 'servicecidrs':
         this.served.servicecidrs.apply(key, deleted ? undefined : obj);
+        break;
+      case 'namespaces':
+        this.served.namespaces.apply(key, deleted ? undefined : obj);
+        this.namespaceChanged(key, deleted ? undefined : obj);
         break;
       default:
         throw new Error(`view: unknown resource ${resource}`);
@@ -109,7 +160,24 @@ export class NodeUnitView {
   }
 
   private serviceChanged(key: string, svc: KubeObject | undefined): void {
-    const next = topologyKeysOf(svc);
+    const ns = key.slice(0, Math.max(0, key.indexOf('/')));
+    if (svc && !hasTopologyAnnotation(svc)) addTo(this.inheriting, ns, key);
+    else removeFrom(this.inheriting, ns, key);
+    this.topologyChanged(key, effectiveTopologyKeys(svc, this.namespaceTopology.get(ns) ?? { kind: 'none' }));
+  }
+
+  private namespaceChanged(name: string, namespace: KubeObject | undefined): void {
+    const next = namespaceTopologyKeysOf(namespace);
+    const prev = this.namespaceTopology.get(name) ?? { kind: 'none' };
+    if (JSON.stringify(prev) === JSON.stringify(next)) return;
+    if (next.kind === 'invalid')
+      this.log.warn({ namespace: name, error: next.error }, 'namespace topology annotation invalid; its Services are not filtered');
+    if (next.kind === 'none') this.namespaceTopology.delete(name);
+    else this.namespaceTopology.set(name, next);
+    for (const svc of [...(this.inheriting.get(name) ?? [])]) this.topologyChanged(svc, next);
+  }
+
+  private topologyChanged(key: string, next: TopologyKeys): void {
     const prev = this.topology.get(key) ?? { kind: 'none' };
     if (next.kind === 'invalid' && JSON.stringify(prev) !== JSON.stringify(next)) {
       this.log.warn({ service: key, error: next.error }, 'topology annotation invalid; service endpoints are not filtered');
@@ -145,6 +213,84 @@ export class NodeUnitView {
     }
   }
 
+  /**
+   * A NodeUnit's member list changed: the nodes that joined or left get their derived labels
+   * updated, which recomputes only the Services with endpoints on them.
+   */
+  private unitChanged(name: string, unit: KubeObject | undefined): void {
+    const old = this.units.get(name);
+    const spec = unit?.spec as { key?: string; value?: string } | undefined;
+    const members = (unit?.status as { nodes?: string[] } | undefined)?.nodes;
+    const next: UnitMembers | undefined =
+      spec?.key && spec.value ? { key: spec.key, value: spec.value, nodes: new Set(members ?? []) } : undefined;
+    if (next) this.units.set(name, next);
+    else this.units.delete(name);
+    // Kept as the parts the view reads, for a saved state to rebuild membership from.
+    if (next)
+      this.unitObjects.set(
+        name,
+        JSON.stringify({ metadata: { name }, spec: { key: next.key, value: next.value }, status: { nodes: [...next.nodes] } }),
+      );
+    else this.unitObjects.delete(name);
+    const touched = new Set<string>();
+    for (const n of old?.nodes ?? []) {
+      if (next && next.key === old!.key && next.value === old!.value && next.nodes.has(n)) continue;
+      const labels = this.unitLabels.get(n);
+      // Only if still ours: another unit of the key may have claimed the node already.
+      if (labels?.[old!.key] !== old!.value) continue;
+      delete labels[old!.key];
+      if (Object.keys(labels).length === 0) this.unitLabels.delete(n);
+      touched.add(n);
+    }
+    for (const n of next?.nodes ?? []) {
+      let labels = this.unitLabels.get(n);
+      if (!labels) this.unitLabels.set(n, (labels = {}));
+      if (labels[next!.key] === next!.value) continue;
+      labels[next!.key] = next!.value;
+      touched.add(n);
+    }
+    for (const n of touched)
+      if (n !== this.nodeName) this.nodeChanged(n, this.unitLabels.has(n) ? { ...this.unitLabels.get(n) } : undefined);
+    if (touched.size > 0)
+      this.metrics?.setGauge(
+        'servicegroup_wrapper_membership_updated_timestamp_seconds',
+        'When NodeUnit membership last changed, as seen by this wrapper (membership nodeunits).',
+        '',
+        Date.now() / 1000,
+      );
+    this.checkLocalMembership();
+  }
+
+  /**
+   * This node's own labels (from its Node) against what the NodeUnits say about it. They disagree
+   * for a moment after a relabel; for long only while the controller is down or behind, and then
+   * other nodes' changes are not seen either: the gauge says since when.
+   */
+  private checkLocalMembership(): void {
+    const own = this.nodeLabels.get(this.nodeName);
+    if (!own) return;
+    const derived = this.unitLabels.get(this.nodeName) ?? {};
+    let agree = true;
+    for (const u of this.units.values()) {
+      if ((own[u.key] === u.value) !== u.nodes.has(this.nodeName)) agree = false;
+    }
+    for (const [k, v] of Object.entries(derived)) if (own[k] !== v) agree = false;
+    const since = agree ? 0 : this.staleSinceMs || Date.now();
+    if (since === this.staleSinceMs) return;
+    this.staleSinceMs = since;
+    if (!agree) this.log.info({ node: this.nodeName }, "NodeUnits disagree with this node's labels; waiting for the controller");
+    this.reportStaleSince();
+  }
+
+  private reportStaleSince(): void {
+    this.metrics?.setGauge(
+      'servicegroup_wrapper_membership_stale_since_timestamp_seconds',
+      "Since when this node's labels and its NodeUnits disagree (0: they agree). Long-lasting means the NodeUnit controller is down or behind.",
+      '',
+      this.staleSinceMs / 1000,
+    );
+  }
+
   private nodeChanged(name: string, labels: Record<string, string> | undefined): void {
     const old = this.nodeLabels.get(name);
     if (labels) this.nodeLabels.set(name, labels);
@@ -178,7 +324,8 @@ export class NodeUnitView {
       for (const e of (s.endpoints as { nodeName?: string }[] | undefined) ?? []) if (e.nodeName) nodes.add(e.nodeName);
     }
     const r = filterEndpointSlices(effective, inputs, ctx);
-    for (const [i, s] of r.slices.entries()) this.served.endpointslices.apply(sliceKeys[i]!, s);
+    const servedSlices = aliasUnitPodHostnames(effective, r.slices, ctx);
+    for (const [i, s] of servedSlices.entries()) this.served.endpointslices.apply(sliceKeys[i]!, s);
     if (effective.kind === 'keys') {
       kept += r.stats.kept;
       dropped += r.stats.dropped;
@@ -191,7 +338,7 @@ export class NodeUnitView {
         for (const a of [...(s.addresses ?? []), ...(s.notReadyAddresses ?? [])]) if (a.nodeName) nodes.add(a.nodeName);
       }
       const f = filterEndpoints(effective, ep, ctx);
-      this.served.endpoints.apply(svcKey, f.endpoints);
+      this.served.endpoints.apply(svcKey, aliasUnitPodHostnamesInEndpoints(effective, f.endpoints, ctx));
     } else {
       this.served.endpoints.apply(svcKey, undefined);
     }
@@ -208,6 +355,17 @@ export class NodeUnitView {
     if (kept || dropped) this.stats.set(svcKey, { kept, dropped });
     else this.stats.delete(svcKey);
     this.metrics?.endpoints(this.kept, this.dropped);
+  }
+
+  /**
+   * The upstream objects of one resource the view holds, as JSON: what a saved state keeps to
+   * rebuild the view. Services, Nodes and ServiceCIDRs are served as they came.
+   */
+  upstreamObjects(resource: UpstreamResource): Iterable<string | Buffer> {
+    if (resource === 'endpointslices') return this.slices.values();
+    if (resource === 'endpoints') return this.endpoints.values();
+    if (resource === 'nodeunits') return this.unitObjects.values();
+    return this.served[resource].list(undefined).items;
   }
 
   get endpointTotals(): FilterStats {

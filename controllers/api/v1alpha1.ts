@@ -25,8 +25,6 @@ export const ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE = 'topologyKeys';
 
 export const KIND_DEPLOYMENT_GRID = 'DeploymentGrid';
 export const KIND_SERVICE_GRID = 'ServiceGrid';
-export const PLURAL_DEPLOYMENT_GRID = 'deploymentgrids';
-export const PLURAL_SERVICE_GRID = 'servicegrids';
 
 /** The name `templates`/`defaultTemplateName` use for the grid's own `template`. */
 export const DEFAULT_TEMPLATE_NAME = 'default';
@@ -186,3 +184,58 @@ export const REASON_ROLLOUT_PAUSED = 'RolloutPaused';
 
 /** Annotation on rendered objects: hash of what the controller last applied, to skip no-op writes. */
 export const ANNOTATION_RENDER_HASH = 'servicegroup.io/render-hash';
+
+// ---------------------------------------------------------------------------------------------
+// NodeUnit: one (node label key, value) as an API object. Cluster-scoped.
+
+export const KIND_NODE_UNIT = 'NodeUnit';
+export const PLURAL_NODE_UNIT = 'nodeunits';
+
+/** A Kubernetes label selector (metav1.LabelSelector). */
+export interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: { key: string; operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist'; values?: string[] }[];
+}
+
+export interface NodeUnitSpec {
+  /** Node label key, e.g. `zone` or `topology.example.io/site`. Immutable. */
+  key: string;
+  /** Label value shared by the unit's nodes. Immutable. */
+  value: string;
+  /** Declared members by name: the controller labels them `key=value`. */
+  nodes?: string[];
+  /** Declared members by label: the controller labels matching nodes `key=value`. */
+  nodeSelector?: LabelSelector;
+}
+
+export interface NodeUnitGridRef {
+  kind: string;
+  namespace: string;
+  name: string;
+}
+
+export interface NodeUnitStatus {
+  observedGeneration?: number;
+  /** Names of the nodes labelled `key=value`, sorted. */
+  nodes?: string[];
+  nodeCount?: number;
+  readyNodes?: number;
+  notReadyNodes?: number;
+  /** Grids keyed on `key`: each has a workload (or Service) in this unit. At most 50 are listed. */
+  grids?: NodeUnitGridRef[];
+  gridCount?: number;
+  conditions?: V1Condition[];
+}
+
+export interface NodeUnit {
+  apiVersion: typeof API_VERSION;
+  kind: typeof KIND_NODE_UNIT;
+  metadata: V1ObjectMeta;
+  spec: NodeUnitSpec;
+  status?: NodeUnitStatus;
+}
+
+/** True while a declared NodeUnit claims a node that another NodeUnit of its key also claims, or cannot label a member. */
+export const CONDITION_CONFLICT = 'Conflict';
+/** Field manager of the node labels the controller sets for declared NodeUnits (server-side apply). */
+export const NODE_LABEL_FIELD_MANAGER = 'servicegroup-nodeunit';

@@ -1,13 +1,18 @@
-// Writes of rendered objects. One request per object in the common cases: the labelled cache
-// says whether the grid already owns the object, and a create carries a fresh metadata.uid, which
-// the apiserver replaces on create but refuses (uid is immutable) when an object of that name
-// already exists, so a server-side apply can never take over an object it did not expect. Only
-// such a refusal, or a name known to be taken, costs a GET to see who holds the name.
+// Writes of rendered objects, one request per object in the common cases. The labelled cache
+// says whether the grid already owns an object: a new one is created with a POST (refused with
+// 409 when the name is taken, the only case that costs a GET to see who holds it), an owned one
+// is updated by server-side apply carrying its uid (refused when the name now belongs to another
+// object). So no write can take over an object the grid did not create.
+//
+// A POST records its fields under an `Update` entry of our field manager, and server-side apply
+// never removes fields another entry still owns; before the first apply to such an object, that
+// entry is merged into our `Apply` entry (what client-go's csaupgrade does), so a field dropped
+// from the template is removed from the object.
 
-import { randomUUID } from 'node:crypto';
+import { ApiError, isStatus, type KubeClient } from '../../kube/client.ts';
+import type { KubeObject } from '../../kube/objects.ts';
+import { resourcePath } from '../../kube/objects.ts';
 import { ANNOTATION_RENDER_HASH } from '../api/v1alpha1.ts';
-import { ApiError, isStatus, type KubeClient, resourcePath } from '../kube/client.ts';
-import type { KubeObject } from '../kube/informer.ts';
 import type { DriftDetector } from './drift.ts';
 import { controllerUid, type GridObject, isControlledBy, type Resource } from './resources.ts';
 
@@ -40,11 +45,11 @@ function conflict(desired: KubeObject, live: KubeObject): ApplyOutcome {
 
 /** The apiserver's answer to an apply whose metadata.uid is not the live object's. */
 function isUidMismatch(err: unknown): boolean {
-  if (!(err instanceof ApiError)) return false;
-  const causes = (err.body as { details?: { causes?: { field?: string }[] } } | undefined)?.details?.causes ?? [];
-  if (err.statusCode === 422) return causes.some((c) => c.field === 'metadata.uid');
-  return err.statusCode === 409 && /UID/i.test(err.message);
+  return err instanceof StaleObject || (isStatus(err, 409) && /uid mismatch/i.test((err as Error).message));
 }
+
+/** The object changed since we looked at it. */
+class StaleObject extends Error {}
 
 function failure(err: unknown): ApplyOutcome {
   const code = err instanceof ApiError ? err.statusCode : 0;
@@ -60,36 +65,64 @@ function failure(err: unknown): ApplyOutcome {
  */
 export async function applyOwned(t: ApplyTarget): Promise<ApplyOutcome> {
   const { desired, grid } = t;
-  const path = resourcePath(t.resource, desired.metadata!.namespace, desired.metadata!.name);
+  const ns = desired.metadata!.namespace!;
+  const path = resourcePath(t.resource, ns, desired.metadata!.name);
   let live = t.cached;
   if (t.lookFirst && !(live && isControlledBy(live, grid))) {
-    try {
-      live = await t.client.get<KubeObject>(path);
-    } catch (err) {
-      if (!isStatus(err, 404)) return failure(err);
-      live = undefined;
-    }
+    const found = await look(t, path);
+    if ('kind' in found) return found;
+    live = found.live;
   }
   if (live && !isControlledBy(live, grid)) return conflict(desired, live);
+  if (!live) {
+    try {
+      const created = await t.client.request<KubeObject>('POST', resourcePath(t.resource, ns), {
+        query: { fieldManager: FIELD_MANAGER },
+        body: desired,
+      });
+      t.drift.recordApplied(desired, created);
+      return { kind: 'created', live: created };
+    } catch (err) {
+      if (!isStatus(err, 409)) return failure(err);
+    }
+    // The name is taken: by a foreign object, or by ours when the cache is behind.
+    const found = await look(t, path);
+    if ('kind' in found) return found;
+    if (!found.live)
+      return {
+        kind: 'failed',
+        message: `${desired.kind} ${ns}/${desired.metadata!.name} vanished while created`,
+        retry: true,
+        permanent: false,
+      };
+    live = found.live;
+    if (!isControlledBy(live, grid)) return conflict(desired, live);
+  }
   const hash = desired.metadata?.annotations?.[ANNOTATION_RENDER_HASH];
-  const sameRender = !!live && !!hash && live.metadata?.annotations?.[ANNOTATION_RENDER_HASH] === hash;
-  if (sameRender && !t.drift.drifted(desired, live!)) return { kind: 'unchanged', live: live! };
+  if (hash && live.metadata?.annotations?.[ANNOTATION_RENDER_HASH] === hash && !t.drift.drifted(desired, live))
+    return { kind: 'unchanged', live };
   try {
-    const applied = await applyWithUid(t, path, live?.metadata?.uid ?? randomUUID());
+    await upgradeCreateEntry(t.client, path, live);
+    const applied = await applyWithUid(t, path, live.metadata!.uid);
     t.drift.recordApplied(desired, applied);
-    return { kind: live ? 'updated' : 'created', live: applied };
+    return { kind: 'updated', live: applied };
   } catch (err) {
     if (!isUidMismatch(err)) return failure(err);
   }
-  // The name is held by an object we did not expect: a foreign one, or ours but newer than the cache.
+  // Replaced or changed since the cache saw it: look again, then apply to what is there now.
+  const found = await look(t, path);
+  if ('kind' in found) return found;
+  if (!found.live)
+    return {
+      kind: 'failed',
+      message: `${desired.kind} ${ns}/${desired.metadata!.name} vanished while updated`,
+      retry: true,
+      permanent: false,
+    };
+  if (!isControlledBy(found.live, grid)) return conflict(desired, found.live);
   try {
-    live = await t.client.get<KubeObject>(path);
-  } catch (err) {
-    return failure(err);
-  }
-  if (!isControlledBy(live, grid)) return conflict(desired, live);
-  try {
-    const applied = await applyWithUid(t, path, live.metadata!.uid);
+    await upgradeCreateEntry(t.client, path, found.live);
+    const applied = await applyWithUid(t, path, found.live.metadata!.uid);
     t.drift.recordApplied(desired, applied);
     return { kind: 'updated', live: applied };
   } catch (err) {
@@ -97,9 +130,70 @@ export async function applyOwned(t: ApplyTarget): Promise<ApplyOutcome> {
   }
 }
 
-function applyWithUid(t: ApplyTarget, path: string, uid: string): Promise<KubeObject> {
+/** GET: the object, `{ live: undefined }` when there is none, or a failure outcome. */
+async function look(t: ApplyTarget, path: string): Promise<{ live: KubeObject | undefined } | ApplyOutcome> {
+  try {
+    return { live: await t.client.get<KubeObject>(path) };
+  } catch (err) {
+    return isStatus(err, 404) ? { live: undefined } : failure(err);
+  }
+}
+
+function applyWithUid(t: ApplyTarget, path: string, uid: string | undefined): Promise<KubeObject> {
   const body = { ...t.desired, metadata: { ...t.desired.metadata, uid } };
   return t.client.apply<KubeObject>(path, body, FIELD_MANAGER, true);
+}
+
+interface ManagedFieldsEntry {
+  manager?: string;
+  operation?: string;
+  subresource?: string;
+  fieldsV1?: Record<string, unknown>;
+  [k: string]: unknown;
+}
+
+/** Union of two field sets (FieldsV1: nested maps whose keys name fields, list items and values). */
+export function mergeFieldSets(a: Record<string, unknown> = {}, b: Record<string, unknown> = {}): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) out[k] = mergeFieldSets(out[k] as Record<string, unknown>, v as Record<string, unknown>);
+  return out;
+}
+
+/**
+ * `managedFields` with our field manager's `Update` entry (left by a create) merged into its
+ * `Apply` entry; undefined when there is no such entry.
+ */
+export function upgradedManagedFields(entries: ManagedFieldsEntry[] | undefined): ManagedFieldsEntry[] | undefined {
+  const ours = (op: string) => (e: ManagedFieldsEntry) => e.manager === FIELD_MANAGER && e.operation === op && !e.subresource;
+  const update = entries?.find(ours('Update'));
+  if (!entries || !update) return undefined;
+  const apply = entries.find(ours('Apply'));
+  const merged: ManagedFieldsEntry = {
+    ...(apply ?? update),
+    operation: 'Apply',
+    fieldsV1: mergeFieldSets(apply?.fieldsV1, update.fieldsV1),
+  };
+  return [...entries.filter((e) => e !== update && e !== apply), merged];
+}
+
+/** Hands the fields a create recorded under `Update` to our `Apply` entry (only if the object did not change meanwhile). */
+async function upgradeCreateEntry(client: KubeClient, path: string, live: KubeObject): Promise<void> {
+  const upgraded = upgradedManagedFields(live.metadata?.managedFields as ManagedFieldsEntry[] | undefined);
+  if (!upgraded) return;
+  try {
+    await client.request('PATCH', path, {
+      query: { fieldManager: FIELD_MANAGER },
+      contentType: 'application/json-patch+json',
+      body: [
+        { op: 'test', path: '/metadata/resourceVersion', value: live.metadata!.resourceVersion },
+        { op: 'replace', path: '/metadata/managedFields', value: upgraded },
+      ],
+    });
+  } catch (err) {
+    // A failed test (the object moved on) or a conflict: look again.
+    if (isStatus(err, 409) || isStatus(err, 422)) throw new StaleObject((err as Error).message);
+    throw err;
+  }
 }
 
 /** Deletes an owned object, only if it is still the one we saw (uid precondition). */

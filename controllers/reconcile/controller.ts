@@ -2,10 +2,10 @@
 // it can affect; a worker syncs one key at a time from the caches (level-triggered).
 
 import type { Logger } from 'pino';
+import type { KubeClient } from '../../kube/client.ts';
+import { Informer } from '../../kube/informer.ts';
+import type { KubeObject } from '../../kube/objects.ts';
 import { KIND_DEPLOYMENT_GRID, KIND_SERVICE_GRID, LABEL_GRID, LABEL_UNIT } from '../api/v1alpha1.ts';
-import type { KubeClient } from '../kube/client.ts';
-import { resourcePath } from '../kube/client.ts';
-import { Informer, type KubeObject } from '../kube/informer.ts';
 import type { ControllerMetrics } from '../metrics.ts';
 import { BlockerWatches } from './blockers.ts';
 import { CONTROLLER_WRITE_CONCURRENCY, Semaphore } from './concurrency.ts';
@@ -93,8 +93,7 @@ export class GridController {
       written: new RecentWrites<KubeObject>(),
       writes: new Semaphore(CONTROLLER_WRITE_CONCURRENCY),
     };
-    const informer = (r: Resource, labelSelector?: string) =>
-      new Informer<KubeObject>(opts.client, { path: resourcePath(r), name: r.plural, labelSelector }, opts.log);
+    const informer = (r: Resource, labelSelector?: string) => new Informer<KubeObject>(opts.client, r, opts.log, { labelSelector });
     this.deploymentGrids = informer(DEPLOYMENT_GRIDS);
     this.serviceGrids = informer(SERVICE_GRIDS);
     this.nodes = informer(NODES);

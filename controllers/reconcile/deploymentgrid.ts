@@ -3,6 +3,8 @@
 // naming units that do not exist, and pods left in another unit by a relabel.
 
 import type { V1Deployment } from '@kubernetes/client-node';
+import type { Informer } from '../../kube/informer.ts';
+import type { KubeObject } from '../../kube/objects.ts';
 import {
   ANNOTATION_RENDER_HASH,
   CONDITION_MISPLACED_PODS,
@@ -12,7 +14,6 @@ import {
   KIND_DEPLOYMENT_GRID,
   REASON_SELECTOR_CHANGED,
 } from '../api/v1alpha1.ts';
-import type { Informer, KubeObject } from '../kube/informer.ts';
 import { stableStringify } from '../render/common.ts';
 import { renderDeploymentGrid, unknownOverrideUnits } from '../render/deployment.ts';
 import { gateRollout, type UnitHealth } from '../rollout/gate.ts';

@@ -19,20 +19,20 @@ describe('covers', () => {
 });
 
 describe('DriftDetector', () => {
-  const desired = { metadata: { labels: { l: '1' } }, spec: { cpu: '1000m', image: 'a' } };
+  const desired = { metadata: { name: 'd', labels: { l: '1' } }, spec: { cpu: '1000m', image: 'a' } };
   it('does not loop on values the apiserver normalises', () => {
     const d = new DriftDetector();
-    const applied = { metadata: { uid: 'u', labels: { l: '1', other: 'x' } }, spec: { cpu: '1', image: 'a' } };
+    const applied = { metadata: { name: 'd', uid: 'u', labels: { l: '1', other: 'x' } }, spec: { cpu: '1', image: 'a' } };
     assert.ok(d.drifted(desired, applied), 'without memory, 1000m vs 1 looks like drift');
     d.recordApplied(desired, applied);
     assert.ok(!d.drifted(desired, { ...applied, metadata: { ...applied.metadata, labels: { l: '1', other: 'changed' } } }));
   });
   it('reports a managed field changed by someone else', () => {
     const d = new DriftDetector();
-    const applied = { metadata: { uid: 'u', labels: { l: '1' } }, spec: { cpu: '1000m', image: 'a' } };
+    const applied = { metadata: { name: 'd', uid: 'u', labels: { l: '1' } }, spec: { cpu: '1000m', image: 'a' } };
     d.recordApplied(desired, applied);
     assert.ok(!d.drifted(desired, applied));
     assert.ok(d.drifted(desired, { ...applied, spec: { cpu: '1000m', image: 'hacked' } }));
-    assert.ok(d.drifted(desired, { ...applied, metadata: { uid: 'u', labels: { l: '2' } } }));
+    assert.ok(d.drifted(desired, { ...applied, metadata: { name: 'd', uid: 'u', labels: { l: '2' } } }));
   });
 });

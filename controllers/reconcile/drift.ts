@@ -4,7 +4,7 @@
 // live object may never literally cover the desired one: after each apply we remember what the
 // server made of it, and an object still looking exactly like that has not drifted.
 
-import type { KubeObject } from '../kube/informer.ts';
+import type { KubeObject } from '../../kube/objects.ts';
 import { stableStringify } from '../render/common.ts';
 
 function isEmpty(v: unknown): boolean {

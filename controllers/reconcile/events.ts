@@ -5,8 +5,8 @@
 // our own status write, so a second sync right after the first would announce it again).
 
 import type { Logger } from 'pino';
+import type { KubeClient } from '../../kube/client.ts';
 import { API_VERSION, GROUP } from '../api/v1alpha1.ts';
-import type { KubeClient } from '../kube/client.ts';
 import { FIELD_MANAGER } from './apply.ts';
 import { listSome } from './conditions.ts';
 import type { GridObject } from './resources.ts';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { KubeObject } from '../kube/informer.ts';
+import type { KubeObject } from '../../kube/objects.ts';
 import { findMisplacedPods } from './eviction.ts';
 
 function pod(name: string, unit: string, node: string | undefined, owner = `web-${unit}-7d4b9c`, extra: object = {}): KubeObject {

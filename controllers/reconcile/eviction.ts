@@ -5,9 +5,10 @@
 // recreates them on a node of their own unit. Evictions are rate-limited controller-wide.
 
 import type { Logger } from 'pino';
+import { isStatus, type KubeClient } from '../../kube/client.ts';
+import type { KubeObject } from '../../kube/objects.ts';
+import { resourcePath } from '../../kube/objects.ts';
 import { LABEL_UNIT } from '../api/v1alpha1.ts';
-import { isStatus, type KubeClient, resourcePath } from '../kube/client.ts';
-import type { KubeObject } from '../kube/informer.ts';
 import { PODS } from './resources.ts';
 
 export interface MisplacedPod {

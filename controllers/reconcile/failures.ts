@@ -5,8 +5,8 @@
 // - a name held by a foreign object is looked up (a read) instead of written to at each sync,
 //   until the holder goes away or the grid stops wanting the name.
 
+import type { KubeObject } from '../../kube/objects.ts';
 import { ANNOTATION_RENDER_HASH } from '../api/v1alpha1.ts';
-import type { KubeObject } from '../kube/informer.ts';
 
 interface Rejection {
   input: string;

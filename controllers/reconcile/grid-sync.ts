@@ -6,9 +6,10 @@
 
 import type { V1Condition } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import type { KubeClient } from '../../kube/client.ts';
+import type { Informer } from '../../kube/informer.ts';
+import type { KubeObject } from '../../kube/objects.ts';
 import { REASON_APPLY_FAILED, REASON_CONFLICT } from '../api/v1alpha1.ts';
-import type { KubeClient } from '../kube/client.ts';
-import type { Informer, KubeObject } from '../kube/informer.ts';
 import type { UnitError } from '../render/deployment.ts';
 import type { GateResult } from '../rollout/gate.ts';
 import { applyOwned, deleteOwned } from './apply.ts';
@@ -138,7 +139,8 @@ export async function syncGrid<G extends GridObject>(
 
   await forEachConcurrently(rendered, UNIT_CONCURRENCY, async (r) => {
     const ref = objectRef(parts.objectResource, ns, r.name);
-    const cached = r.name ? (ctx.written.get(ref) ?? parts.objects.get(ns, r.name)) : undefined;
+    const inCache = r.name ? parts.objects.get(ns, r.name) : undefined;
+    const cached = r.name ? (ctx.written.get(ref, inCache?.metadata.resourceVersion) ?? inCache) : undefined;
     let owned = cached && isControlledBy(cached, grid) ? cached : undefined;
     if (owned) live.set(r.name, owned);
     if (r.error) {

@@ -24,6 +24,11 @@ export class WorkQueue {
     this.maxDelayMs = opts.maxDelayMs ?? 60_000;
   }
 
+  /** Keys being processed. */
+  get inFlight(): number {
+    return this.processing.size;
+  }
+
   /** Keys waiting (not counting those being processed). */
   get length(): number {
     return this.items.length;

@@ -1,9 +1,22 @@
 // What this controller wrote that its caches have not shown yet. A sync right after a write
 // (our own write's watch event queues the grid again) must see the written version, not the
-// cache's older one, or it would write the same thing again. An entry ends when the cache
-// delivers that resourceVersion, or after a while (a relist may never deliver it).
+// cache's older one, or it would write the same thing again. The cache is the truth again as
+// soon as it holds that version or a later one; an entry also ends after a while, in case the
+// cache never delivers that version (a relist can skip it).
 
 const TRUST_MS = 30_000;
+
+/**
+ * Whether `cached` is at least as new as `written`. resourceVersions are opaque to clients in
+ * general; the apiserver's etcd storage makes them increasing integers, which is all this relies
+ * on, and only to choose between two copies of an object this controller wrote.
+ */
+function caughtUp(cached: string | undefined, written: string): boolean {
+  if (cached === undefined) return false;
+  if (cached === written) return true;
+  if (!/^\d+$/.test(cached) || !/^\d+$/.test(written)) return false;
+  return BigInt(cached) >= BigInt(written);
+}
 
 export class RecentWrites<T> {
   private readonly entries = new Map<string, { resourceVersion: string; value: T; at: number }>();
@@ -12,18 +25,18 @@ export class RecentWrites<T> {
     if (resourceVersion) this.entries.set(key, { resourceVersion, value, at: Date.now() });
   }
 
-  /** The value written under `key`, while the cache has not caught up with it. */
-  get(key: string): T | undefined {
+  /** The value written under `key`, unless the cache (at `cachedVersion`) has caught up with it. */
+  get(key: string, cachedVersion: string | undefined): T | undefined {
     const e = this.entries.get(key);
     if (!e) return undefined;
-    if (Date.now() - e.at < TRUST_MS) return e.value;
+    if (Date.now() - e.at < TRUST_MS && !caughtUp(cachedVersion, e.resourceVersion)) return e.value;
     this.entries.delete(key);
     return undefined;
   }
 
-  /** The cache delivered `resourceVersion` of `key` (or deleted it: pass undefined): the cache is the truth again. */
+  /** The cache delivered `resourceVersion` of `key` (or deleted it: pass undefined). */
   seen(key: string, resourceVersion: string | undefined): void {
     const e = this.entries.get(key);
-    if (e && (resourceVersion === undefined || e.resourceVersion === resourceVersion)) this.entries.delete(key);
+    if (e && (resourceVersion === undefined || caughtUp(resourceVersion, e.resourceVersion))) this.entries.delete(key);
   }
 }

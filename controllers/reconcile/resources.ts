@@ -2,22 +2,18 @@
 // and who controls an object (its controller ownerReference).
 
 import type { V1Condition } from '@kubernetes/client-node';
+import type { GroupVersionResource, KubeObject } from '../../kube/objects.ts';
 import { GROUP, VERSION } from '../api/v1alpha1.ts';
-import type { KubeObject } from '../kube/informer.ts';
 
-export interface Resource {
-  group: string;
-  version: string;
-  plural: string;
-}
+export type Resource = GroupVersionResource;
 
-export const DEPLOYMENTS: Resource = { group: 'apps', version: 'v1', plural: 'deployments' };
-export const SERVICES: Resource = { group: '', version: 'v1', plural: 'services' };
-export const ENDPOINT_SLICES: Resource = { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices' };
-export const NODES: Resource = { group: '', version: 'v1', plural: 'nodes' };
-export const PODS: Resource = { group: '', version: 'v1', plural: 'pods' };
-export const DEPLOYMENT_GRIDS: Resource = { group: GROUP, version: VERSION, plural: 'deploymentgrids' };
-export const SERVICE_GRIDS: Resource = { group: GROUP, version: VERSION, plural: 'servicegrids' };
+export const DEPLOYMENTS: Resource = { group: 'apps', version: 'v1', resource: 'deployments' };
+export const SERVICES: Resource = { group: '', version: 'v1', resource: 'services' };
+export const ENDPOINT_SLICES: Resource = { group: 'discovery.k8s.io', version: 'v1', resource: 'endpointslices' };
+export const NODES: Resource = { group: '', version: 'v1', resource: 'nodes' };
+export const PODS: Resource = { group: '', version: 'v1', resource: 'pods' };
+export const DEPLOYMENT_GRIDS: Resource = { group: GROUP, version: VERSION, resource: 'deploymentgrids' };
+export const SERVICE_GRIDS: Resource = { group: GROUP, version: VERSION, resource: 'servicegrids' };
 
 export interface GridObject extends KubeObject {
   kind: string;
@@ -33,7 +29,7 @@ export function isControlledBy(obj: KubeObject, grid: GridObject): boolean {
   return controllerUid(obj) === grid.metadata.uid;
 }
 
-/** `<plural>/<namespace>/<name>`: one rendered object, whatever grid wants it. */
+/** `<resource>/<namespace>/<name>`: one rendered object, whatever grid wants it. */
 export function objectRef(resource: Resource, namespace: string, name: string): string {
-  return `${resource.plural}/${namespace}/${name}`;
+  return `${resource.resource}/${namespace}/${name}`;
 }

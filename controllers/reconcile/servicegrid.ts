@@ -3,8 +3,9 @@
 // headless and ClusterIP (clusterIP is immutable), and readiness from ready endpoints.
 
 import type { V1EndpointSlice, V1Node } from '@kubernetes/client-node';
+import type { Informer } from '../../kube/informer.ts';
+import type { KubeObject } from '../../kube/objects.ts';
 import { KIND_SERVICE_GRID, type ServiceGrid, type ServiceGridUnitStatus } from '../api/v1alpha1.ts';
-import type { Informer, KubeObject } from '../kube/informer.ts';
 import { renderServiceGrid } from '../render/service.ts';
 import type { GridKindParts, RenderedObject } from './grid-sync.ts';
 import { type GridObject, SERVICE_GRIDS, SERVICES } from './resources.ts';
@@ -55,7 +56,9 @@ export function serviceGridParts(caches: ServiceGridCaches): GridKindParts<Grid>
     unitReader({ grid, rendered }) {
       const ns = grid.metadata.namespace;
       const slicesOf = (service: string) =>
-        caches.endpointSlices.list(ns).filter((s) => s.metadata?.labels?.['kubernetes.io/service-name'] === service) as V1EndpointSlice[];
+        caches.endpointSlices
+          .list(ns)
+          .filter((s) => s.metadata?.labels?.['kubernetes.io/service-name'] === service) as unknown as V1EndpointSlice[];
       const unitOfNode = new Map<string, string>();
       for (const n of caches.nodes.list() as V1Node[]) {
         const v = n.metadata?.labels?.[grid.spec.gridUniqKey];

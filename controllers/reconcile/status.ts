@@ -2,8 +2,9 @@
 // the grid shows, or from what this controller wrote last while the cache has not caught up
 // with that write yet (a second sync right after the first must not write the same status again).
 
-import { type KubeClient, resourcePath } from '../kube/client.ts';
-import type { KubeObject } from '../kube/informer.ts';
+import type { KubeClient } from '../../kube/client.ts';
+import type { KubeObject } from '../../kube/objects.ts';
+import { resourcePath } from '../../kube/objects.ts';
 import { stableStringify } from '../render/common.ts';
 import { FIELD_MANAGER } from './apply.ts';
 import { RecentWrites } from './recent.ts';
@@ -16,14 +17,9 @@ export class StatusWriter {
   /** Writes `status` when it differs. Returns true when it wrote. */
   async write(client: KubeClient, resource: Resource, grid: GridObject, status: Record<string, unknown>): Promise<boolean> {
     const text = stableStringify(status);
-    if (stableStringify(grid.status ?? {}) === text) return false;
-    if (this.written.get(grid.metadata.uid) === text) return false;
-    const path = resourcePath(resource, grid.metadata.namespace, grid.metadata.name, 'status');
-    // Null out fields that disappeared so the merge patch really replaces the status.
-    const patch: Record<string, unknown> = {};
-    for (const k of Object.keys(grid.status ?? {})) patch[k] = null;
-    Object.assign(patch, status);
-    const written = await client.mergePatch<KubeObject>(path, { status: patch }, FIELD_MANAGER);
+    if (stableStringify(grid.status ?? {}) === text || this.written.get(grid.metadata.uid, grid.metadata.resourceVersion) === text)
+      return false;
+    const written = await patchStatus(client, resource, grid, status);
     this.written.put(grid.metadata.uid, written?.metadata?.resourceVersion, text);
     return true;
   }
@@ -33,4 +29,26 @@ export class StatusWriter {
     const uid = grid.metadata?.uid as string | undefined;
     if (uid) this.written.seen(uid, deleted ? undefined : grid.metadata?.resourceVersion);
   }
+}
+
+/** Writes an object's status when it differs from `status`. Returns true when it wrote. */
+export async function writeStatus(
+  client: KubeClient,
+  resource: Resource,
+  obj: GridObject,
+  status: Record<string, unknown>,
+): Promise<boolean> {
+  if (stableStringify(obj.status ?? {}) === stableStringify(status)) return false;
+  await patchStatus(client, resource, obj, status);
+  return true;
+}
+
+/** A merge patch of the status subresource that replaces the whole status. */
+function patchStatus(client: KubeClient, resource: Resource, obj: GridObject, status: Record<string, unknown>): Promise<KubeObject> {
+  const path = resourcePath(resource, obj.metadata.namespace || undefined, obj.metadata.name, 'status');
+  // Null out fields that disappeared so the merge patch really replaces the status.
+  const patch: Record<string, unknown> = {};
+  for (const k of Object.keys(obj.status ?? {})) patch[k] = null;
+  Object.assign(patch, status);
+  return client.mergePatch<KubeObject>(path, { status: patch }, FIELD_MANAGER);
 }

@@ -4,6 +4,7 @@
 // but hash differently, and the name never depends on which other units exist (stable).
 
 import { createHash } from 'node:crypto';
+import { isDnsLabel } from '../../kube/names.ts';
 
 /** Longest Service name (DNS-1035 label). */
 export const MAX_SERVICE_NAME = 63;
@@ -12,22 +13,16 @@ export const MAX_SERVICE_NAME = 63;
  * Deployment name ≤ 47 keeps pod names (and so pod hostnames) within one 63-character label.
  */
 export const MAX_DEPLOYMENT_NAME = 47;
+/**
+ * Longest StatefulSet name we render. Its pods carry the label
+ * `controller-revision-hash: <statefulset>-<hash, ≤10>`, a label value of at most 63 characters.
+ */
+export const MAX_STATEFULSET_NAME = 52;
 /** Length of the hash suffix appended to sanitised unit values. */
 export const HASH_LENGTH = 8;
 /** Grid names longer than this leave no room for a unit part (checked at admission too). */
 export const MAX_DEPLOYMENT_GRID_NAME = MAX_DEPLOYMENT_NAME - 1 - HASH_LENGTH - 2;
 export const MAX_SERVICE_GRID_NAME = MAX_SERVICE_NAME - '-svc-'.length - HASH_LENGTH - 2;
-
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
-
-export function isDnsLabel(s: string): boolean {
-  return s.length <= 63 && DNS_LABEL.test(s);
-}
-
-export function isLabelValue(s: string): boolean {
-  return s.length <= 63 && LABEL_VALUE.test(s);
-}
 
 export function shortHash(s: string): string {
   return createHash('sha256').update(s).digest('hex').slice(0, HASH_LENGTH);
@@ -39,7 +34,7 @@ export function shortHash(s: string): string {
  */
 export function unitNamePart(unit: string, budget: number): string {
   if (budget < HASH_LENGTH) throw new Error(`no room for unit ${JSON.stringify(unit)} in a name (budget ${budget})`);
-  if (unit.length <= budget && DNS_LABEL.test(unit)) return unit;
+  if (unit.length <= budget && isDnsLabel(unit)) return unit;
   const hash = shortHash(unit);
   const room = budget - HASH_LENGTH - 1;
   const sanitised = unit
@@ -52,6 +47,11 @@ export function unitNamePart(unit: string, budget: number): string {
 
 export function unitDeploymentName(grid: string, unit: string): string {
   return `${grid}-${unitNamePart(unit, MAX_DEPLOYMENT_NAME - grid.length - 1)}`;
+}
+
+/** `<grid>-<unit part>`; its pods are `<name>-<ordinal>`, which is also their DNS hostname. */
+export function unitStatefulSetName(grid: string, unit: string): string {
+  return `${grid}-${unitNamePart(unit, MAX_STATEFULSET_NAME - grid.length - 1)}`;
 }
 
 export function sharedServiceName(grid: string): string {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { V1DeploymentSpec, V1ServiceSpec } from '@kubernetes/client-node';
+import { isDnsLabel } from '../../kube/names.ts';
 import {
   ANNOTATION_RENDER_HASH,
   ANNOTATION_TOPOLOGY_KEYS,
@@ -13,7 +14,6 @@ import { chooseTemplate, stableStringify } from './common.ts';
 import { renderDeploymentGrid, unknownOverrideUnits } from './deployment.ts';
 import {
   assignNames,
-  isDnsLabel,
   MAX_DEPLOYMENT_GRID_NAME,
   MAX_DEPLOYMENT_NAME,
   MAX_SERVICE_GRID_NAME,

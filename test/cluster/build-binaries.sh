@@ -1,17 +1,45 @@
 #!/usr/bin/env bash
 # Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, kubectl and
 # kwok from their Go modules at the versions pinned in versions.env, into a cache folder outside
-# the repo. Only what is missing is built. Prints the bin folder on its last line.
+# the repo; with the argument `coredns`, CoreDNS instead. Only what is missing is built. Prints the
+# bin folder on its last line.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
 source "$here/versions.env"
 
 cache_root="${SERVICEGROUP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/servicegroup}"
+say() { echo "[build-binaries] $*" >&2; }
+find_go() {
+  if ! command -v go >/dev/null 2>&1; then
+    for g in /usr/local/go/bin/go "$HOME/go/bin/go"; do [ -x "$g" ] && export PATH="$(dirname "$g"):$PATH" && break; done
+  fi
+  command -v go >/dev/null 2>&1 || {
+    say "ERROR: the Go toolchain (go) is not on PATH; it is needed to build: $*"
+    say "Install Go >= 1.25 (https://go.dev/doc/install) or put prebuilt binaries in $bin"
+    exit 1
+  }
+}
+
+# `build-binaries.sh coredns`: CoreDNS alone, in a folder of its own so that pinning another
+# CoreDNS does not rebuild the Kubernetes binaries (and the reverse).
+if [ "${1:-}" = coredns ]; then
+  bin="$cache_root/bin/coredns-$COREDNS_VERSION"
+  mkdir -p "$bin"
+  if [ ! -x "$bin/coredns" ]; then
+    exec 9>"$cache_root/coredns.lock"
+    flock 9
+    if [ ! -x "$bin/coredns" ]; then
+      find_go coredns
+      say "building coredns $COREDNS_VERSION (first time on a machine: 5-15 minutes on 2 cores)"
+      CGO_ENABLED=0 GOBIN="$bin" GOFLAGS= go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION" >&2
+    fi
+  fi
+  echo "$bin"; exit 0
+fi
+
 bin="$cache_root/bin/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION"
 mkdir -p "$bin"
-
-say() { echo "[build-binaries] $*" >&2; }
 
 k8s_parts=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl)
 missing_k8s=()
@@ -30,14 +58,7 @@ missing_k8s=(); for p in "${k8s_parts[@]}"; do [ -x "$bin/$p" ] || missing_k8s+=
 [ -x "$bin/etcd" ] && need_etcd=0
 [ -x "$bin/kwok" ] && need_kwok=0
 
-if ! command -v go >/dev/null 2>&1; then
-  for g in /usr/local/go/bin/go "$HOME/go/bin/go"; do [ -x "$g" ] && export PATH="$(dirname "$g"):$PATH" && break; done
-fi
-command -v go >/dev/null 2>&1 || {
-  say "ERROR: the Go toolchain (go) is not on PATH; it is needed to build: ${missing_k8s[*]} $([ $need_etcd = 1 ] && echo etcd) $([ $need_kwok = 1 ] && echo kwok)"
-  say "Install Go >= 1.25 (https://go.dev/doc/install) or put prebuilt binaries in $bin"
-  exit 1
-}
+find_go "${missing_k8s[*]}" "$([ $need_etcd = 1 ] && echo etcd)" "$([ $need_kwok = 1 ] && echo kwok)"
 
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 work="$cache_root/build"

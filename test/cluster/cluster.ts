@@ -19,7 +19,10 @@ export interface ClusterOptions {
   /** kube-controller-manager: Deployments, ReplicaSets, EndpointSlices, garbage collection, ... */
   controllerManager?: boolean;
   scheduler?: boolean;
-  /** kwok keeps nodes made by createNode Ready and runs their pods (Running/Ready with an IP). */
+  /**
+   * kwok keeps nodes made by createNode Ready as a kubelet would (node Lease renewed, status
+   * heartbeats) and runs their pods (Running/Ready with an IP).
+   */
   kwok?: boolean;
   /** Extra kube-apiserver flags, e.g. ['--watch-cache-sizes=...']. */
   apiserverArgs?: string[];
@@ -69,7 +72,7 @@ export interface Cluster {
   /** GET a path on the apiserver as admin, returning the body. */
   rawGet(path: string): Promise<string>;
   /** Starts a program (e.g. a controller under test) that lives and dies with the cluster; logs in logDir. */
-  startProcess(name: string, command: string, args: string[], env?: NodeJS.ProcessEnv): Component;
+  startProcess(name: string, command: string, args: string[], env?: NodeJS.ProcessEnv, options?: { cwd?: string }): Component;
   /** Process ids of the running components, by name (for memory measurements). */
   pids(): Record<string, number>;
   keepFiles(): void;
@@ -107,6 +110,9 @@ function kubeconfigYaml(opts: { server: string; caPem?: string; user: string; cl
     'current-context': 'test',
   });
 }
+
+/** The kubelet's default node Lease duration; kwok renews each node's Lease every quarter of it. */
+export const NODE_LEASE_SECONDS = 40;
 
 const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -300,9 +306,6 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
             `--root-ca-file=${ca.certFile}`,
             '--controllers=*',
             '--concurrent-gc-syncs=5',
-            // kwok's heartbeats can lag on a loaded 2-core machine; a node marked NotReady would
-            // flip its pods' readiness and make unrelated assertions flaky.
-            '--node-monitor-grace-period=2m',
             '--profiling=false',
           ],
           { logDir },
@@ -350,6 +353,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
           `--server-address=127.0.0.1:${port}`,
           '--cidr=10.244.0.0/16',
           '--node-ip=10.240.0.1',
+          // Renew a Lease in kube-node-lease for every managed node, as a kubelet does (40 s, renewed
+          // every 10 s). Without it kwok only patches node status, about every ten minutes, and the node
+          // lifecycle controller marks nodes NotReady (and their pods not ready) after its grace period.
+          `--node-lease-duration-seconds=${NODE_LEASE_SECONDS}`,
         ],
         { logDir },
       );
@@ -462,8 +469,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       keepFiles: () => {
         keep = true;
       },
-      startProcess: (name, command, args, env) => {
-        const c = startComponent(name, command, args, { logDir, env: env ? { ...process.env, ...env } : undefined });
+      startProcess: (name, command, args, env, options) => {
+        const c = startComponent(name, command, args, { logDir, env: env ? { ...process.env, ...env } : undefined, cwd: options?.cwd });
         components.push(c);
         return c;
       },

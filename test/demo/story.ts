@@ -137,7 +137,8 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
     }
     const deployments = (await apps.listNamespacedDeployment({ namespace: NAMESPACE })).items;
     const pods = (await core.listNamespacedPod({ namespace: NAMESPACE })).items;
-    return { units, perNode, deployments, pods };
+    const nodeUnits = (await cluster.kubectl(['get', 'nodeunits'])).stdout.trimEnd();
+    return { units, perNode, deployments, pods, nodeUnits };
   };
   type Snapshot = Awaited<ReturnType<typeof snapshot>>;
 
@@ -147,7 +148,7 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
         .map((e) => e.ip)
         .sort()
         .join(' ') || '(none)';
-    const lines: string[] = [];
+    const lines: string[] = ['$ kubectl get nodeunits', s.nodeUnits, ''];
     const unitValues = [...new Set(s.units.values())].filter(Boolean).sort();
     for (const unit of unitValues) {
       const members = [...s.units].filter(([, u]) => u === unit).map(([n]) => n);
@@ -255,6 +256,7 @@ ServiceGroup demo is running. Use the cluster yourself:
   export KUBECONFIG=${cluster.adminKubeconfigPath}
   export PATH=${cluster.binDir}:$PATH
   kubectl get dg,sg,deploy,svc -o wide
+  kubectl get nodeunits -o wide                   # the sites: members, readiness, grids
   kubectl apply -f examples/echo/grid.yaml        # your own grids
   kubectl -s ${nodes[0]!.wrapper.url} get endpointslices -o yaml   # what ${nodes[0]!.name}'s wrapper serves
 

@@ -1,15 +1,16 @@
-// The wrapper's own credentials loader. It replaces client-node's KubeConfig in the wrapper
-// because importing client-node costs about 85 MiB of RSS (it loads every generated API model),
-// and the wrapper runs on every node: all it needs is a server URL, TLS material and a token or
-// client certificate, from a kubeconfig file or from the in-cluster ServiceAccount.
-import { readFileSync } from 'node:fs';
+// Credentials for the apiserver: a server URL, TLS material and a token or client certificate,
+// from a kubeconfig file or from the in-cluster ServiceAccount. Written here rather than taken from
+// client-node's KubeConfig because importing client-node costs about 85 MiB of RSS (it loads every
+// generated API model), and the wrapper runs on every node.
+import { existsSync, readFileSync } from 'node:fs';
 import { Agent, type RequestOptions } from 'node:https';
+import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { load as loadYaml } from 'js-yaml';
 
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
-export interface UpstreamCredentials {
+export interface Credentials {
   /** Base URL of the apiserver. */
   readonly server: string;
   /** Adds TLS material and an Authorization header; tokens are re-read each time, as they rotate. */
@@ -30,7 +31,7 @@ function pick<T extends { name: string }>(list: T[] | undefined, name: string | 
 }
 
 /** Loads the current context of a kubeconfig file. */
-export function loadKubeconfig(file: string): UpstreamCredentials {
+export function loadKubeconfig(file: string): Credentials {
   let doc: KubeconfigFile;
   try {
     doc = loadYaml(readFileSync(file, 'utf8')) as KubeconfigFile;
@@ -50,7 +51,7 @@ export function loadKubeconfig(file: string): UpstreamCredentials {
   };
   if (user.exec || user['auth-provider']) {
     throw new Error(
-      `kubeconfig ${file}: user "${ctx.user}" uses exec/auth-provider credentials, which the wrapper does not run; use a ServiceAccount token or a client certificate`,
+      `kubeconfig ${file}: user "${ctx.user}" uses exec/auth-provider credentials, which ServiceGroup does not run; use a ServiceAccount token or a client certificate`,
     );
   }
   const server = cluster.server;
@@ -87,7 +88,7 @@ export function loadKubeconfig(file: string): UpstreamCredentials {
  * wrapper's DaemonSet must set to the control-plane endpoint (not the `kubernetes` ClusterIP,
  * which kube-proxy, the wrapper's own client, programs).
  */
-export function loadInCluster(env: NodeJS.ProcessEnv = process.env, dir = SA_DIR): UpstreamCredentials {
+export function loadInCluster(env: NodeJS.ProcessEnv = process.env, dir = SA_DIR): Credentials {
   const host = env.KUBERNETES_SERVICE_HOST;
   const port = env.KUBERNETES_SERVICE_PORT;
   if (!host || !port) throw new Error('not in a cluster: KUBERNETES_SERVICE_HOST/PORT are not set; pass --kubeconfig');
@@ -102,4 +103,17 @@ export function loadInCluster(env: NodeJS.ProcessEnv = process.env, dir = SA_DIR
       headers.Authorization = `Bearer ${readFileSync(join(dir, 'token'), 'utf8').trim()}`;
     },
   };
+}
+
+/**
+ * Credentials as Kubernetes clients look for them: the given kubeconfig file, else the first file
+ * named in $KUBECONFIG, else ~/.kube/config if it exists, else the in-cluster ServiceAccount.
+ */
+export function loadCredentials(file?: string, env: NodeJS.ProcessEnv = process.env): Credentials {
+  if (file) return loadKubeconfig(file);
+  const fromEnv = env.KUBECONFIG?.split(':').find(Boolean);
+  if (fromEnv) return loadKubeconfig(fromEnv);
+  const home = join(env.HOME ?? homedir(), '.kube', 'config');
+  if (existsSync(home)) return loadKubeconfig(home);
+  return loadInCluster(env);
 }

@@ -1,0 +1,335 @@
+// Wrapper benchmark 4: what one wrapper costs as the cluster's node count grows, with membership
+// from every Node (--membership=nodes, the old way) and from NodeUnits (--membership=nodeunits).
+// For each node count: nodes with a kubelet-sized status (conditions and a status.images list),
+// each node's status updated about once per --update-period-seconds as kubelets do, Services and
+// endpoints marked with a topology key, and the controller keeping the NodeUnits. Per wrapper:
+// bytes it read from the apiserver per minute (/proc/<pid>/io rchar), RSS, and the time from a
+// node relabel until a watcher of the wrapper holds the corrected slices. The controller's RSS and
+// CPU at each node count too.
+//   --nodes 1000,5000,10000 --units 50 --services 5000 --endpoints-per-service 4 --images 40
+//   --update-period-seconds 60 --window-seconds 60 --relabels 4 --modes nodes,nodeunits --out f.json
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { type Cluster, startCluster } from '../test/cluster/cluster.ts';
+import { installCrds, installRbac } from '../test/controllers-helpers.ts';
+import { installWrapperRbac } from '../test/wrapper-harness.ts';
+import {
+  apiserverEndpoint,
+  cpuOver,
+  DEFAULT_WRAPPER_CMD,
+  type Endpoint,
+  inParallel,
+  machine,
+  procStats,
+  requestOk,
+  startControllerUnderTest,
+  startWrapperUnderTest,
+  WatchStream,
+  writeJson,
+} from './lib.ts';
+import { median, printTable } from './table.ts';
+
+const { values } = parseArgs({
+  options: {
+    nodes: { type: 'string', default: '1000,5000,10000' },
+    units: { type: 'string', default: '50' },
+    services: { type: 'string', default: '5000' },
+    'endpoints-per-service': { type: 'string', default: '4' },
+    images: { type: 'string', default: '40' },
+    'update-period-seconds': { type: 'string', default: '60' },
+    'window-seconds': { type: 'string', default: '60' },
+    relabels: { type: 'string', default: '4' },
+    modes: { type: 'string', default: 'nodes,nodeunits' },
+    out: { type: 'string' },
+  },
+});
+
+function positive(flag: string): number {
+  const n = Number(values[flag as keyof typeof values]);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new Error(`--${flag} must be a positive integer, got ${JSON.stringify(values[flag as keyof typeof values])}`);
+  return n;
+}
+const P = {
+  nodeCounts: String(values.nodes)
+    .split(',')
+    .map((s) => {
+      const n = Number(s);
+      if (!Number.isInteger(n) || n <= 0)
+        throw new Error(`--nodes must be a comma-separated list of positive integers, got ${values.nodes}`);
+      return n;
+    }),
+  units: positive('units'),
+  services: positive('services'),
+  eps: positive('endpoints-per-service'),
+  images: positive('images'),
+  updatePeriodS: positive('update-period-seconds'),
+  windowS: positive('window-seconds'),
+  relabels: positive('relabels'),
+  modes: String(values.modes).split(','),
+};
+for (const m of P.modes) if (m !== 'nodes' && m !== 'nodeunits') throw new Error(`--modes entries must be nodes or nodeunits, got ${m}`);
+
+const NS = 'nodes-bench';
+const SLICES = '/apis/discovery.k8s.io/v1/endpointslices';
+const nodeName = (i: number) => `node-${i}`;
+const unitOf = (i: number) => `unit-${i % P.units}`;
+
+/** A status the size a kubelet reports: conditions, addresses, capacity and the node's images. */
+function nodeStatus(i: number, beat: string) {
+  const condition = (type: string, status: string, reason: string) => ({
+    type,
+    status,
+    reason,
+    message: `kubelet reports ${reason}`,
+    lastHeartbeatTime: beat,
+    lastTransitionTime: '2026-01-01T00:00:00Z',
+  });
+  return {
+    conditions: [
+      condition('MemoryPressure', 'False', 'KubeletHasSufficientMemory'),
+      condition('DiskPressure', 'False', 'KubeletHasNoDiskPressure'),
+      condition('PIDPressure', 'False', 'KubeletHasSufficientPID'),
+      condition('Ready', 'True', 'KubeletReady'),
+    ],
+    addresses: [
+      { type: 'InternalIP', address: `10.200.${(i >> 8) & 255}.${i & 255}` },
+      { type: 'Hostname', address: nodeName(i) },
+    ],
+    capacity: { cpu: '4', memory: '8Gi', pods: '110' },
+    allocatable: { cpu: '4', memory: '7Gi', pods: '110' },
+    images: Array.from({ length: P.images }, (_, k) => ({
+      names: [
+        `registry.example.internal/team-${k % 7}/service-${k}@sha256:${(k * 7919 + 1).toString(16).padStart(64, '0')}`,
+        `registry.example.internal/team-${k % 7}/service-${k}:v1.${k}.0`,
+      ],
+      sizeBytes: 10_000_000 + k * 123_457,
+    })),
+  };
+}
+
+function slice(s: number, nodes: number) {
+  return {
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name: `svc-${s}-1`, namespace: NS, labels: { 'kubernetes.io/service-name': `svc-${s}` } },
+    addressType: 'IPv4',
+    ports: [{ port: 80, protocol: 'TCP' }],
+    endpoints: Array.from({ length: P.eps }, (_, k) => {
+      const ip = s * P.eps + k;
+      return {
+        addresses: [`10.${(ip >> 16) & 255}.${(ip >> 8) & 255}.${ip & 255}`],
+        nodeName: nodeName((s * P.eps + k) % nodes),
+        conditions: { ready: true },
+      };
+    }),
+  };
+}
+
+/** Bytes a process read through system calls (sockets included) since it started. */
+const bytesRead = (pid: number) => Number(/^rchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? 0);
+
+/** Updates every node's status once per period, spread evenly, until stopped. */
+function kubeletHeartbeats(api: Endpoint, nodes: number): { stop(): Promise<void>; sent: () => number } {
+  let stopped = false;
+  let sent = 0;
+  const started = performance.now();
+  const run = (async () => {
+    for (let k = 0; !stopped; k++) {
+      const due = started + (k * P.updatePeriodS * 1000) / nodes;
+      const wait = due - performance.now();
+      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+      const i = k % nodes;
+      void requestOk(
+        api,
+        'PATCH',
+        `/api/v1/nodes/${nodeName(i)}/status`,
+        { status: nodeStatus(i, new Date().toISOString().replace(/\.\d+Z$/, 'Z')) },
+        'application/merge-patch+json',
+      )
+        .then(() => sent++)
+        .catch(() => {});
+    }
+  })();
+  return {
+    sent: () => sent,
+    stop: async () => {
+      stopped = true;
+      await run;
+    },
+  };
+}
+
+interface ModeFigures {
+  mode: string;
+  nodes: number;
+  bytesPerMinute: number;
+  rssMiB: number;
+  relabelMedianMs: number;
+  reactions: number[];
+}
+
+async function measureWrapper(cluster: Cluster, kubeconfig: string, mode: string, nodes: number): Promise<ModeFigures> {
+  const api = apiserverEndpoint(cluster);
+  const wrapper = await startWrapperUnderTest(cluster, {
+    cmd: `${DEFAULT_WRAPPER_CMD} --membership=${mode}`,
+    nodeName: nodeName(0),
+    kubeconfig,
+    name: `wrapper-${mode}-${nodes}`,
+  });
+  const pid = wrapper.pid!;
+  try {
+    const ep: Endpoint = { url: wrapper.url };
+    const held = new Map<string, Set<string>>();
+    const wake: (() => void)[] = [];
+    const list = await requestOk<{ metadata: { resourceVersion: string } }>(ep, 'GET', SLICES);
+    const watch = new WatchStream(ep, `${SLICES}?watch=1&resourceVersion=${list.metadata.resourceVersion}`, (ev) => {
+      if (ev.type === 'BOOKMARK') return;
+      const key = `${ev.object.metadata.namespace}/${ev.object.metadata.name}`;
+      if (ev.type === 'DELETED') held.delete(key);
+      else held.set(key, new Set((ev.object.endpoints ?? []).map((e: { nodeName?: string }) => e.nodeName)));
+      for (const f of wake.splice(0)) f();
+    });
+    await watch.opened;
+    await new Promise((r) => setTimeout(r, 5_000));
+    const before = bytesRead(pid);
+    const t = performance.now();
+    await new Promise((r) => setTimeout(r, P.windowS * 1000));
+    const bytesPerMinute = ((bytesRead(pid) - before) / ((performance.now() - t) / 1000)) * 60;
+    const rssMiB = procStats(pid).rssMiB;
+
+    // A node of the wrapper's unit moves to the next unit and back; its slices must follow.
+    const moved = P.units;
+    const affected = Array.from({ length: P.services }, (_, s) => s)
+      .filter((s) => slice(s, nodes).endpoints.some((e) => e.nodeName === nodeName(moved)))
+      .map((s) => `${NS}/svc-${s}-1`);
+    const reactions: number[] = [];
+    for (let r = 0; r < P.relabels; r++) {
+      const away = r % 2 === 0;
+      const done = () => affected.every((k) => held.get(k)?.has(nodeName(moved)) === !away);
+      const started = performance.now();
+      await requestOk(
+        api,
+        'PATCH',
+        `/api/v1/nodes/${nodeName(moved)}`,
+        { metadata: { labels: { zone: away ? unitOf(1) : unitOf(0) } } },
+        'application/merge-patch+json',
+      );
+      const deadline = Date.now() + 60_000;
+      while (!done()) {
+        if (Date.now() > deadline) throw new Error(`${mode}: relabel ${r} not followed in 60 s`);
+        await new Promise<void>((res) => {
+          wake.push(res);
+          setTimeout(res, 50);
+        });
+      }
+      reactions.push(performance.now() - started);
+    }
+    watch.close();
+    return { mode, nodes, bytesPerMinute, rssMiB, relabelMedianMs: median(reactions), reactions };
+  } finally {
+    process.kill(pid, 'SIGTERM');
+  }
+}
+
+async function atScale(nodes: number) {
+  const cluster = await startCluster();
+  try {
+    const api = apiserverEndpoint(cluster);
+    await installCrds(cluster);
+    const controllerKubeconfig = await installRbac(cluster);
+    const wrapperKubeconfig = await installWrapperRbac(cluster);
+    await cluster.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } }]);
+    const beat = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    let t = performance.now();
+    await inParallel(nodes, 16, async (i) => {
+      await requestOk(api, 'POST', '/api/v1/nodes', {
+        apiVersion: 'v1',
+        kind: 'Node',
+        metadata: { name: nodeName(i), labels: { zone: unitOf(i) } },
+      });
+      await requestOk(api, 'PATCH', `/api/v1/nodes/${nodeName(i)}/status`, { status: nodeStatus(i, beat) }, 'application/merge-patch+json');
+    });
+    await inParallel(P.services, 32, async (s) => {
+      await requestOk(api, 'POST', `/api/v1/namespaces/${NS}/services`, {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: `svc-${s}`, annotations: { 'servicegroup.io/topology-keys': '["zone"]' } },
+        spec: { clusterIP: 'None', ports: [{ port: 80 }] },
+      });
+      await requestOk(api, 'POST', `/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices`, slice(s, nodes));
+    });
+    console.error(`[bench] ${nodes} nodes, ${P.services} services created in ${((performance.now() - t) / 1000).toFixed(0)} s`);
+
+    t = performance.now();
+    const controller = await startControllerUnderTest(cluster, { kubeconfig: controllerKubeconfig, resyncSeconds: 600 });
+    for (;;) {
+      const l = await requestOk<{ items: { status?: { nodeCount?: number } }[] }>(api, 'GET', '/apis/servicegroup.io/v1alpha1/nodeunits');
+      if (l.items.length === P.units && l.items.reduce((n, u) => n + (u.status?.nodeCount ?? 0), 0) === nodes) break;
+      if (performance.now() - t > 600_000) throw new Error('the controller did not make the NodeUnits in 10 minutes');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const controllerSyncMs = performance.now() - t;
+
+    const heartbeats = kubeletHeartbeats(api, nodes);
+    const controllerCpu = await cpuOver(controller.pid!, 10_000);
+    const controllerRssMiB = procStats(controller.pid!).rssMiB;
+    const wrappers: ModeFigures[] = [];
+    for (const mode of P.modes) wrappers.push(await measureWrapper(cluster, wrapperKubeconfig, mode, nodes));
+    await heartbeats.stop();
+    return { nodes, controllerSyncMs, controllerCpu, controllerRssMiB, statusUpdatesSent: heartbeats.sent(), wrappers };
+  } finally {
+    await cluster.stop();
+  }
+}
+
+async function main() {
+  const results = [];
+  for (const n of P.nodeCounts) results.push(await atScale(n));
+  const rows: string[][] = [];
+  for (const r of results) {
+    for (const w of r.wrappers)
+      rows.push([
+        String(r.nodes),
+        w.mode,
+        `${(w.bytesPerMinute / 1048576).toFixed(2)} MiB`,
+        `${w.rssMiB.toFixed(1)} MiB`,
+        `${w.relabelMedianMs.toFixed(0)} ms`,
+      ]);
+    rows.push([
+      String(r.nodes),
+      'controller',
+      '',
+      `${r.controllerRssMiB.toFixed(1)} MiB`,
+      `CPU ${(r.controllerCpu * 100).toFixed(1)} % of a core`,
+    ]);
+  }
+  const growth: Record<string, { bytesPerMinute: number; rss: number }> = {};
+  if (results.length > 1) {
+    const first = results[0]!;
+    const last = results.at(-1)!;
+    for (const mode of P.modes) {
+      const a = first.wrappers.find((w) => w.mode === mode)!;
+      const b = last.wrappers.find((w) => w.mode === mode)!;
+      growth[mode] = { bytesPerMinute: b.bytesPerMinute / a.bytesPerMinute - 1, rss: b.rssMiB / a.rssMiB - 1 };
+      rows.push([
+        `${first.nodes}→${last.nodes}`,
+        `${mode} growth`,
+        `${(growth[mode].bytesPerMinute * 100).toFixed(0)} %`,
+        `${(growth[mode].rss * 100).toFixed(0)} %`,
+        '',
+      ]);
+    }
+  }
+  printTable(
+    `one wrapper vs node count: ${P.units} NodeUnits, ${P.services} Services, ${P.services * P.eps} endpoints, ${P.images} images per node, each node's status updated every ${P.updatePeriodS} s (${machine()})`,
+    ['nodes', 'membership', 'read from apiserver / min', 'RSS', 'relabel → watcher corrected'],
+    rows,
+  );
+  console.log(
+    'targets (nodeunits): bytes/min and RSS grow ≤ 10 % from the smallest to the largest node count; RSS ≤ 100 MB; relabel ≤ 50 ms',
+  );
+  writeJson(values.out, { benchmark: 'wrapper-nodes', machine: machine(), date: new Date().toISOString(), params: P, results, growth });
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await main();

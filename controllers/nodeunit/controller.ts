@@ -1,0 +1,315 @@
+// Keeps NodeUnits in step with the cluster: one discovered NodeUnit per value of every node label
+// key a grid or a topology annotation (of a Service or a Namespace) names; the labels of declared
+// NodeUnits on their member nodes; and every unit's status. Everything is one level-triggered sync of the whole picture
+// (one queue key), fed by the caches; a sync with nothing changed makes no write.
+
+import type { Logger } from 'pino';
+import { isStatus, type KubeClient } from '../../kube/client.ts';
+import { Informer } from '../../kube/informer.ts';
+import { type KubeObject, resourcePath } from '../../kube/objects.ts';
+import type { ReflectorOptions } from '../../kube/reflector.ts';
+import { namespaceTopologyKeysOf, topologyKeysOf } from '../../wrapper/filter.ts';
+import { matchesLabels } from '../../wrapper/selectors.ts';
+import {
+  GROUP,
+  KIND_DEPLOYMENT_GRID,
+  KIND_SERVICE_GRID,
+  NODE_LABEL_FIELD_MANAGER,
+  type NodeUnit,
+  type NodeUnitGridRef,
+  PLURAL_NODE_UNIT,
+  VERSION,
+} from '../api/v1alpha1.ts';
+import { WorkQueue } from '../reconcile/queue.ts';
+import { type GridObject, NODES, type Resource, SERVICES } from '../reconcile/resources.ts';
+import { writeStatus } from '../reconcile/status.ts';
+import { stableStringify } from '../render/common.ts';
+import {
+  isDeclared,
+  isNodeReady,
+  keysInUse,
+  labelsSettled,
+  type NodeView,
+  nodeLabelsApply,
+  nodeUnitStatus,
+  ownedLabelKeys,
+  pairId,
+  planDiscovered,
+  resolveClaims,
+  valuesByKey,
+} from './render.ts';
+
+export const NODE_UNITS: Resource = { group: GROUP, version: VERSION, resource: PLURAL_NODE_UNIT };
+const NAMESPACES: Resource = { group: '', version: 'v1', resource: 'namespaces' };
+
+const SYNC_KEY = 'nodeunits';
+
+export interface NodeUnitControllerOptions {
+  client: KubeClient;
+  log: Logger;
+  /** The DeploymentGrid and ServiceGrid caches (shared with the grid controller). */
+  deploymentGrids: Informer<KubeObject>;
+  serviceGrids: Informer<KubeObject>;
+  /** Re-sync this often (0: never). */
+  resyncPeriodMs?: number;
+}
+
+interface NodeObject extends KubeObject {
+  status?: { conditions?: { type: string; status: string }[] };
+}
+
+function nodeView(node: NodeObject): NodeView {
+  return {
+    name: node.metadata.name,
+    labels: node.metadata.labels ?? {},
+    ready: isNodeReady(node),
+    ownedLabels: ownedLabelKeys(node.metadata.annotations),
+  };
+}
+
+function push<T>(m: Map<string, T[]>, key: string, value: T): void {
+  const list = m.get(key);
+  if (list) list.push(value);
+  else m.set(key, [value]);
+}
+
+export class NodeUnitController {
+  readonly queue = new WorkQueue();
+  readonly units: Informer<KubeObject>;
+  readonly nodes: Informer<KubeObject>;
+  /** All Services and Namespaces (for their topology annotations). */
+  readonly services: Informer<KubeObject>;
+  readonly namespaces: Informer<KubeObject>;
+  private readonly opts: NodeUnitControllerOptions;
+  private readonly log: Logger;
+  private readonly own: Informer<KubeObject>[];
+  /**
+   * Node → what a refused label write tried (labels wanted, labels found), so it is retried only
+   * when one of those changes: a standing conflict costs no write per sync.
+   */
+  private readonly labelFailures = new Map<string, { attempt: string; message: string }>();
+  private worker?: Promise<void>;
+  private resyncTimer?: NodeJS.Timeout;
+
+  constructor(opts: NodeUnitControllerOptions) {
+    this.opts = opts;
+    this.log = opts.log.child({ controller: 'nodeunit' });
+    const informer = (r: Resource, options: ReflectorOptions = {}) => new Informer<KubeObject>(opts.client, r, opts.log, options);
+    this.units = informer(NODE_UNITS);
+    this.nodes = informer(NODES);
+    // Only annotations matter for these two: metadata is enough.
+    this.services = informer(SERVICES, { metadataOnly: true });
+    this.namespaces = informer(NAMESPACES, { metadataOnly: true });
+    this.own = [this.units, this.nodes, this.services, this.namespaces];
+
+    const wake = () => this.queue.add(SYNC_KEY);
+    this.units.on((type, obj, old) => {
+      // Our own status writes come back as updates with the same generation: nothing to do.
+      if (
+        type === 'update' &&
+        old?.metadata?.generation === obj.metadata?.generation &&
+        stableStringify(old?.metadata?.labels ?? {}) === stableStringify(obj.metadata?.labels ?? {}) &&
+        !!old?.metadata?.deletionTimestamp === !!obj.metadata?.deletionTimestamp
+      )
+        return;
+      wake();
+    });
+    this.nodes.on((type, obj, old) => {
+      // Status updates of nodes are frequent; only labels, readiness and presence matter here.
+      if (type === 'update' && old) {
+        const a = nodeView(old as NodeObject);
+        const b = nodeView(obj as NodeObject);
+        if (
+          a.ready === b.ready &&
+          stableStringify(a.labels) === stableStringify(b.labels) &&
+          stableStringify(a.ownedLabels) === stableStringify(b.ownedLabels)
+        )
+          return;
+      }
+      wake();
+    });
+    this.services.on((type, obj, old) => {
+      const now = stableStringify(topologyKeysOf(obj as never));
+      if (type === 'update' && old && stableStringify(topologyKeysOf(old as never)) === now) return;
+      if (type !== 'update' && topologyKeysOf(obj as never).kind === 'none') return;
+      wake();
+    });
+    this.namespaces.on((type, obj, old) => {
+      const now = stableStringify(namespaceTopologyKeysOf(obj as never));
+      if (type === 'update' && old && stableStringify(namespaceTopologyKeysOf(old as never)) === now) return;
+      if (type !== 'update' && namespaceTopologyKeysOf(obj as never).kind === 'none') return;
+      wake();
+    });
+    const onGrid = (type: string, obj: KubeObject, old?: KubeObject) => {
+      if (type === 'update' && old?.spec?.gridUniqKey === obj.spec?.gridUniqKey) return;
+      wake();
+    };
+    opts.deploymentGrids.on(onGrid);
+    opts.serviceGrids.on(onGrid);
+  }
+
+  async start(): Promise<void> {
+    for (const i of this.own) i.start();
+    await Promise.all([...this.own, this.opts.deploymentGrids, this.opts.serviceGrids].map((i) => i.synced));
+    this.log.info({ nodeUnits: this.units.size, nodes: this.nodes.size }, 'nodeunit caches synced');
+    this.queue.add(SYNC_KEY);
+    this.worker = this.work();
+    const period = this.opts.resyncPeriodMs ?? 0;
+    if (period > 0) {
+      this.resyncTimer = setInterval(() => this.resync(), period);
+      this.resyncTimer.unref();
+    }
+  }
+
+  /** Queues a sync of everything (makes no write when nothing changed). */
+  resync(): void {
+    this.queue.add(SYNC_KEY);
+  }
+
+  async stop(): Promise<void> {
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    this.queue.shutdown();
+    for (const i of this.own) i.stop();
+    await this.worker;
+  }
+
+  /** Resolves once nothing is queued or being synced. */
+  async waitIdle(timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.queue.idle()) {
+      if (Date.now() > deadline) throw new Error('nodeunit controller did not become idle');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  private async work(): Promise<void> {
+    for (;;) {
+      const key = await this.queue.get();
+      if (key === undefined) return;
+      try {
+        if (await this.sync()) this.queue.addRateLimited(key);
+        else this.queue.forget(key);
+      } catch (err) {
+        const retryInMs = this.queue.addRateLimited(key);
+        this.log.error({ err, retryInMs }, 'nodeunit sync failed');
+      } finally {
+        this.queue.done(key);
+      }
+    }
+  }
+
+  /** One sync of every NodeUnit. Returns true when it should be retried. */
+  private async sync(): Promise<boolean> {
+    const units = this.units.list() as unknown as NodeUnit[];
+    const nodes = new Map((this.nodes.list() as NodeObject[]).map((n) => [n.metadata.name, nodeView(n)]));
+    let retry = false;
+
+    // 1. Labels of declared units on their nodes.
+    const claims = resolveClaims(units, [...nodes.values()], matchesLabels);
+    const labelConflicts = new Map<string, string>();
+    for (const node of [...nodes.values()]) {
+      const desired = claims.desired.get(node.name) ?? {};
+      if (labelsSettled(node, desired)) {
+        this.labelFailures.delete(node.name);
+        continue;
+      }
+      const attempt = stableStringify({ desired, labels: node.labels });
+      const failed = this.labelFailures.get(node.name);
+      if (failed?.attempt === attempt) {
+        labelConflicts.set(node.name, failed.message);
+        continue;
+      }
+      try {
+        const live = await this.opts.client.apply<NodeObject>(
+          resourcePath(NODES, undefined, node.name),
+          nodeLabelsApply(node.name, desired),
+          NODE_LABEL_FIELD_MANAGER,
+        );
+        nodes.set(node.name, nodeView(live));
+        this.labelFailures.delete(node.name);
+        this.log.info({ node: node.name, labels: desired }, 'node labels applied for declared NodeUnits');
+      } catch (err) {
+        if (isStatus(err, 404)) {
+          nodes.delete(node.name);
+          continue;
+        }
+        if (!isStatus(err, 409)) throw err;
+        // Another field manager owns a label with a different value: not ours to overwrite.
+        const message = `node ${node.name}: ${(err as Error).message.replace(/^PATCH \S+: 409 /, '')}`;
+        this.labelFailures.set(node.name, { attempt, message });
+        labelConflicts.set(node.name, message);
+        this.log.warn({ node: node.name, labels: desired, err }, 'node label owned by another manager; NodeUnit reports a conflict');
+      }
+    }
+    for (const [node, message] of labelConflicts) {
+      for (const unit of units) {
+        if (!isDeclared(unit) || claims.desired.get(node)?.[unit.spec.key] !== unit.spec.value) continue;
+        const list = claims.conflicts.get(unit.metadata.name!) ?? [];
+        list.push(message);
+        claims.conflicts.set(unit.metadata.name!, list);
+      }
+    }
+
+    // 2. Discovered units: one per value of every key in use.
+    const grids = [
+      ...this.opts.deploymentGrids.list().map((g) => ({ g, kind: KIND_DEPLOYMENT_GRID })),
+      ...this.opts.serviceGrids.list().map((g) => ({ g, kind: KIND_SERVICE_GRID })),
+    ];
+    const keys = keysInUse(
+      grids.map(({ g }) => g.spec?.gridUniqKey as string | undefined),
+      [
+        ...this.services.list().map((s) => topologyKeysOf(s as never)),
+        ...this.namespaces.list().map((n) => namespaceTopologyKeysOf(n as never)),
+      ],
+    );
+    const nodeViews = [...nodes.values()];
+    const plan = planDiscovered(units, valuesByKey(keys, nodeViews));
+    for (const p of plan.problems) this.log.warn({ key: p.key, value: p.value, reason: p.message }, 'no NodeUnit for this label value');
+    for (const unit of plan.create) {
+      try {
+        await this.opts.client.request('POST', resourcePath(NODE_UNITS), { body: unit });
+        this.log.info({ nodeUnit: unit.metadata.name, key: unit.spec.key, value: unit.spec.value }, 'NodeUnit discovered');
+      } catch (err) {
+        // Already there: the cache lags our own create; the next event brings it.
+        if (!isStatus(err, 409)) throw err;
+      }
+    }
+    for (const name of plan.remove) {
+      try {
+        await this.opts.client.request('DELETE', resourcePath(NODE_UNITS, undefined, name));
+        this.log.info({ nodeUnit: name }, 'NodeUnit no longer in use; deleted');
+      } catch (err) {
+        if (!isStatus(err, 404)) throw err;
+      }
+    }
+
+    // 3. Status of every unit that stays.
+    const removed = new Set(plan.remove);
+    const byPair = new Map<string, NodeView[]>();
+    for (const n of nodeViews) for (const [k, v] of Object.entries(n.labels)) push(byPair, pairId(k, v), n);
+    const gridsByKey = new Map<string, NodeUnitGridRef[]>();
+    for (const { g, kind } of grids) {
+      const key = g.spec?.gridUniqKey as string | undefined;
+      if (key && !g.metadata?.deletionTimestamp)
+        push(gridsByKey, key, { kind, namespace: g.metadata!.namespace!, name: g.metadata!.name! });
+    }
+    for (const unit of units) {
+      if (unit.metadata.deletionTimestamp || removed.has(unit.metadata.name!)) continue;
+      const status = nodeUnitStatus(
+        unit,
+        byPair.get(pairId(unit.spec.key, unit.spec.value)) ?? [],
+        gridsByKey.get(unit.spec.key) ?? [],
+        claims.conflicts.get(unit.metadata.name!),
+      );
+      try {
+        // The grid status writer works for any object with a status subresource.
+        await writeStatus(this.opts.client, NODE_UNITS, unit as unknown as GridObject, status as never);
+      } catch (err) {
+        if (isStatus(err, 404)) continue;
+        this.log.warn({ nodeUnit: unit.metadata.name, err }, 'NodeUnit status write failed');
+        retry = true;
+      }
+    }
+    return retry;
+  }
+}

@@ -1,0 +1,24 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { RecentWrites } from './recent.ts';
+
+test('a written value is used until the cache holds that version or a later one', () => {
+  const w = new RecentWrites<string>();
+  w.put('k', '100', 'written');
+  assert.equal(w.get('k', undefined), 'written', 'not in the cache yet');
+  assert.equal(w.get('k', '99'), 'written', 'the cache is behind');
+  assert.equal(w.get('k', '101'), undefined, 'the cache moved past our write (its event came first)');
+  assert.equal(w.get('k', '99'), undefined, 'and the entry is gone');
+});
+
+test('seen ends an entry at the written version, a later one, or a delete', () => {
+  const w = new RecentWrites<string>();
+  w.put('a', '5', 'x');
+  w.seen('a', '4');
+  assert.equal(w.get('a', '4'), 'x');
+  w.seen('a', '5');
+  assert.equal(w.get('a', undefined), undefined);
+  w.put('b', '5', 'y');
+  w.seen('b', undefined);
+  assert.equal(w.get('b', undefined), undefined);
+});
