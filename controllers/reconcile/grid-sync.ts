@@ -126,7 +126,8 @@ export async function syncGrid<G extends GridObject>(
   const ns = grid.metadata.namespace;
   const log = ctx.log.child({ grid: `${ns}/${grid.metadata.name}`, kind: grid.kind });
   const current = (name: string) => {
-    const o = ctx.written.get(objectRef(parts.objectResource, ns, name)) ?? parts.objects.get(ns, name);
+    const inCache = parts.objects.get(ns, name);
+    const o = ctx.written.get(objectRef(parts.objectResource, ns, name), inCache?.metadata?.resourceVersion) ?? inCache;
     return o && isControlledBy(o, grid) ? o : undefined;
   };
   const gate = parts.gate?.(grid, parts.render(grid, units), current);

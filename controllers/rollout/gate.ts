@@ -5,6 +5,7 @@
 
 import { createHash } from 'node:crypto';
 import type { V1Condition } from '@kubernetes/client-node';
+import type { KubeObject } from '../../kube/objects.ts';
 import {
   ANNOTATION_RENDER_HASH,
   CONDITION_PROGRESSING,
@@ -14,7 +15,6 @@ import {
   REASON_ROLLOUT_PAUSED,
   type StableTemplates,
 } from '../api/v1alpha1.ts';
-import type { KubeObject } from '../kube/informer.ts';
 import type { RenderedObject } from '../reconcile/grid-sync.ts';
 import { stableStringify } from '../render/common.ts';
 import { renderDeploymentGrid } from '../render/deployment.ts';
