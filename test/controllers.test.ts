@@ -246,7 +246,7 @@ describe('controllers (in process)', () => {
         'unit a pods run on unit a nodes',
       );
       const get = await cluster().kubectl(['get', 'dg', '-n', ns, 'web']);
-      assert.match(get.stdout, /KEY\s+UNITS\s+READY\s+AGE/);
+      assert.match(get.stdout, /KEY\s+UNITS\s+READY\s+ROLLOUT\s+AGE/);
       assert.match(get.stdout, /web\s+zone\s+2\s+2\s+/);
       assert.ok((await events('web')).some((e) => e.reason === 'Created'));
     });
