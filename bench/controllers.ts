@@ -12,7 +12,7 @@
 // Watches the apiserver ends are re-opened (and counted in the output); every wait is bounded by
 // --wait-seconds. For another implementation:
 //   --controller-cmd '<template>'  filled in: {kubeconfig}, {metrics} (loopback address),
-//                                  {resync} (Go duration, e.g. 1m0s), {resyncSeconds} (integer)
+//                                  {resync} (Go duration, e.g. 1m, 1m30s), {resyncSeconds} (integer)
 //   --no-readyz   the program serves no /readyz: it counts as started once a grid created then
 //                 (keyed on a label of one node of its own) has its Deployment
 //   --no-status   the program writes no grid status of this project's form: waits and figures for
@@ -344,13 +344,13 @@ async function startController(cluster: Cluster, kubeconfig: string, resyncSecon
   const c = await startControllerUnderTest(cluster, { cmd: values['controller-cmd'], kubeconfig, resyncSeconds });
   if (!values['no-readyz']) {
     const deadline = Date.now() + N.waitMs;
-    while (Date.now() < deadline) {
+    while (Date.now() < deadline && c.isRunning?.() !== false) {
       const r = await request({ url: c.url }, 'GET', '/readyz').catch(() => undefined);
       if (r?.status === 200) return c;
       await sleep(100);
     }
     throw new Error(
-      `the controller did not answer /readyz with 200 within ${N.waitMs / 1000} s (for a program without /readyz: --no-readyz)`,
+      `the controller ${c.isRunning?.() === false ? 'exited' : 'did not answer /readyz with 200'} within ${N.waitMs / 1000} s (for a program without /readyz: --no-readyz); its log ends:\n${c.tail?.() ?? ''}`,
     );
   }
   const name = `warmup-${++warmups}`;
@@ -384,14 +384,14 @@ async function stopController(c: ProgramUnderTest): Promise<void> {
   }
 }
 
-/** Reconciles the controller reports in its own metrics (when it exports servicegroup_reconcile_total). */
+/** Reconciles the controller reports in its own metrics (when it exports controller_runtime_reconcile_total). */
 async function reconcileCount(c: ProgramUnderTest): Promise<number | undefined> {
   if (!c.metricsUrl) return undefined;
   const r = await request({ url: c.metricsUrl }, 'GET', '').catch(() => undefined);
   if (r?.status !== 200) return undefined;
   let total: number | undefined;
   for (const line of r.body.split('\n')) {
-    if (line.startsWith('servicegroup_reconcile_total{')) total = (total ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (line.startsWith('controller_runtime_reconcile_total{')) total = (total ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
   }
   return total;
 }
@@ -545,7 +545,7 @@ async function main() {
     const windowStart = performance.now();
     while (performance.now() - windowStart < N.steadySeconds * 1000) {
       if (pid) rss.push(procStats(pid).rssMiB);
-      await sleep(Math.min(1000, N.steadySeconds * 1000 - (performance.now() - windowStart)));
+      await sleep(Math.max(0, Math.min(1000, N.steadySeconds * 1000 - (performance.now() - windowStart))));
     }
     const windowSeconds = (performance.now() - windowStart) / 1000;
     const steadyCpu = pid ? (procStats(pid).cpuSeconds - cpuA) / windowSeconds : undefined;

@@ -244,14 +244,18 @@ export interface ProgramUnderTest {
   url: string;
   pid?: number;
   metricsUrl?: string;
+  /** The last lines of its log, to explain a failure. */
+  tail?: () => string;
+  isRunning?: () => boolean;
 }
 
-/** Whole seconds as Go's time.Duration prints them (`90` → `1m30s`), which Go flag parsers accept. */
+/** Whole seconds as a Go duration in its shortest form (`60` → `1m`, `90` → `1m30s`), as Go's time.ParseDuration reads it. */
 export function goDuration(seconds: number): string {
   const h = Math.floor(seconds / 3600);
   const m = Math.floor((seconds % 3600) / 60);
   const s = seconds % 60;
-  return h ? `${h}h${m}m${s}s` : m ? `${m}m${s}s` : `${s}s`;
+  const text = `${h ? `${h}h` : ''}${m ? `${m}m` : ''}${s ? `${s}s` : ''}`;
+  return text || '0s';
 }
 
 /** Seconds in a duration written as Go does (`1m30s`, `90s`, `2h`) or as a plain integer of seconds. */
@@ -273,8 +277,8 @@ function fill(template: string, vars: Record<string, string>): string {
 }
 
 // The wrapper as its DaemonSet runs it (examples/install/wrapper.yaml), Node flags included.
-export const DEFAULT_WRAPPER_CMD = `${process.execPath} --max-semi-space-size=1 ${join(root, 'wrapper/main.ts')} --listen={listen} --node-name={node} --kubeconfig={kubeconfig} --metrics-listen={metrics} --state-dir={state} --log-level=warn`;
-export const DEFAULT_CONTROLLER_CMD = `${process.execPath} ${join(root, 'controllers/main.ts')} --kubeconfig={kubeconfig} --metrics-listen={metrics} --leader-elect=false --resync-period={resync} --log-level=warn`;
+export const DEFAULT_WRAPPER_CMD = `${process.execPath} --max-semi-space-size=1 ${join(root, 'wrapper/main.ts')} --listen={listen} --node-name={node} --kubeconfig={kubeconfig} --metrics-bind-address={metrics} --state-dir={state} --log-level=warn`;
+export const DEFAULT_CONTROLLER_CMD = `${process.execPath} ${join(root, 'controllers/main.ts')} --kubeconfig={kubeconfig} --metrics-bind-address={metrics} --health-probe-bind-address={metrics} --leader-elect=false --resync-period={resync} --log-level=warn`;
 
 /**
  * Starts a wrapper from a command template ({listen} {node} {kubeconfig} {metrics} {state}, and any of
@@ -309,7 +313,7 @@ export async function startWrapperUnderTest(
 
 /**
  * Starts a controller from a command template: {kubeconfig}, {metrics} (a loopback address),
- * {resync} (the resync period as a Go duration, e.g. `1m0s`) and {resyncSeconds} (the same as an
+ * {resync} (the resync period as a Go duration, e.g. `1m` or `1m30s`) and {resyncSeconds} (the same as an
  * integer number of seconds, for programs that take that form) are filled in.
  */
 export async function startControllerUnderTest(
@@ -327,7 +331,7 @@ export async function startControllerUnderTest(
   const url = `http://127.0.0.1:${metricsPort}`;
   await new Promise((r) => setTimeout(r, 300));
   if (!c.isRunning()) throw new Error(`controller exited: ${c.tail()}`);
-  return { url, pid: c.child.pid, metricsUrl: `${url}/metrics` };
+  return { url, pid: c.child.pid, metricsUrl: `${url}/metrics`, tail: () => c.tail(), isRunning: () => c.isRunning() };
 }
 
 /** Runs `fn` for each i in [0, n) with at most `concurrency` in flight. */

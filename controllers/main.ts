@@ -2,59 +2,116 @@
 // the API client, leader election, the controllers and the metrics/health server.
 
 import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { KubeClient } from '../kube/client.ts';
+import { boolFlag, durationFlag, enumFlag, intFlag, listenFlag, parseCommandLine, stringFlag } from '../kube/flags.ts';
 import { loadCredentials } from '../kube/kubeconfig.ts';
-import { LeaderElector } from './leader.ts';
+import { LeaderElector, leaderElectionConfigProblem } from './leader.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { NodeUnitController } from './nodeunit/controller.ts';
 import { GridController } from './reconcile/controller.ts';
-import { startServer } from './server.ts';
+import { startServers } from './server.ts';
 
-function parseDuration(s: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(s);
-  if (!m) throw new Error(`invalid duration ${JSON.stringify(s)} (e.g. 30s, 5m)`);
-  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
-}
-
-const { values: flags } = parseArgs({
-  options: {
-    kubeconfig: { type: 'string', default: '' },
-    'metrics-listen': { type: 'string', default: '127.0.0.1:8080' },
-    'leader-elect': { type: 'string', default: 'true' },
-    'leader-elect-namespace': { type: 'string', default: 'servicegroup-system' },
-    'lease-name': { type: 'string', default: 'servicegroup-controller' },
-    'lease-duration': { type: 'string', default: '15s' },
-    'renew-deadline': { type: 'string', default: '10s' },
-    'retry-period': { type: 'string', default: '2s' },
-    'log-level': { type: 'string', default: 'info' },
-    'resync-period': { type: 'string', default: '10m' },
-    workers: { type: 'string', default: '8' },
-    'evict-misplaced-pods': { type: 'string', default: 'true' },
-    identity: { type: 'string', default: '' },
+const flags = parseCommandLine({
+  program: 'servicegroup-controller',
+  summary: 'Reconciles DeploymentGrids and ServiceGrids (servicegroup.io/v1alpha1).',
+  flags: {
+    kubeconfig: stringFlag({ help: 'Path to a kubeconfig. Default: $KUBECONFIG, ~/.kube/config, then the in-cluster ServiceAccount.' }),
+    'metrics-bind-address': listenFlag({ default: '127.0.0.1:8080', disable: true, help: 'Address to serve /metrics on.' }),
+    'health-probe-bind-address': listenFlag({
+      default: '127.0.0.1:8081',
+      disable: true,
+      help: 'Address to serve /healthz and /readyz on (may equal --metrics-bind-address: one server then).',
+    }),
+    'leader-elect': boolFlag({ default: true, help: 'Run only while holding the leader Lease, so that replicas can stand by.' }),
+    'leader-elect-lease-duration': durationFlag({
+      default: '15s',
+      min: '1s',
+      max: '1h',
+      help: 'How long standbys wait after the last observed renewal before taking the Lease over.',
+    }),
+    'leader-elect-renew-deadline': durationFlag({
+      default: '10s',
+      min: '100ms',
+      max: '1h',
+      help: 'How long the leader keeps trying to renew before it stops acting (exits); less than the lease duration.',
+    }),
+    'leader-elect-retry-period': durationFlag({
+      default: '2s',
+      min: '100ms',
+      max: '1h',
+      help: 'How long to wait between attempts to acquire or renew the Lease.',
+    }),
+    'leader-elect-resource-namespace': stringFlag({ default: 'servicegroup-system', help: 'Namespace of the leader Lease.' }),
+    'leader-elect-resource-name': stringFlag({ default: 'servicegroup-controller', help: 'Name of the leader Lease.' }),
+    identity: stringFlag({ help: 'Name of this replica in the Lease and in events. Default: <hostname>_<pid>.' }),
+    workers: intFlag({ default: 8, min: 1, max: 64, help: 'Grids reconciled concurrently.' }),
+    'evict-misplaced-pods': boolFlag({
+      default: true,
+      help: 'Evict pods a node relabel left in another unit (PodDisruptionBudgets respected); false only reports them in status.',
+    }),
+    'resync-period': durationFlag({
+      default: '10m',
+      min: '1s',
+      max: '24h',
+      zero: true,
+      help: 'Re-check every grid from the caches this often (writes nothing when nothing drifted).',
+    }),
+    'watch-failure-grace-period': durationFlag({
+      default: '2m',
+      min: '1s',
+      max: '24h',
+      help: '/healthz fails once a cache has failed to list/watch for longer than this.',
+    }),
+    // The apiserver sends a bookmark about every minute on an idle watch; silence longer than this is a dead connection.
+    'watch-idle-timeout': durationFlag({
+      default: '150s',
+      min: '1s',
+      max: '1h',
+      help: 'A watch silent for longer than this (no event, no bookmark) is taken for a dead connection and re-opened.',
+    }),
+    'log-level': enumFlag({ values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'], default: 'info', help: 'Log level.' }),
   },
-  allowPositionals: false,
+  check: (f) => {
+    if (!f['leader-elect']) return undefined;
+    const problem = leaderElectionConfigProblem({
+      leaseDurationMs: f['leader-elect-lease-duration'],
+      renewDeadlineMs: f['leader-elect-renew-deadline'],
+      retryPeriodMs: f['leader-elect-retry-period'],
+    });
+    return problem && `--leader-elect-lease-duration, --leader-elect-renew-deadline, --leader-elect-retry-period: ${problem}`;
+  },
 });
 
 const log = pino({ level: flags['log-level'], base: { component: 'servicegroup-controller' } });
 const client = new KubeClient(loadCredentials(flags.kubeconfig));
 const identity = flags.identity || `${hostname()}_${process.pid}`;
+const lease = flags['leader-elect-resource-name'];
 
 let controller: GridController | undefined;
 let nodeUnits: NodeUnitController | undefined;
-let started = false;
-const metrics = new ControllerMetrics({
-  queueDepth: () => controller?.queue.length ?? 0,
-  units: () => controller?.unitTotals() ?? [],
-});
-client.observeRequests((verb) => {
-  if (verb !== 'GET') metrics.writes.inc({ verb });
-});
+const metrics = new ControllerMetrics(
+  { queueDepth: () => controller?.queue.length ?? 0, units: () => controller?.unitTotals() ?? [] },
+  { queueName: 'grids' },
+);
+for (const c of ['deploymentgrid', 'servicegrid']) metrics.declareController(c);
+client.setResponseObserver((method, code, host) => metrics.request(method, code, host));
 
-const server = await startServer(flags['metrics-listen']!, metrics.registry, {
-  healthy: () => true,
-  ready: () => started || (leaderElect && elector?.isLeader === false),
+const elector = flags['leader-elect']
+  ? new LeaderElector(client, log, {
+      namespace: flags['leader-elect-resource-namespace'],
+      name: flags['leader-elect-resource-name'],
+      identity,
+      leaseDurationMs: flags['leader-elect-lease-duration'],
+      renewDeadlineMs: flags['leader-elect-renew-deadline'],
+      retryPeriodMs: flags['leader-elect-retry-period'],
+    })
+  : undefined;
+
+const closeServers = await startServers({ metrics: flags['metrics-bind-address'], health: flags['health-probe-bind-address'] }, metrics, {
+  problems: () => controller?.problems(flags['watch-failure-grace-period']) ?? [],
+  // A standby is ready: it can take over.
+  ready: () => controller?.ready() ?? (elector !== undefined && !elector.isLeader),
 });
 
 async function startController(): Promise<void> {
@@ -63,44 +120,34 @@ async function startController(): Promise<void> {
     log,
     metrics,
     instance: identity,
-    workers: Number(flags.workers),
-    resyncPeriodMs: parseDuration(flags['resync-period']!),
-    evictMisplacedPods: flags['evict-misplaced-pods'] !== 'false',
+    workers: flags.workers,
+    resyncPeriodMs: flags['resync-period'],
+    watchIdleTimeoutMs: flags['watch-idle-timeout'],
+    evictMisplacedPods: flags['evict-misplaced-pods'],
   });
   nodeUnits = new NodeUnitController({
     client,
     log,
     deploymentGrids: controller.deploymentGrids,
     serviceGrids: controller.serviceGrids,
-    resyncPeriodMs: parseDuration(flags['resync-period']!),
+    resyncPeriodMs: flags['resync-period'],
+    watchIdleTimeoutMs: flags['watch-idle-timeout'],
   });
   await Promise.all([controller.start(), nodeUnits.start()]);
-  started = true;
 }
 
-const leaderElect = flags['leader-elect'] !== 'false';
-let elector: LeaderElector | undefined;
-if (leaderElect) {
-  elector = new LeaderElector({
-    client,
-    log,
-    namespace: flags['leader-elect-namespace']!,
-    name: flags['lease-name']!,
-    identity,
-    leaseDurationMs: parseDuration(flags['lease-duration']!),
-    renewDeadlineMs: parseDuration(flags['renew-deadline']!),
-    retryPeriodMs: parseDuration(flags['retry-period']!),
-  });
+if (elector) {
+  metrics.leader(lease, false);
   elector.run(
     () => {
-      metrics.isLeader.set({}, 1);
+      metrics.leader(lease, true);
       startController().catch((err) => {
         log.fatal({ err }, 'controller failed to start');
         process.exit(1);
       });
     },
     () => {
-      metrics.isLeader.set({}, 0);
+      metrics.leader(lease, false);
       // Caches and in-flight syncs may act on a stale view; a fresh process starts clean.
       process.exit(1);
     },
@@ -116,9 +163,9 @@ async function shutdown(signal: string): Promise<void> {
   log.info({ signal }, 'shutting down');
   await Promise.all([controller?.stop(), nodeUnits?.stop()]);
   await elector?.stop();
-  await server.close();
+  await closeServers();
   process.exit(0);
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'));
 process.on('SIGINT', () => void shutdown('SIGINT'));
-log.info({ identity, leaderElect, metrics: flags['metrics-listen'] }, 'started');
+log.info({ identity, leaderElect: flags['leader-elect'], lease: elector ? lease : undefined }, 'started');

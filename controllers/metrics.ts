@@ -1,139 +1,175 @@
-// Prometheus metrics in the text exposition format, kept to what the controllers need: counters,
-// gauges and histograms with labels.
+// The controller's Prometheus metrics, under the names stock dashboards already query: client-go's
+// workqueue, leader-election and REST client metrics, controller-runtime's reconcile metrics, and
+// prom-client's process and Node.js runtime metrics (memory, CPU, event-loop delay, GC). Only what
+// has no standard name is `servicegroup_*`.
 
-type Labels = Record<string, string>;
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
-function labelKey(labels: Labels): string {
-  const keys = Object.keys(labels).sort();
-  return keys.map((k) => `${k}="${String(labels[k]).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`).join(',');
+/** client-go's workqueue latency buckets: 10 ns to 10 s, a decade apart. */
+const WORKQUEUE_BUCKETS = [1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1, 10];
+/** controller-runtime's reconcile time buckets. */
+const RECONCILE_BUCKETS = [
+  0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.25, 1.5, 1.75, 2, 2.5, 3, 3.5, 4, 4.5,
+  5, 6, 7, 8, 9, 10, 15, 20, 25, 30, 40, 50, 60,
+];
+
+/** What a work queue reports (the hooks of client-go's workqueue metrics provider). */
+export interface WorkQueueMetrics {
+  added(): void;
+  /** A key left the queue for a worker after waiting this long. */
+  started(waitedSeconds: number): void;
+  /** A worker finished a key after working this long. */
+  finished(workedSeconds: number): void;
+  retried(): void;
 }
 
-interface Metric {
-  render(): string;
+export interface ControllerMetricsSources {
+  queueDepth: () => number;
+  units: () => { kind: string; total: number; ready: number }[];
 }
 
-export class Counter implements Metric {
-  private readonly values = new Map<string, number>();
-  readonly name: string;
-  readonly help: string;
-  constructor(name: string, help: string) {
-    this.name = name;
-    this.help = help;
-  }
-  inc(labels: Labels = {}, by = 1): void {
-    const k = labelKey(labels);
-    this.values.set(k, (this.values.get(k) ?? 0) + by);
-  }
-  get(labels: Labels = {}): number {
-    return this.values.get(labelKey(labels)) ?? 0;
-  }
-  render(): string {
-    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
-    for (const [k, v] of this.values) lines.push(`${this.name}${k ? `{${k}}` : ''} ${v}`);
-    return lines.join('\n');
-  }
-}
+export type ReconcileResult = 'success' | 'error';
 
-export class Gauge implements Metric {
-  private readonly values = new Map<string, number>();
-  private collect?: () => void;
-  readonly name: string;
-  readonly help: string;
-  constructor(name: string, help: string, collect?: (g: Gauge) => void) {
-    this.name = name;
-    this.help = help;
-    if (collect) this.collect = () => collect(this);
-  }
-  set(labels: Labels, value: number): void {
-    this.values.set(labelKey(labels), value);
-  }
-  reset(): void {
-    this.values.clear();
-  }
-  render(): string {
-    this.collect?.();
-    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
-    for (const [k, v] of this.values) lines.push(`${this.name}${k ? `{${k}}` : ''} ${v}`);
-    return lines.join('\n');
-  }
-}
-
-export class Histogram implements Metric {
-  private readonly series = new Map<string, { buckets: number[]; sum: number; count: number }>();
-  readonly name: string;
-  readonly help: string;
-  readonly bounds: number[];
-  constructor(name: string, help: string, bounds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]) {
-    this.name = name;
-    this.help = help;
-    this.bounds = bounds;
-  }
-  observe(labels: Labels, value: number): void {
-    const k = labelKey(labels);
-    let s = this.series.get(k);
-    if (!s) this.series.set(k, (s = { buckets: this.bounds.map(() => 0), sum: 0, count: 0 }));
-    this.bounds.forEach((b, i) => {
-      if (value <= b) s.buckets[i]!++;
-    });
-    s.sum += value;
-    s.count++;
-  }
-  render(): string {
-    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
-    for (const [k, s] of this.series) {
-      const pre = k ? `${k},` : '';
-      for (const [i, b] of this.bounds.entries()) lines.push(`${this.name}_bucket{${pre}le="${b}"} ${s.buckets[i]}`);
-      lines.push(`${this.name}_bucket{${pre}le="+Inf"} ${s.count}`);
-      lines.push(`${this.name}_sum${k ? `{${k}}` : ''} ${s.sum}`);
-      lines.push(`${this.name}_count${k ? `{${k}}` : ''} ${s.count}`);
-    }
-    return lines.join('\n');
-  }
-}
-
-export class Registry {
-  private readonly metrics: Metric[] = [];
-  register<M extends Metric>(m: M): M {
-    this.metrics.push(m);
-    return m;
-  }
-  render(): string {
-    return `${this.metrics.map((m) => m.render()).join('\n')}\n`;
-  }
-}
-
-/** The controller's metrics. */
 export class ControllerMetrics {
   readonly registry = new Registry();
-  readonly reconciles = this.registry.register(new Counter('servicegroup_reconcile_total', 'Grid reconciles by kind and result.'));
-  readonly reconcileErrors = this.registry.register(
-    new Counter('servicegroup_reconcile_errors_total', 'Grid reconciles that failed and were retried.'),
-  );
-  readonly reconcileDuration = this.registry.register(
-    new Histogram('servicegroup_reconcile_duration_seconds', 'Time of one grid reconcile.'),
-  );
-  readonly writes = this.registry.register(new Counter('servicegroup_api_writes_total', 'Write requests sent to the apiserver, by verb.'));
-  readonly queueDepth: Gauge;
-  readonly units: Gauge;
-  readonly readyUnits: Gauge;
-  readonly isLeader = this.registry.register(new Gauge('servicegroup_leader', '1 while this replica holds the leader lease.'));
+  private readonly restRequests: Counter<'code' | 'method' | 'host'>;
+  private readonly leaderStatus: Gauge<'name'>;
+  private readonly reconcileTotal: Counter<'controller' | 'result'>;
+  private readonly reconcileErrors: Counter<'controller'>;
+  private readonly reconcileTime: Histogram<'controller'>;
+  readonly workqueue: WorkQueueMetrics;
 
-  constructor(collect: { queueDepth: () => number; units: () => { kind: string; total: number; ready: number }[] }) {
-    this.queueDepth = this.registry.register(
-      new Gauge('servicegroup_workqueue_depth', 'Grid keys waiting to be reconciled.', (g) => g.set({}, collect.queueDepth())),
-    );
-    this.units = this.registry.register(
-      new Gauge('servicegroup_units', 'NodeUnits rendered, by grid kind.', (g) => {
-        g.reset();
-        for (const u of collect.units()) g.set({ kind: u.kind }, u.total);
-      }),
-    );
-    this.readyUnits = this.registry.register(
-      new Gauge('servicegroup_ready_units', 'NodeUnits ready, by grid kind.', (g) => {
-        g.reset();
-        for (const u of collect.units()) g.set({ kind: u.kind }, u.ready);
-      }),
-    );
-    this.isLeader.set({}, 0);
+  constructor(sources: ControllerMetricsSources, opts: { queueName: string }) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    const name = { name: opts.queueName };
+
+    new Gauge({
+      name: 'workqueue_depth',
+      help: 'Current depth of workqueue',
+      labelNames: ['name'],
+      registers,
+      collect() {
+        this.set(name, sources.queueDepth());
+      },
+    });
+    const adds = new Counter({
+      name: 'workqueue_adds_total',
+      help: 'Total number of adds handled by workqueue',
+      labelNames: ['name'],
+      registers,
+    });
+    const queueDuration = new Histogram({
+      name: 'workqueue_queue_duration_seconds',
+      help: 'How long in seconds an item stays in workqueue before being requested.',
+      labelNames: ['name'],
+      buckets: WORKQUEUE_BUCKETS,
+      registers,
+    });
+    const workDuration = new Histogram({
+      name: 'workqueue_work_duration_seconds',
+      help: 'How long in seconds processing an item from workqueue takes.',
+      labelNames: ['name'],
+      buckets: WORKQUEUE_BUCKETS,
+      registers,
+    });
+    const retries = new Counter({
+      name: 'workqueue_retries_total',
+      help: 'Total number of retries handled by workqueue',
+      labelNames: ['name'],
+      registers,
+    });
+    // Series exist from the start, at 0, as client-go's do: dashboards see the queue before its first add.
+    adds.inc(name, 0);
+    retries.inc(name, 0);
+    this.workqueue = {
+      added: () => adds.inc(name),
+      started: (s) => queueDuration.observe(name, s),
+      finished: (s) => workDuration.observe(name, s),
+      retried: () => retries.inc(name),
+    };
+
+    this.leaderStatus = new Gauge({
+      name: 'leader_election_master_status',
+      help: 'Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master.',
+      labelNames: ['name'],
+      registers,
+    });
+    this.restRequests = new Counter({
+      name: 'rest_client_requests_total',
+      help: 'Number of HTTP requests, partitioned by status code, method, and host.',
+      labelNames: ['code', 'method', 'host'],
+      registers,
+    });
+    this.reconcileTotal = new Counter({
+      name: 'controller_runtime_reconcile_total',
+      help: 'Total number of reconciliations per controller',
+      labelNames: ['controller', 'result'],
+      registers,
+    });
+    this.reconcileErrors = new Counter({
+      name: 'controller_runtime_reconcile_errors_total',
+      help: 'Total number of reconciliation errors per controller',
+      labelNames: ['controller'],
+      registers,
+    });
+    this.reconcileTime = new Histogram({
+      name: 'controller_runtime_reconcile_time_seconds',
+      help: 'Length of time per reconciliation per controller',
+      labelNames: ['controller'],
+      buckets: RECONCILE_BUCKETS,
+      registers,
+    });
+
+    new Gauge({
+      name: 'servicegroup_units',
+      help: 'NodeUnits rendered, by grid kind.',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        this.reset();
+        for (const u of sources.units()) this.set({ kind: u.kind }, u.total);
+      },
+    });
+    new Gauge({
+      name: 'servicegroup_ready_units',
+      help: 'NodeUnits whose objects are ready, by grid kind.',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        this.reset();
+        for (const u of sources.units()) this.set({ kind: u.kind }, u.ready);
+      },
+    });
+  }
+
+  /** One answer (or failure: code `<error>`, as client-go counts it) of the API client. */
+  request(method: string, code: number | undefined, host: string): void {
+    this.restRequests.inc({ code: code === undefined ? '<error>' : String(code), method, host });
+  }
+
+  leader(lease: string, leading: boolean): void {
+    this.leaderStatus.set({ name: lease }, leading ? 1 : 0);
+  }
+
+  /** One reconcile of a grid by `controller` (the lower-case kind, as controller-runtime names controllers). */
+  reconciled(controller: string, result: ReconcileResult, seconds: number): void {
+    this.reconcileTotal.inc({ controller, result });
+    if (result === 'error') this.reconcileErrors.inc({ controller });
+    this.reconcileTime.observe({ controller }, seconds);
+  }
+
+  /** Declares a controller's series at 0, so rates and alerts work before its first reconcile. */
+  declareController(controller: string): void {
+    for (const result of ['success', 'error'] as const) this.reconcileTotal.inc({ controller, result }, 0);
+    this.reconcileErrors.inc({ controller }, 0);
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
   }
 }

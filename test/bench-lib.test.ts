@@ -16,7 +16,7 @@ describe('benchmark helpers', () => {
   });
 
   test('durations: Go form and integer seconds, both ways; a bad one names the flag', () => {
-    assert.deepEqual([60, 90, 600, 3725, 5].map(goDuration), ['1m0s', '1m30s', '10m0s', '1h2m5s', '5s']);
+    assert.deepEqual([60, 90, 600, 3725, 5, 7200, 0].map(goDuration), ['1m', '1m30s', '10m', '1h2m5s', '5s', '2h', '0s']);
     assert.deepEqual(
       ['1m30s', '90', '2h', '45s'].map((d) => parseSeconds(d, '--x')),
       [90, 90, 7200, 45],

@@ -141,10 +141,16 @@ describe('controllers when things go wrong (in process)', () => {
 
     // A field the template drops is removed from objects the grid created (not kept by the create's field entry).
     await cluster().apply([deploymentGrid('agg', { gridUniqKey: 'zone', template: podSpec('agg') })]);
-    await until('env removed from both units', async () => {
-      const l = await Promise.all([admin.get<Obj>(DEPLOY('agg-a')), admin.get<Obj>(DEPLOY('agg-b'))]);
-      return l.every((d) => d.spec.template.spec.containers[0].env === undefined);
-    });
+    const both = () => Promise.all([admin.get<Obj>(DEPLOY('agg-a')), admin.get<Obj>(DEPLOY('agg-b'))]);
+    await until(
+      'env removed from both units',
+      async () => (await both()).every((d) => d.spec.template.spec.containers[0].env === undefined),
+      60_000,
+      async () =>
+        JSON.stringify(
+          (await both()).map((d) => ({ mf: (d.metadata as Record<string, unknown>).managedFields, c: d.spec.template.spec.containers })),
+        ),
+    );
   });
 
   test('a conflict is announced once and noticed as soon as the foreign object is deleted', async () => {

@@ -31,11 +31,12 @@ async function startReplica(id: string): Promise<Replica> {
     [
       'controllers/main.ts',
       `--kubeconfig=${kubeconfig}`,
-      `--metrics-listen=127.0.0.1:${port}`,
+      `--metrics-bind-address=127.0.0.1:${port}`,
+      `--health-probe-bind-address=127.0.0.1:${port}`,
       `--identity=${id}`,
-      `--lease-duration=${LEASE_SECONDS}s`,
-      '--renew-deadline=3s',
-      '--retry-period=1s',
+      `--leader-elect-lease-duration=${LEASE_SECONDS}s`,
+      '--leader-elect-renew-deadline=3s',
+      '--leader-elect-retry-period=1s',
       '--resync-period=1m',
     ],
     { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
@@ -113,12 +114,21 @@ describe('controller process', () => {
       await until('leader ready', async () => (await http(r1, '/readyz')).status === 200);
       assert.equal((await http(r2, '/readyz')).status, 200, 'a standby is ready: it can take over');
       const metrics = (await http(r1, '/metrics')).body;
-      assert.match(metrics, /servicegroup_reconcile_total\{kind="DeploymentGrid",result="success"\} [1-9]/);
-      assert.match(metrics, /servicegroup_reconcile_duration_seconds_bucket\{kind="DeploymentGrid",le="\+Inf"\} [1-9]/);
-      assert.match(metrics, /servicegroup_workqueue_depth 0/);
-      assert.match(metrics, /servicegroup_units\{kind="DeploymentGrid"\} 2/);
-      assert.match(metrics, /servicegroup_leader 1/);
-      assert.match((await http(r2, '/metrics')).body, /servicegroup_leader 0/);
+      assert.match(metrics, /^controller_runtime_reconcile_total\{controller="deploymentgrid",result="success"\} [1-9]/m);
+      assert.match(metrics, /^controller_runtime_reconcile_errors_total\{controller="servicegrid"\} 0$/m);
+      assert.match(metrics, /^controller_runtime_reconcile_time_seconds_bucket\{le="\+Inf",controller="deploymentgrid"\} [1-9]/m);
+      assert.match(metrics, /^workqueue_depth\{name="grids"\} 0$/m);
+      assert.match(metrics, /^workqueue_adds_total\{name="grids"\} [1-9]/m);
+      assert.match(metrics, /^workqueue_queue_duration_seconds_count\{name="grids"\} [1-9]/m);
+      assert.match(metrics, /^workqueue_work_duration_seconds_count\{name="grids"\} [1-9]/m);
+      assert.match(metrics, /^workqueue_retries_total\{name="grids"\} \d+$/m);
+      assert.match(metrics, /^rest_client_requests_total\{code="200",method="GET",host="127\.0\.0\.1:\d+"\} [1-9]/m);
+      assert.match(metrics, /^rest_client_requests_total\{code="201",method="POST",host="127\.0\.0\.1:\d+"\} [1-9]/m);
+      assert.match(metrics, /^process_resident_memory_bytes [1-9]/m);
+      assert.match(metrics, /^nodejs_eventloop_lag_p99_seconds /m);
+      assert.match(metrics, /^servicegroup_units\{kind="DeploymentGrid"\} 2$/m);
+      assert.match(metrics, /^leader_election_master_status\{name="servicegroup-controller"\} 1$/m);
+      assert.match((await http(r2, '/metrics')).body, /^leader_election_master_status\{name="servicegroup-controller"\} 0$/m);
       const logs = r1.output.join('');
       assert.match(logs, /"grid":"proc\/one"/);
       assert.match(logs, /"unit":"a"/);
@@ -142,7 +152,7 @@ describe('controller process', () => {
       assert.ok(takeoverMs <= (LEASE_SECONDS + 1) * 1000 + 500, `takeover took ${takeoverMs} ms`);
       await cluster().apply([grid('two')]);
       await until('new leader reconciles', async () => (await deploymentExists('two-a')) && (await deploymentExists('two-b')), 30_000);
-      assert.match((await http(other, '/metrics')).body, /servicegroup_leader 1/);
+      assert.match((await http(other, '/metrics')).body, /^leader_election_master_status\{name="servicegroup-controller"\} 1$/m);
       // The new leader finds the old leader's objects up to date: it rewrites none of them.
       assert.equal(await writesToOne(), oneBefore);
     });

@@ -113,11 +113,13 @@ describe('per-NodeUnit DNS through the wrapper', () => {
       c.startProcess('servicegroup-controller', process.execPath, [
         join(root, 'controllers/main.ts'),
         `--kubeconfig=${controllerKubeconfig}`,
-        `--metrics-listen=127.0.0.1:${await freePort()}`,
+        `--metrics-bind-address=127.0.0.1:${await freePort()}`,
+        '--health-probe-bind-address=0',
         '--leader-elect=false',
       ]);
       for (const node of Object.keys(NODES) as NodeName[]) {
-        const wrapper = await startWrapper(c, { nodeName: node, kubeconfig: wrapperKubeconfig });
+        // As examples/install runs it: who is in which unit, from the NodeUnits the controller keeps.
+        const wrapper = await startWrapper(c, { nodeName: node, kubeconfig: wrapperKubeconfig, args: ['--membership=nodeunits'] });
         wrappers.push(wrapper);
         dns.set(node, await startCoreDNS(c, { nodeName: node, wrapperURL: wrapper.url }));
       }

@@ -32,7 +32,8 @@ describe('examples/', () => {
     const controller = c.startProcess('controller', process.execPath, [
       join(root, 'controllers/main.ts'),
       `--kubeconfig=${kubeconfig}`,
-      `--metrics-listen=127.0.0.1:${port}`,
+      `--metrics-bind-address=127.0.0.1:${port}`,
+      `--health-probe-bind-address=127.0.0.1:${port}`,
       '--leader-elect=false',
     ]);
     await waitFor('controller ready', async () => ((await httpText(`http://127.0.0.1:${port}/readyz`)).status === 200 ? true : undefined), {
@@ -62,6 +63,10 @@ describe('examples/', () => {
     }
     const shared = await service('ex-echo', 'echo-svc');
     assert.deepEqual(JSON.parse(shared.metadata?.annotations?.[ANNOTATION_TOPOLOGY_KEYS] ?? 'null'), ['zone']);
+    // The Degraded column is part of the default `kubectl get` output, not only of -o wide.
+    const get = await cluster().kubectl(['get', 'dg,sg', '-n', 'ex-echo']);
+    assert.equal(get.code, 0, get.stderr);
+    for (const header of get.stdout.split('\n').filter((l) => l.startsWith('NAME'))) assert.match(header, /\bDEGRADED\b/);
   });
 
   test('wordpress/grid.yaml: wordpress and mysql in every NodeUnit', async () => {
@@ -170,6 +175,57 @@ describe('examples/', () => {
       '-A',
     ]);
     assert.equal(can.stdout.trim(), 'no');
+    // Sized from measured figures, and one controller replica kept through voluntary disruptions.
+    for (const container of [d.spec?.template.spec?.containers[0], ds.spec?.template.spec?.containers[0]]) {
+      assert.ok(container?.resources?.requests?.memory, `${container?.name}: memory request`);
+      assert.ok(container?.resources?.limits?.memory, `${container?.name}: memory limit`);
+    }
+    const pdb = await c.kubectl([
+      'get',
+      'pdb',
+      '-n',
+      'servicegroup-system',
+      'servicegroup-controller',
+      '-o',
+      'jsonpath={.spec.minAvailable}',
+    ]);
+    assert.equal(pdb.stdout, '1', pdb.stderr);
+    // The controller's probes and metrics are on the ports its flags name.
+    const args = d.spec?.template.spec?.containers[0]?.args ?? [];
+    assert.ok(args.includes('--health-probe-bind-address=:8081') && args.includes('--metrics-bind-address=:8080'), args.join(' '));
+  });
+
+  test("overlays/control-plane-endpoint: the documented patch sets the wrapper's control-plane endpoint and nothing else", async () => {
+    const c = cluster();
+    const render = async (dir: string) => {
+      const r = await c.kubectl(['kustomize', join(root, dir)]);
+      assert.equal(r.code, 0, r.stderr);
+      return k8s.loadAllYaml(r.stdout) as { kind: string; metadata: { name: string }; spec?: any }[];
+    };
+    const base = await render('examples/install');
+    const overlay = await render('examples/overlays/control-plane-endpoint');
+    const env = (docs: typeof base) =>
+      Object.fromEntries(
+        (docs.find((d) => d.kind === 'DaemonSet')!.spec.template.spec.containers[0].env as { name: string; value?: string }[]).map((e) => [
+          e.name,
+          e.value,
+        ]),
+      );
+    assert.equal(env(overlay).KUBERNETES_SERVICE_HOST, '10.0.0.10');
+    assert.equal(env(overlay).KUBERNETES_SERVICE_PORT, '6443');
+    assert.notEqual(env(base).KUBERNETES_SERVICE_HOST, env(overlay).KUBERNETES_SERVICE_HOST);
+    assert.deepEqual(
+      overlay.map((d) => `${d.kind}/${d.metadata.name}`),
+      base.map((d) => `${d.kind}/${d.metadata.name}`),
+    );
+    const dry = await c.kubectl([
+      'apply',
+      '--server-side',
+      '--dry-run=server',
+      '-k',
+      join(root, 'examples/overlays/control-plane-endpoint'),
+    ]);
+    assert.equal(dry.code, 0, dry.stderr);
   });
 
   test('nodeunits.yaml: declared NodeUnits label their members by name and by selector', async () => {

@@ -34,7 +34,7 @@ const NODE = 'edge-a';
 const TRIGGER_TIME = 'endpoints.kubernetes.io/last-change-trigger-time';
 const RESOURCES = SERVED_RESOURCES.map((s) => s.resource);
 // Frequent snapshots so that what a test changed is on disk within a fraction of a second.
-const FAST_STATE = ['--state-interval-seconds=0.1'];
+const FAST_STATE = ['--state-interval=100ms'];
 
 const service = (name: string, marked: boolean) => ({
   apiVersion: 'v1',
@@ -140,6 +140,18 @@ describe('edge autonomy of the application-grid-wrapper', () => {
         ['10.9.0.2', 'edge-b'],
       ]),
     ]);
+    // The node's address, as its kubelet would report it: without one kube-proxy waits 30 s for it
+    // before programming anything.
+    const patched = await c.kubectl([
+      'patch',
+      'node',
+      NODE,
+      '--subresource=status',
+      '--type=merge',
+      '-p',
+      '{"status":{"addresses":[{"type":"InternalIP","address":"192.0.2.10"}]}}',
+    ]);
+    assert.equal(patched.code, 0, patched.stderr);
   });
 
   after(async () => {
@@ -236,7 +248,8 @@ describe('edge autonomy of the application-grid-wrapper', () => {
       w = await startWrapper(c, { nodeName: NODE, kubeconfig: viaRelay, stateDir, args: FAST_STATE });
       const servingMs = Date.now() - started;
       proxy = await c.startKubeProxy({ nodeName: NODE, target: w.url });
-      const programmedMs = (await rulesUntil(proxy, known)) + (Date.now() - started - servingMs);
+      await rulesUntil(proxy, known);
+      const programmedMs = Date.now() - started;
       console.log(`[wrapper-autonomy] offline start: serving after ${servingMs} ms; rules programmed ${programmedMs} ms after the start`);
       const ready = await httpText(`${w.url}/readyz`);
       assert.match(ready.body, /apiserver unreachable since .*; serving the saved state of /);
@@ -249,10 +262,13 @@ describe('edge autonomy of the application-grid-wrapper', () => {
       assert.ok(Number(listed.metadata.resourceVersion) > rvBefore);
       const old = await httpText(`${w.url}/api/v1/services?watch=true&resourceVersion=${rvBefore}`);
       assert.match(old.body, /"code":410/, 'a resourceVersion of the previous run gets 410 Expired');
-      // Discovery answered offline too.
-      for (const path of ['/version', '/api', '/apis', '/api/v1', '/apis/discovery.k8s.io/v1']) {
+      // Discovery answered offline too; /version as the apiserver last answered it.
+      for (const path of ['/api', '/apis', '/api/v1', '/apis/discovery.k8s.io/v1', '/apis/networking.k8s.io/v1']) {
         assert.equal((await httpText(`${w.url}${path}`)).status, 200, path);
       }
+      const version = await httpText(`${w.url}/version`);
+      assert.equal(version.status, 200);
+      assert.equal(JSON.parse(version.body).gitVersion, JSON.parse(await c.rawGet('/version')).gitVersion);
       const lists = await listsServed(w);
 
       relay.restore();
@@ -376,7 +392,7 @@ describe('edge autonomy of the application-grid-wrapper', () => {
     let duringWrite = 0;
     try {
       for (let round = 0; round < 60; round++) {
-        const w = await startWrapper(c, { nodeName: NODE, kubeconfig: viaRelay, stateDir, args: ['--state-interval-seconds=0.01'] });
+        const w = await startWrapper(c, { nodeName: NODE, kubeconfig: viaRelay, stateDir, args: ['--state-interval=10ms'] });
         if (round === 0) {
           await waitFor('a first snapshot', async () => (readdirSync(stateDir).some((n) => /^snapshot\.\d+$/.test(n)) ? true : undefined), {
             timeoutMs: 60_000,

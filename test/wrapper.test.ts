@@ -110,7 +110,7 @@ describe('application-grid-wrapper', () => {
     // Upstream goes through a relay the outage test can cut.
     relay = new CuttableRelay(Number(new URL(c.server).port));
     const upstreamKubeconfig = await kubeconfigWithServer(saKubeconfig, await relay.start(), c.dir);
-    wrapper = await startWrapper(c, { nodeName: LOCAL, kubeconfig: upstreamKubeconfig, args: ['--bookmark-interval-seconds=1'] });
+    wrapper = await startWrapper(c, { nodeName: LOCAL, kubeconfig: upstreamKubeconfig, args: ['--bookmark-interval=1s'] });
     clientKubeconfig = await c.kubeconfigForURL(wrapper.url, 'wrapper');
   });
 
@@ -197,7 +197,7 @@ describe('application-grid-wrapper', () => {
       ['DELETE', `/api/v1/nodes/${LOCAL}`],
       ['PUT', `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices/web-x`],
       ['DELETE', `/apis/events.k8s.io/v1/namespaces/${ns}/events/x`],
-      ['GET', '/version'],
+      ['GET', '/apis/apps/v1/deployments'],
     ];
     for (const [method, path] of refused) {
       const r = await httpText(`${wrapper.url}${path}`, {
@@ -226,6 +226,10 @@ describe('application-grid-wrapper', () => {
       assert.equal(st.reason, 'BadRequest');
       assert.match(st.message, message);
     }
+    // /version is kube-proxy's too: served from what the wrapper last read upstream (and saved), not forwarded.
+    const version = await httpText(`${wrapper.url}/version`);
+    assert.equal(version.status, 200);
+    assert.match(JSON.parse(version.body).gitVersion, /^v1\.\d+\.\d+/);
     const missing = await httpText(`${wrapper.url}/api/v1/namespaces/${ns}/services/nope`);
     assert.equal(missing.status, 404);
     assert.equal(JSON.parse(missing.body).reason, 'NotFound');
@@ -598,7 +602,7 @@ describe('application-grid-wrapper', () => {
       nodeName: LOCAL,
       kubeconfig: await kubeconfigWithServer(saKubeconfig, `https://127.0.0.1:${relay.port}`, cluster().dir),
       port,
-      args: ['--bookmark-interval-seconds=1'],
+      args: ['--bookmark-interval=1s'],
     });
     let unready: { status: number; body: string } | undefined;
     for (let i = 0; i < 100 && !unready; i++) {

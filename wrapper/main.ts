@@ -1,8 +1,17 @@
 // application-grid-wrapper: wires flags, the upstream client, the view and the HTTP servers.
 import { mkdirSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { KubeClient } from '../kube/client.ts';
+import {
+  durationFlag,
+  enumFlag,
+  formatListenAddress,
+  intFlag,
+  type ListenAddress,
+  listenFlag,
+  parseCommandLine,
+  stringFlag,
+} from '../kube/flags.ts';
 import { loadCredentials } from '../kube/kubeconfig.ts';
 import { apiVersionOf, type GroupVersionResource } from '../kube/objects.ts';
 import { Reflector } from '../kube/reflector.ts';
@@ -12,53 +21,61 @@ import { NODE_UNITS, NODES, SERVED_RESOURCES } from './resources.ts';
 import { RvClock, ServedResource } from './served.ts';
 import { buildServer } from './server.ts';
 import { StateStore } from './state.ts';
-import { isMembershipSource, NodeUnitView, type ServedStores } from './view.ts';
+import { NodeUnitView, type ServedStores } from './view.ts';
 
-const { values: flags } = parseArgs({
-  options: {
-    listen: { type: 'string', default: '127.0.0.1:51006' },
-    'node-name': { type: 'string', default: process.env.NODE_NAME ?? '' },
-    kubeconfig: { type: 'string', default: '' },
-    'metrics-listen': { type: 'string', default: '' },
-    'log-level': { type: 'string', default: 'info' },
-    'bookmark-interval-seconds': { type: 'string', default: '60' },
-    'event-log-size': { type: 'string', default: '10000' },
+const flags = parseCommandLine({
+  program: 'application-grid-wrapper',
+  summary: "Serves kube-proxy's list/watch with the endpoints of other NodeUnits removed.",
+  flags: {
+    listen: listenFlag({ default: '127.0.0.1:51006', help: 'Address kube-proxy connects to (resources, /healthz, /readyz, /metrics).' }),
+    'node-name': stringFlag({ default: process.env.NODE_NAME ?? '', help: 'Name of the node this wrapper serves. Default: $NODE_NAME.' }),
+    kubeconfig: stringFlag({ help: 'Path to a kubeconfig for the apiserver. Default: the first file of $KUBECONFIG, then in-cluster.' }),
+    'metrics-bind-address': listenFlag({
+      default: '0',
+      disable: true,
+      help: 'A second address serving only /healthz, /readyz and /metrics (e.g. for probes).',
+    }),
+    'bookmark-interval': durationFlag({ default: '60s', min: '1s', max: '1h', help: 'How often watches that allow bookmarks get one.' }),
+    'event-log-size': intFlag({
+      default: 10_000,
+      min: 100,
+      max: 10_000_000,
+      help: 'Events kept per resource to resume watches from; older resourceVersions get 410 Expired.',
+    }),
+    'log-level': enumFlag({ values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'], default: 'info', help: 'Log level.' }),
     // kube-proxy holds 3-4 watches; the rest is room for a few other clients on the node.
-    'max-watches': { type: 'string', default: '1000' },
-    'state-dir': { type: 'string', default: '/var/lib/application-grid-wrapper' },
-    'state-interval-seconds': { type: 'string', default: '30' },
-    membership: { type: 'string', default: 'nodes' },
+    'max-watches': intFlag({
+      default: 1000,
+      min: 1,
+      max: 1_000_000,
+      help: 'Open watches served at most; more get 429 TooManyRequests with Retry-After.',
+    }),
+    'state-dir': stringFlag({
+      default: '/var/lib/application-grid-wrapper',
+      help: 'Folder of the saved state the wrapper serves from at start while the apiserver is unreachable; empty turns it off.',
+    }),
+    'state-interval': durationFlag({
+      default: '30s',
+      min: '10ms',
+      max: '1h',
+      help: 'At most one snapshot of the state per this interval.',
+    }),
+    membership: enumFlag({
+      values: ['nodes', 'nodeunits'],
+      default: 'nodes',
+      help: 'Where NodeUnit membership comes from: every Node, or NodeUnit member lists and this node.',
+    }),
   },
+  check: (f) => (f['node-name'] ? undefined : 'no node name: set --node-name or NODE_NAME'),
 });
 
 const log = pino({ name: 'application-grid-wrapper', level: flags['log-level'] });
 const nodeName = flags['node-name'];
-if (!nodeName) {
-  log.fatal('no node name: set --node-name or NODE_NAME');
-  process.exit(2);
-}
-
-const maxWatches = Number(flags['max-watches']);
-if (!/^\d+$/.test(flags['max-watches']) || maxWatches < 1) {
-  log.fatal({ flag: 'max-watches', value: flags['max-watches'] }, '--max-watches must be a whole number of at least 1');
-  process.exit(2);
-}
-
-if (!isMembershipSource(flags.membership)) {
-  log.fatal(
-    { flag: 'membership', value: flags.membership },
-    '--membership must be "nodeunits" (NodeUnit member lists and this node) or "nodes" (every Node)',
-  );
-  process.exit(2);
-}
+// An empty host means every interface, as `:8080` does for Go programs.
+const listenOptions = (a: ListenAddress) => ({ host: a.host || '0.0.0.0', port: a.port });
 const membership = flags.membership;
 // Everything read upstream (and saved): what is served, plus the NodeUnits when they place nodes.
 const upstreamResources = [...SERVED_RESOURCES.map((s) => s.resource), ...(membership === 'nodeunits' ? [NODE_UNITS.resource] : [])];
-
-const hostPort = (s: string) => {
-  const i = s.lastIndexOf(':');
-  return { host: s.slice(0, i) || '127.0.0.1', port: Number(s.slice(i + 1)) };
-};
 
 // In a cluster the DaemonSet points KUBERNETES_SERVICE_HOST/PORT at the control-plane endpoint,
 // not the `kubernetes` ClusterIP that kube-proxy itself programs.
@@ -71,17 +88,11 @@ try {
 }
 
 const metrics = new WrapperMetrics();
-
-const stateIntervalSeconds = Number(flags['state-interval-seconds']);
-if (!(stateIntervalSeconds > 0 && Number.isFinite(stateIntervalSeconds))) {
-  log.fatal({ value: flags['state-interval-seconds'] }, '--state-interval-seconds must be a number of seconds above 0');
-  process.exit(2);
-}
 const store = openStateStore(flags['state-dir']);
 // resourceVersions of this run start above every one a previous run issued (the high-water mark
 // is reserved on disk before a version beyond it is issued).
 const clock = new RvClock(Date.now(), store ? { floor: store.loadRvCeiling(), reserve: (ceiling) => store.saveRvCeiling(ceiling) } : {});
-const logSize = Number(flags['event-log-size']);
+const logSize = flags['event-log-size'];
 const served = Object.fromEntries(
   SERVED_RESOURCES.map((spec) => [
     spec.resource,
@@ -97,7 +108,7 @@ const durable = new DurableView({
   view,
   store,
   log: log.child({ component: 'state' }),
-  snapshotIntervalMs: stateIntervalSeconds * 1000,
+  snapshotIntervalMs: flags['state-interval'],
   resources: upstreamResources,
 });
 const restored = durable.restore();
@@ -136,18 +147,24 @@ const state = {
   metrics,
   log,
   autonomy: durable,
-  bookmarkIntervalMs: Number(flags['bookmark-interval-seconds']) * 1000,
+  bookmarkIntervalMs: flags['bookmark-interval'],
   minWatchTimeoutSeconds: 1800,
-  maxWatches,
+  maxWatches: flags['max-watches'],
 };
 
 const app = await buildServer(state, { withResources: true });
-const listen = hostPort(flags.listen);
-await app.listen(listen);
-const metricsApp = flags['metrics-listen'] ? await buildServer(state, { withResources: false }) : undefined;
-if (metricsApp) await metricsApp.listen(hostPort(flags['metrics-listen']));
+await app.listen(listenOptions(flags.listen));
+const metricsAddress = flags['metrics-bind-address'];
+const metricsApp = metricsAddress ? await buildServer(state, { withResources: false }) : undefined;
+if (metricsApp && metricsAddress) await metricsApp.listen(listenOptions(metricsAddress));
 log.info(
-  { listen: flags.listen, node: nodeName, membership, upstream: upstream.server.origin, firstResourceVersion: clock.start },
+  {
+    listen: formatListenAddress(flags.listen),
+    node: nodeName,
+    membership,
+    upstream: upstream.server.origin,
+    firstResourceVersion: clock.start,
+  },
   'listening',
 );
 

@@ -7,6 +7,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPlug
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
 import type { KubeClient } from '../kube/client.ts';
+import { TEXT_CONTENT_TYPE } from '../kube/metrics-text.ts';
 import { apiVersionOf, groupVersionPath } from '../kube/objects.ts';
 import {
   checkEventBody,
@@ -82,33 +83,33 @@ const healthRoutes: FastifyPluginAsync = async (app) => {
   });
   app.get('/metrics', async (_req, reply) => {
     for (const [resource, s] of Object.entries(app.wrapper.served)) {
-      metrics.setGauge('servicegroup_wrapper_objects', 'Objects served.', `resource="${resource}"`, s.count);
+      metrics.setGauge('servicegroup_wrapper_objects', 'Objects served.', { resource }, s.count);
     }
     metrics.sampleProcess();
-    metrics.setGauge('servicegroup_wrapper_ready', 'Whether caches have synced.', '', app.wrapper.ready() ? 1 : 0);
+    metrics.setGauge('servicegroup_wrapper_ready', 'Whether caches have synced.', {}, app.wrapper.ready() ? 1 : 0);
     const autonomy = app.wrapper.autonomy;
     if (autonomy) {
-      metrics.setGauge('servicegroup_wrapper_offline', 'Whether an upstream list or watch is failing.', '', autonomy.offline ? 1 : 0);
+      metrics.setGauge('servicegroup_wrapper_offline', 'Whether an upstream list or watch is failing.', {}, autonomy.offline ? 1 : 0);
       metrics.setGauge(
         'servicegroup_wrapper_serving_saved_state',
         'Whether the state saved on disk is served (from start until every resource is listed upstream).',
-        '',
+        {},
         autonomy.restored ? 1 : 0,
       );
       metrics.setGauge(
         'servicegroup_wrapper_state_age_seconds',
         'Age of what is served: 0 while the apiserver answers.',
-        '',
+        {},
         autonomy.ageSeconds(),
       );
       metrics.setGauge(
         'servicegroup_wrapper_upstream_last_contact_timestamp_seconds',
         'When the apiserver last answered a list or watch (Unix time).',
-        '',
+        {},
         (autonomy.lastContact ?? 0) / 1000,
       );
     }
-    return reply.type('text/plain; version=0.0.4').send(metrics.render());
+    return reply.type(TEXT_CONTENT_TYPE).send(metrics.render());
   });
 };
 

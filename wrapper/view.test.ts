@@ -148,7 +148,7 @@ test('membership from NodeUnits: member lists place other nodes, the own Node pl
     SERVED_RESOURCES.map((s) => [s.resource, new ServedResource(s.resource, clock, { kind: s.kind, apiVersion: apiVersionOf(s) })]),
   ) as unknown as ServedStores;
   const gauges = new Map<string, number>();
-  const metrics = { endpoints() {}, setGauge: (name: string, _h: string, _l: string, v: number) => void gauges.set(name, v) };
+  const metrics = { endpoints() {}, setGauge: (name: string, _h: string, _l: unknown, v: number) => void gauges.set(name, v) };
   const view = new NodeUnitView('a1', served, pino({ level: 'silent' }), metrics, 'nodeunits');
   const endpointsOf = (name: string) =>
     ((served.endpointslices.get(`ns/${name}`)?.endpoints as { addresses: string[] }[] | undefined) ?? []).map((e) => e.addresses[0]);
@@ -226,4 +226,20 @@ test("a StatefulSetGrid's pods are served under their unit-free hostname, follow
   view.upsert('nodes', node('b1', 'b'));
   assert.deepEqual(hostnames(), ['1=db-a-0', '2=db-0']);
   assert.equal(served.namespaces.count, 1, 'namespaces are served as they are');
+});
+
+test('membership from Nodes ignores NodeUnits (e.g. in a state saved with the other source)', () => {
+  const { view, served } = setup();
+  view.upsert('nodes', node('a1', 'a'));
+  view.upsert('services', svc('web', true));
+  view.upsert(
+    'endpointslices',
+    slice('web-1', 'web', [
+      ['1', 'a1'],
+      ['2', 'b1'],
+    ]),
+  );
+  view.upsert('nodeunits', { metadata: { name: 'zone.a' }, spec: { key: 'zone', value: 'a' }, status: { nodes: ['a1', 'b1'] } });
+  const eps = ((served.endpointslices.get('ns/web-1')?.endpoints ?? []) as { addresses: string[] }[]).map((e) => e.addresses[0]);
+  assert.deepEqual(eps, ['1'], 'b1 is not known as a Node: its endpoint stays out');
 });

@@ -28,7 +28,7 @@ export interface ServedStores {
 
 export interface ViewMetrics {
   endpoints(kept: number, dropped: number): void;
-  setGauge(name: string, help: string, labels: string, value: number): void;
+  setGauge(name: string, help: string, labels: Readonly<Record<string, string>>, value: number): void;
 }
 
 /**
@@ -145,7 +145,8 @@ export class NodeUnitView {
         }
         break;
       case 'nodeunits':
-        this.unitChanged(key, deleted ? undefined : obj);
+        // A saved state written with the other membership source may still hold NodeUnits.
+        if (this.membership === 'nodeunits') this.unitChanged(key, deleted ? undefined : obj);
         break;
       case 'servicecidrs':
         this.served.servicecidrs.apply(key, deleted ? undefined : obj);
@@ -255,7 +256,7 @@ export class NodeUnitView {
       this.metrics?.setGauge(
         'servicegroup_wrapper_membership_updated_timestamp_seconds',
         'When NodeUnit membership last changed, as seen by this wrapper (membership nodeunits).',
-        '',
+        {},
         Date.now() / 1000,
       );
     this.checkLocalMembership();
@@ -286,7 +287,7 @@ export class NodeUnitView {
     this.metrics?.setGauge(
       'servicegroup_wrapper_membership_stale_since_timestamp_seconds',
       "Since when this node's labels and its NodeUnits disagree (0: they agree). Long-lasting means the NodeUnit controller is down or behind.",
-      '',
+      {},
       this.staleSinceMs / 1000,
     );
   }

@@ -177,7 +177,9 @@ export function upgradedManagedFields(entries: ManagedFieldsEntry[] | undefined)
 }
 
 /** Hands the fields a create recorded under `Update` to our `Apply` entry (only if the object did not change meanwhile). */
-async function upgradeCreateEntry(client: KubeClient, path: string, live: KubeObject): Promise<void> {
+async function upgradeCreateEntry(client: KubeClient, path: string, cached: KubeObject): Promise<void> {
+  // Caches may drop managedFields to save memory: then one read (updates are rare) tells.
+  const live = cached.metadata?.managedFields === undefined ? await client.get<KubeObject>(path) : cached;
   const upgraded = upgradedManagedFields(live.metadata?.managedFields as ManagedFieldsEntry[] | undefined);
   if (!upgraded) return;
   try {

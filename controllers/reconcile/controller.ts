@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { KubeClient } from '../../kube/client.ts';
 import { Informer } from '../../kube/informer.ts';
 import type { KubeObject } from '../../kube/objects.ts';
+import type { ReflectorOptions } from '../../kube/reflector.ts';
 import { KIND_DEPLOYMENT_GRID, KIND_SERVICE_GRID, LABEL_GRID, LABEL_UNIT } from '../api/v1alpha1.ts';
 import type { ControllerMetrics } from '../metrics.ts';
 import { BlockerWatches } from './blockers.ts';
@@ -45,6 +46,8 @@ export interface ControllerOptions {
   resyncPeriodMs?: number;
   /** Evict pods a relabel left on a node of another unit (default true); when false they are only reported. */
   evictMisplacedPods?: boolean;
+  /** A watch silent this long is taken for a dead connection and re-opened (default: the reflector's). */
+  watchIdleTimeoutMs?: number;
 }
 
 type Kind = typeof KIND_DEPLOYMENT_GRID | typeof KIND_SERVICE_GRID;
@@ -59,7 +62,7 @@ interface GridKindEntry {
 }
 
 export class GridController {
-  readonly queue = new WorkQueue();
+  readonly queue: WorkQueue;
   private readonly opts: ControllerOptions;
   private readonly log: Logger;
   private readonly ctx: SyncContext;
@@ -78,11 +81,15 @@ export class GridController {
   private readonly blocking = new Map<string, Set<string>>();
   private resyncTimer?: NodeJS.Timeout;
   private workers: Promise<void>[] = [];
+  private deadWorkers = 0;
+  private started = false;
+  private stopping = false;
   private readonly unitCounts = new Map<string, { total: number; ready: number }>();
 
   constructor(opts: ControllerOptions) {
     this.opts = opts;
     this.log = opts.log;
+    this.queue = new WorkQueue({ metrics: opts.metrics?.workqueue });
     this.ctx = {
       client: opts.client,
       log: opts.log,
@@ -93,16 +100,18 @@ export class GridController {
       written: new RecentWrites<KubeObject>(),
       writes: new Semaphore(CONTROLLER_WRITE_CONCURRENCY),
     };
-    const informer = (r: Resource, labelSelector?: string) => new Informer<KubeObject>(opts.client, r, opts.log, { labelSelector });
+    const informer = (r: Resource, options: ReflectorOptions = {}) =>
+      new Informer<KubeObject>(opts.client, r, opts.log, { watchIdleTimeoutMs: opts.watchIdleTimeoutMs, ...options });
     this.deploymentGrids = informer(DEPLOYMENT_GRIDS);
     this.serviceGrids = informer(SERVICE_GRIDS);
-    this.nodes = informer(NODES);
+    // Units are node label values: labels are all the controller reads of a Node.
+    this.nodes = informer(NODES, { metadataOnly: true });
     // Only labelled objects are cached; a same-name foreign object is found when a write runs into it.
-    this.deployments = informer(DEPLOYMENTS, LABEL_GRID);
-    this.services = informer(SERVICES, LABEL_GRID);
-    this.endpointSlices = informer(ENDPOINT_SLICES, LABEL_GRID);
+    this.deployments = informer(DEPLOYMENTS, { labelSelector: LABEL_GRID });
+    this.services = informer(SERVICES, { labelSelector: LABEL_GRID });
+    this.endpointSlices = informer(ENDPOINT_SLICES, { labelSelector: LABEL_GRID });
     // Pods of rendered Deployments only (their template carries both labels), for misplaced pods.
-    this.pods = informer(PODS, `${LABEL_GRID},${LABEL_UNIT}`);
+    this.pods = informer(PODS, { labelSelector: `${LABEL_GRID},${LABEL_UNIT}` });
     this.informers = [this.deploymentGrids, this.serviceGrids, this.nodes, this.deployments, this.services, this.endpointSlices, this.pods];
     this.blockers = new BlockerWatches(opts.client, opts.log, (ref) => this.unblocked(ref));
 
@@ -239,7 +248,14 @@ export class GridController {
     await Promise.all(this.informers.map((i) => i.synced));
     this.log.info({ grids: this.deploymentGrids.size + this.serviceGrids.size, nodes: this.nodes.size }, 'caches synced');
     this.resyncAll();
-    for (let i = 0; i < (this.opts.workers ?? DEFAULT_WORKERS); i++) this.workers.push(this.work());
+    for (let i = 0; i < (this.opts.workers ?? DEFAULT_WORKERS); i++)
+      this.workers.push(
+        this.work().catch((err) => {
+          this.deadWorkers++;
+          this.log.error({ err }, 'worker died');
+        }),
+      );
+    this.started = true;
     const period = this.opts.resyncPeriodMs ?? 0;
     if (period > 0) {
       this.resyncTimer = setInterval(() => this.resyncAll(), period);
@@ -278,7 +294,28 @@ export class GridController {
     return [...sums].map(([kind, s]) => ({ kind, ...s }));
   }
 
+  /**
+   * Liveness: what is broken beyond repair by waiting (a worker loop that ended, a cache whose
+   * list/watch has failed for longer than `watchGraceMs`); empty when healthy.
+   */
+  problems(watchGraceMs: number, now = Date.now()): string[] {
+    const out: string[] = [];
+    if (this.stopping) return out;
+    if (this.deadWorkers) out.push(`${this.deadWorkers} of ${this.workers.length} workers died`);
+    for (const i of this.informers) {
+      const p = i.problem(now, watchGraceMs);
+      if (p) out.push(`${i.name}: ${p}`);
+    }
+    return out;
+  }
+
+  /** Readiness: caches synced and every list/watch currently succeeding. */
+  ready(): boolean {
+    return this.started && !this.informers.some((i) => i.failing);
+  }
+
   async stop(): Promise<void> {
+    this.stopping = true;
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     this.queue.shutdown();
     for (const i of this.informers) i.stop();
@@ -293,12 +330,12 @@ export class GridController {
       if (key === undefined) return;
       const kind = key.split('/')[0]!;
       const started = process.hrtime.bigint();
-      let result = 'success';
+      let result: 'success' | 'error' = 'success';
       try {
         const { retry, requeueAfterMs } = await this.sync(key);
         if (retry) {
-          result = 'retry';
-          this.opts.metrics?.reconcileErrors.inc({ kind });
+          // Some unit failed (reported in status): an error in controller-runtime's terms.
+          result = 'error';
           this.queue.addRateLimited(key);
         } else {
           this.queue.forget(key);
@@ -306,13 +343,11 @@ export class GridController {
         }
       } catch (err) {
         result = 'error';
-        this.opts.metrics?.reconcileErrors.inc({ kind });
         const delay = this.queue.addRateLimited(key);
         this.log.error({ err, grid: key.slice(kind.length + 1), kind, retryInMs: delay }, 'reconcile failed');
       } finally {
         this.queue.done(key);
-        this.opts.metrics?.reconciles.inc({ kind, result });
-        this.opts.metrics?.reconcileDuration.observe({ kind }, Number(process.hrtime.bigint() - started) / 1e9);
+        this.opts.metrics?.reconciled(kind.toLowerCase(), result, Number(process.hrtime.bigint() - started) / 1e9);
       }
     }
   }

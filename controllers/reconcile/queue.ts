@@ -2,9 +2,12 @@
 // most once, never processed by two workers at once (an add during processing re-queues it after
 // `done`), and failed keys come back with a per-key exponential delay.
 
+import type { WorkQueueMetrics } from '../metrics.ts';
+
 export interface WorkQueueOptions {
   baseDelayMs?: number;
   maxDelayMs?: number;
+  metrics?: WorkQueueMetrics;
 }
 
 export class WorkQueue {
@@ -14,6 +17,9 @@ export class WorkQueue {
   private readonly dirty = new Set<string>();
   private readonly failures = new Map<string, number>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** When each queued key was added, and when each key in processing was handed out (for metrics). */
+  private readonly since = new Map<string, number>();
+  private readonly metrics: WorkQueueMetrics | undefined;
   private waiters: ((key: string | undefined) => void)[] = [];
   private closed = false;
   private readonly baseDelayMs: number;
@@ -22,6 +28,15 @@ export class WorkQueue {
   constructor(opts: WorkQueueOptions = {}) {
     this.baseDelayMs = opts.baseDelayMs ?? 200;
     this.maxDelayMs = opts.maxDelayMs ?? 60_000;
+    this.metrics = opts.metrics;
+  }
+
+  private handOut(key: string): void {
+    this.queued.delete(key);
+    this.processing.add(key);
+    const now = performance.now();
+    this.metrics?.started((now - (this.since.get(key) ?? now)) / 1000);
+    this.since.set(key, now);
   }
 
   /** Keys being processed. */
@@ -42,10 +57,11 @@ export class WorkQueue {
     }
     if (this.queued.has(key)) return;
     this.queued.add(key);
+    this.metrics?.added();
+    this.since.set(key, performance.now());
     const waiter = this.waiters.shift();
     if (waiter) {
-      this.queued.delete(key);
-      this.processing.add(key);
+      this.handOut(key);
       waiter(key);
     } else {
       this.items.push(key);
@@ -72,6 +88,7 @@ export class WorkQueue {
   addRateLimited(key: string): number {
     const n = this.failures.get(key) ?? 0;
     this.failures.set(key, n + 1);
+    this.metrics?.retried();
     const delay = Math.min(this.baseDelayMs * 2 ** n, this.maxDelayMs);
     this.addAfter(key, delay);
     return delay;
@@ -91,15 +108,17 @@ export class WorkQueue {
     if (this.closed) return Promise.resolve(undefined);
     const key = this.items.shift();
     if (key !== undefined) {
-      this.queued.delete(key);
-      this.processing.add(key);
+      this.handOut(key);
       return Promise.resolve(key);
     }
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
   done(key: string): void {
-    this.processing.delete(key);
+    if (!this.processing.delete(key)) return;
+    const startedAt = this.since.get(key);
+    this.since.delete(key);
+    if (startedAt !== undefined) this.metrics?.finished((performance.now() - startedAt) / 1000);
     if (this.dirty.delete(key)) this.add(key);
   }
 

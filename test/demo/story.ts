@@ -56,7 +56,8 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
   const controller: Component = cluster.startProcess('servicegroup-controller', process.execPath, [
     join(root, 'controllers/main.ts'),
     `--kubeconfig=${controllerKubeconfig}`,
-    `--metrics-listen=127.0.0.1:${metricsPort}`,
+    `--metrics-bind-address=127.0.0.1:${metricsPort}`,
+    `--health-probe-bind-address=127.0.0.1:${metricsPort}`,
   ]);
   await waitFor(
     'the controller to be ready',
