@@ -8,7 +8,8 @@ import { ANNOTATION_TOPOLOGY_KEYS } from '../controllers/api/v1alpha1.ts';
 import { apiVersionOf, type KubeObject } from '../kube/objects.ts';
 import { DurableView } from './durable-view.ts';
 import { SERVED_RESOURCES } from './resources.ts';
-import { RvClock, ServedResource } from './served.ts';
+import { RvClock } from './rv-clock.ts';
+import { ServedResource } from './served.ts';
 import { StateStore } from './state.ts';
 import { NodeUnitView, type ServedStores } from './view.ts';
 

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { RvClock, ServedResource, type WatchSink } from './served.ts';
+import { RvClock } from './rv-clock.ts';
+import { ServedResource } from './served.ts';
+import type { WatchSink } from './watcher.ts';
 
 class Sink implements WatchSink {
   lines: { type: string; object: { metadata: { name: string; resourceVersion: string; annotations?: Record<string, string> } } }[] = [];

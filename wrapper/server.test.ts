@@ -7,7 +7,8 @@ import { KubeClient } from '../kube/client.ts';
 import { apiVersionOf } from '../kube/objects.ts';
 import { WrapperMetrics } from './metrics.ts';
 import { SERVED_RESOURCES } from './resources.ts';
-import { RvClock, ServedResource } from './served.ts';
+import { RvClock } from './rv-clock.ts';
+import { ServedResource } from './served.ts';
 import { buildServer, type WrapperState } from './server.ts';
 
 const setup = async (ready = true) => {

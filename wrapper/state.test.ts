@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { pino } from 'pino';
-import { RvClock } from './served.ts';
+import { RvClock } from './rv-clock.ts';
 import { decodeState, encodeState, SnapshotScheduler, StateStore } from './state.ts';
 
 const RESOURCES = ['services', 'endpointslices', 'endpoints', 'nodes', 'servicecidrs'];

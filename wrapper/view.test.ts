@@ -4,8 +4,10 @@ import { pino } from 'pino';
 import { ANNOTATION_TOPOLOGY_KEYS } from '../controllers/api/v1alpha1.ts';
 import { apiVersionOf, type KubeObject } from '../kube/objects.ts';
 import { SERVED_RESOURCES } from './resources.ts';
-import { RvClock, ServedResource, type WatchSink } from './served.ts';
+import { RvClock } from './rv-clock.ts';
+import { ServedResource } from './served.ts';
 import { NodeUnitView, type ServedStores } from './view.ts';
+import type { WatchSink } from './watcher.ts';
 
 const setup = () => {
   const clock = new RvClock();
