@@ -237,10 +237,11 @@ const CONDITIONS: Schema = {
   },
 };
 
-function statusSchema(unitProps: Schema): Schema {
+function statusSchema(unitProps: Schema, extra: Schema = {}): Schema {
   return {
     type: 'object',
     properties: {
+      ...extra,
       observedGeneration: { type: 'integer', format: 'int64' },
       service: { type: 'string', description: 'Name of the shared Service (ServiceGrid).' },
       totalUnits: { type: 'integer', format: 'int32' },
@@ -311,6 +312,84 @@ function crd(
     },
   };
 }
+
+const ROLLOUT_SPEC: Schema = {
+  type: 'object',
+  description:
+    'Roll template changes out unit by unit: waves in order, at most maxUnavailableUnits changing at once, halting on a unit that fails. Without it every unit changes at once.',
+  properties: {
+    maxUnavailableUnits: {
+      'x-kubernetes-int-or-string': true,
+      description:
+        'Units that may be changing at once: a positive integer, or a percentage of the units like "25%" (rounded down, at least 1). Default 1.',
+      'x-kubernetes-validations': [
+        {
+          rule: "type(self) == int ? self >= 1 : self.matches('^(100|[1-9][0-9]?)%$')",
+          message: 'maxUnavailableUnits must be a positive integer or a percentage from 1% to 100%',
+        },
+      ],
+    },
+    waves: {
+      type: 'array',
+      maxItems: 64,
+      description: 'Ordered waves; a wave starts when every unit of the waves before it is done. Units in no wave form a last wave.',
+      items: {
+        type: 'object',
+        required: ['units'],
+        properties: {
+          units: {
+            type: 'array',
+            minItems: 1,
+            maxItems: 4096,
+            items: { type: 'string', maxLength: 63 },
+            description: 'Unit values of this wave.',
+          },
+        },
+      },
+    },
+    pause: { type: 'boolean', description: 'No further unit starts changing; units already changing finish.' },
+    progressDeadlineSeconds: {
+      type: 'integer',
+      format: 'int32',
+      minimum: 1,
+      description:
+        "Set as each unit Deployment's progressDeadlineSeconds unless the template sets one; a unit past it fails and halts the rollout.",
+    },
+    rollback: {
+      type: 'string',
+      enum: ['Auto', 'None'],
+      description: 'Auto: a halted rollout returns its units to the last templates every unit ran. Default None.',
+    },
+  },
+};
+
+const ROLLOUT_STATUS: Schema = {
+  type: 'object',
+  properties: {
+    target: { type: 'string', description: 'Hash of the current templates.' },
+    summary: { type: 'string' },
+    currentWave: { type: 'integer', format: 'int32' },
+    waves: { type: 'integer', format: 'int32' },
+    updatedUnits: { type: 'integer', format: 'int32' },
+    progressingUnits: { type: 'integer', format: 'int32' },
+    pendingUnits: { type: 'integer', format: 'int32' },
+    failedUnits: { type: 'integer', format: 'int32' },
+    rolledBackUnits: { type: 'integer', format: 'int32' },
+    paused: { type: 'boolean' },
+    halted: {
+      type: 'object',
+      properties: { target: { type: 'string' }, unit: { type: 'string' }, message: { type: 'string' } },
+    },
+    stable: {
+      type: 'object',
+      description: 'The templates every unit last ran: what rollback Auto returns to.',
+      properties: {
+        target: { type: 'string' },
+        spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true },
+      },
+    },
+  },
+};
 
 const COMMON_COLUMNS: Schema[] = [
   { name: 'Key', type: 'string', jsonPath: '.spec.gridUniqKey', description: 'Node label key of the units.' },
@@ -385,6 +464,7 @@ export function buildCrds(docs: OpenAPIDoc[]): Schema[] {
     {
       ...gridCommon(deploymentSpec, deploymentSpecBare, 'Deployment spec'),
       overrides: overridesSchema('DeploymentSpec'),
+      rollout: ROLLOUT_SPEC,
     },
     ['gridUniqKey', 'template'],
     POOL_RULES,
@@ -394,13 +474,22 @@ export function buildCrds(docs: OpenAPIDoc[]): Schema[] {
         message: `a DeploymentGrid name may have at most ${MAX_DEPLOYMENT_GRID_NAME} characters, so that <grid>-<unit> Deployment (and pod) names fit`,
       },
     ],
-    statusSchema({
-      deployment: { type: 'string' },
-      replicas: { type: 'integer', format: 'int32' },
-      readyReplicas: { type: 'integer', format: 'int32' },
-      updatedReplicas: { type: 'integer', format: 'int32' },
-    }),
-    [...COMMON_COLUMNS, ...TAIL_COLUMNS],
+    statusSchema(
+      {
+        deployment: { type: 'string' },
+        replicas: { type: 'integer', format: 'int32' },
+        readyReplicas: { type: 'integer', format: 'int32' },
+        updatedReplicas: { type: 'integer', format: 'int32' },
+        templateHash: { type: 'string', description: 'Render hash of the Deployment the unit runs.' },
+        rollout: { type: 'string', description: 'With spec.rollout: updated, progressing, pending, failed or rolledBack.' },
+      },
+      { rollout: ROLLOUT_STATUS },
+    ),
+    [
+      ...COMMON_COLUMNS,
+      { name: 'Rollout', type: 'string', jsonPath: '.status.rollout.summary', description: 'Units updated/total, or Halted.' },
+      ...TAIL_COLUMNS,
+    ],
     "DeploymentGrid renders one Deployment per NodeUnit (distinct value of the node label gridUniqKey), pinned to that unit's nodes.",
   );
 

@@ -246,8 +246,8 @@ describe('controllers (in process)', () => {
         'unit a pods run on unit a nodes',
       );
       const get = await cluster().kubectl(['get', 'dg', '-n', ns, 'web']);
-      // Degraded is part of the default columns, not only of -o wide.
-      assert.match(get.stdout, /KEY\s+UNITS\s+READY\s+DEGRADED\s+AGE/);
+      // Degraded is part of the default columns, not only of -o wide; Rollout is empty without spec.rollout.
+      assert.match(get.stdout, /KEY\s+UNITS\s+READY\s+ROLLOUT\s+DEGRADED\s+AGE/);
       assert.match(get.stdout, /web\s+zone\s+2\s+2\s+AsExpected\s+/);
       assert.ok((await events('web')).some((e) => e.reason === 'Created'));
     });

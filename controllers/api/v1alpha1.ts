@@ -57,8 +57,23 @@ interface GridSpecCommon<T> {
   defaultTemplateName?: string;
 }
 
+/** How a change of the templates reaches the units: see the controller README, "Rollouts". */
+export interface DeploymentGridRollout {
+  /** Units that may be changing at once: an integer, or a percentage of the units ("25%"). Default 1. */
+  maxUnavailableUnits?: number | string;
+  /** Ordered lists of unit values; units in no wave form a last wave. */
+  waves?: { units: string[] }[];
+  /** No further unit starts; units already changing finish. */
+  pause?: boolean;
+  /** Set as each unit Deployment's progressDeadlineSeconds (unless the template sets one). */
+  progressDeadlineSeconds?: number;
+  /** Auto: a halted rollout returns its units to the last template every unit ran. Default None. */
+  rollback?: 'Auto' | 'None';
+}
+
 export interface DeploymentGridSpec extends GridSpecCommon<V1DeploymentSpec> {
   overrides?: DeploymentGridOverride[];
+  rollout?: DeploymentGridRollout;
 }
 
 /**
@@ -87,6 +102,10 @@ export interface DeploymentGridUnitStatus {
   readyReplicas: number;
   updatedReplicas: number;
   template: string;
+  /** Render hash of the Deployment the unit runs (its servicegroup.io/render-hash annotation). */
+  templateHash?: string;
+  /** With spec.rollout: updated, progressing, pending, failed or rolledBack. */
+  rollout?: string;
   /** Set when the unit could not be rendered or applied. */
   error?: string;
 }
@@ -121,7 +140,31 @@ export interface GridStatus<U> {
   conditions?: V1Condition[];
 }
 
-export type DeploymentGridStatus = GridStatus<DeploymentGridUnitStatus>;
+/** The templates every unit last ran: what rollback Auto returns to. */
+export interface StableTemplates {
+  target: string;
+  spec: Pick<DeploymentGridSpec, 'template' | 'templatePool' | 'templates' | 'defaultTemplateName' | 'overrides'>;
+}
+
+export interface DeploymentGridRolloutStatus {
+  /** Hash of the grid's current templates (template, templatePool, templates, defaultTemplateName, overrides). */
+  target: string;
+  /** `updated/total`, `Paused updated/total` or `Halted`, for the ROLLOUT printer column. */
+  summary: string;
+  /** 1-based wave being rolled out; waves+1 once all are done. */
+  currentWave: number;
+  waves: number;
+  updatedUnits: number;
+  progressingUnits: number;
+  pendingUnits: number;
+  failedUnits: number;
+  rolledBackUnits: number;
+  paused: boolean;
+  halted?: { target: string; unit: string; message: string };
+  stable?: StableTemplates;
+}
+
+export type DeploymentGridStatus = GridStatus<DeploymentGridUnitStatus> & { rollout?: DeploymentGridRolloutStatus };
 export type ServiceGridStatus = GridStatus<ServiceGridUnitStatus>;
 export type StatefulSetGridStatus = GridStatus<StatefulSetGridUnitStatus>;
 
@@ -163,6 +206,11 @@ export const REASON_NAME_COLLISION = 'NameCollision';
 export const REASON_APPLY_FAILED = 'ApplyFailed';
 /** A unit's Deployment needs a new `spec.selector`, which is immutable: see the controller README. */
 export const REASON_SELECTOR_CHANGED = 'SelectorChanged';
+
+/** Progressing=False: a unit failed during a rollout; nothing further changes until the templates do. */
+export const REASON_ROLLOUT_HALTED = 'RolloutHalted';
+/** Progressing=False: spec.rollout.pause stops the rollout. */
+export const REASON_ROLLOUT_PAUSED = 'RolloutPaused';
 
 /** Annotation on rendered objects: hash of what the controller last applied, to skip no-op writes. */
 export const ANNOTATION_RENDER_HASH = 'servicegroup.io/render-hash';

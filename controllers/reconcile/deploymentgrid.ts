@@ -6,6 +6,7 @@ import type { V1Deployment } from '@kubernetes/client-node';
 import type { Informer } from '../../kube/informer.ts';
 import type { KubeObject } from '../../kube/objects.ts';
 import {
+  ANNOTATION_RENDER_HASH,
   CONDITION_MISPLACED_PODS,
   CONDITION_UNKNOWN_OVERRIDE_UNITS,
   type DeploymentGrid,
@@ -15,6 +16,7 @@ import {
 } from '../api/v1alpha1.ts';
 import { stableStringify } from '../render/common.ts';
 import { renderDeploymentGrid, unknownOverrideUnits } from '../render/deployment.ts';
+import { gateRollout, type UnitHealth } from '../rollout/gate.ts';
 import { condition, listSome } from './conditions.ts';
 import { type Evictor, findMisplacedPods, type MisplacedPod } from './eviction.ts';
 import type { GridKindParts, Notice, SyncView } from './grid-sync.ts';
@@ -35,6 +37,18 @@ function deploymentReady(d: V1Deployment | undefined): boolean {
     (st.readyReplicas ?? 0) >= want &&
     (st.replicas ?? 0) === want
   );
+}
+
+/** A unit's state for a rollout: done when rolled out and available; failed past its progress deadline. */
+function deploymentHealth(live: KubeObject): UnitHealth {
+  const d = live as V1Deployment;
+  const want = d.spec?.replicas ?? 1;
+  const stuck = d.status?.conditions?.find((c) => c.type === 'Progressing' && c.reason === 'ProgressDeadlineExceeded');
+  return {
+    done: deploymentRolledOut(d) && (d.status?.availableReplicas ?? 0) >= want,
+    failed: !!stuck,
+    failure: stuck ? `ProgressDeadlineExceeded: ${stuck.message ?? 'the Deployment made no progress within its deadline'}` : undefined,
+  };
 }
 
 function deploymentRolledOut(d: V1Deployment | undefined): boolean {
@@ -73,6 +87,10 @@ export function deploymentGridParts(caches: DeploymentGridCaches, evictor: Evict
         message: `the template's selector changed and a Deployment's selector is immutable: delete Deployment ${name} to have it recreated`,
       };
     },
+    gate: (grid, rendered, current) =>
+      gateRollout(grid, rendered, current, deploymentHealth, (type, status, reason, message) =>
+        condition(grid.status?.conditions, type, status, reason, message, grid.metadata.generation),
+      ),
     unitReader: () => (r, live) => {
       const d = live as V1Deployment | undefined;
       const status: DeploymentGridUnitStatus = {
@@ -82,6 +100,7 @@ export function deploymentGridParts(caches: DeploymentGridCaches, evictor: Evict
         readyReplicas: d?.status?.readyReplicas ?? 0,
         updatedReplicas: d?.status?.updatedReplicas ?? 0,
         template: r.template,
+        templateHash: d?.metadata?.annotations?.[ANNOTATION_RENDER_HASH],
       };
       return { status: status as unknown as Record<string, unknown>, ready: deploymentReady(d), settled: deploymentRolledOut(d) };
     },

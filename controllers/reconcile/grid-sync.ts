@@ -11,6 +11,7 @@ import type { Informer } from '../../kube/informer.ts';
 import type { KubeObject } from '../../kube/objects.ts';
 import { REASON_APPLY_FAILED, REASON_CONFLICT } from '../api/v1alpha1.ts';
 import type { UnitError } from '../render/deployment.ts';
+import type { GateResult } from '../rollout/gate.ts';
 import { applyOwned, deleteOwned } from './apply.ts';
 import { forEachConcurrently, type Semaphore, UNIT_CONCURRENCY } from './concurrency.ts';
 import { degradedCondition, progressingCondition, readyCondition, sortProblems, type UnitProblem } from './conditions.ts';
@@ -78,6 +79,12 @@ export interface GridKindParts<G extends GridObject> {
   progress: { movingReason: string; movingWhat: string; doneMessage: string; readyWhat: string };
   /** Kind-specific work after the objects are written: extra status fields and conditions. */
   extras?(view: SyncView<G>): Promise<KindExtras>;
+  /**
+   * Decides, before any write, which units take their render now (a rollout): may hold a unit
+   * (no desired object: it keeps what it runs) or give it another desired object. `current` is
+   * the grid's live object of a name as this sync sees it.
+   */
+  gate?(grid: G, rendered: RenderedObject[], current: (name: string) => KubeObject | undefined): GateResult;
 }
 
 /** What a grid sync needs from the controller. */
@@ -118,7 +125,13 @@ export async function syncGrid<G extends GridObject>(
 ): Promise<SyncResult> {
   const ns = grid.metadata.namespace;
   const log = ctx.log.child({ grid: `${ns}/${grid.metadata.name}`, kind: grid.kind });
-  const rendered = parts.render(grid, units);
+  const current = (name: string) => {
+    const inCache = parts.objects.get(ns, name);
+    const o = ctx.written.get(objectRef(parts.objectResource, ns, name), inCache?.metadata?.resourceVersion) ?? inCache;
+    return o && isControlledBy(o, grid) ? o : undefined;
+  };
+  const gate = parts.gate?.(grid, parts.render(grid, units), current);
+  const rendered = gate?.rendered ?? parts.render(grid, units);
   const problems: UnitProblem[] = [];
   const live = new Map<string, KubeObject>();
   const changes = new SyncEvents();
@@ -210,6 +223,7 @@ export async function syncGrid<G extends GridObject>(
       const reading = read(r, live.get(r.name));
       const p = problemByUnit.get(r.unit);
       if (p) reading.status.error = `${p.reason}: ${p.message}`;
+      Object.assign(reading.status, gate?.unitFields?.get(r.unit));
       return { unit: r.unit, reading, failed: !!p };
     });
   const gen = grid.metadata.generation;
@@ -219,6 +233,7 @@ export async function syncGrid<G extends GridObject>(
   const status = {
     observedGeneration: gen,
     ...extras.fields,
+    ...gate?.fields,
     totalUnits: total,
     readyUnits: ready,
     units: rows.map((x) => x.reading.status),
@@ -228,17 +243,18 @@ export async function syncGrid<G extends GridObject>(
         { gridUniqKey: grid.spec?.gridUniqKey, total, ready, gridWideOk: !problemByUnit.has(''), what: parts.progress.readyWhat },
         gen,
       ),
-      progressingCondition(
-        old,
-        {
-          moving: rows.filter((x) => !x.failed && !x.reading.settled).map((x) => x.unit),
-          blocked: problems.map((p) => p.unit).filter((u) => u !== ''),
-          movingReason: parts.progress.movingReason,
-          movingWhat: parts.progress.movingWhat,
-          doneMessage: parts.progress.doneMessage,
-        },
-        gen,
-      ),
+      gate?.progressing ??
+        progressingCondition(
+          old,
+          {
+            moving: rows.filter((x) => !x.failed && !x.reading.settled).map((x) => x.unit),
+            blocked: problems.map((p) => p.unit).filter((u) => u !== ''),
+            movingReason: parts.progress.movingReason,
+            movingWhat: parts.progress.movingWhat,
+            doneMessage: parts.progress.doneMessage,
+          },
+          gen,
+        ),
       degradedCondition(old, problems, gen),
       ...(extras.conditions ?? []).map((n) => n.condition),
     ],
@@ -246,6 +262,10 @@ export async function syncGrid<G extends GridObject>(
   if (await ctx.statuses.write(ctx.client, parts.gridResource, grid, status)) log.debug({ readyUnits: ready, total }, 'status written');
 
   changes.post(ctx.recorder, grid, parts.objectKind);
+  for (const e of gate?.events ?? []) {
+    log.info({ reason: e.reason }, e.message);
+    ctx.recorder.record(grid, e.type, e.reason, 'Rollout', e.message);
+  }
   announceNew(ctx, grid, problems, extras.conditions ?? [], log);
   return { totalUnits: total, readyUnits: ready, retry, requeueAfterMs: extras.requeueAfterMs, blocked };
 }

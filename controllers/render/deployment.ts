@@ -118,6 +118,8 @@ export function renderWorkloadGrid<S extends WorkloadSpec, W>(
   grid: GridLike<S> & { spec: { gridUniqKey: string; overrides?: DeploymentGridOverride[] } },
   units: readonly string[],
   nameOf: (grid: string, unit: string) => string,
+  /** Kind-specific defaults applied to each unit's spec after the overrides. */
+  finish: (spec: S) => S = (spec) => spec,
 ): RenderedUnitWorkload<W>[] {
   const gridName = grid.metadata.name!;
   const names = assignNames(units, (u) => nameOf(gridName, u));
@@ -130,7 +132,7 @@ export function renderWorkloadGrid<S extends WorkloadSpec, W>(
     if ('error' in choice) return { unit, name, template: choice.name, error: { reason: REASON_INVALID_TEMPLATE, message: choice.error } };
     let spec: S;
     try {
-      spec = applyOverrides(grid, unit, choice.template);
+      spec = finish(applyOverrides(grid, unit, choice.template));
     } catch (err) {
       return { unit, name, template: choice.name, error: { reason: REASON_INVALID_OVERRIDE, message: (err as Error).message } };
     }
@@ -139,10 +141,16 @@ export function renderWorkloadGrid<S extends WorkloadSpec, W>(
 }
 
 export function renderDeploymentGrid(grid: DeploymentGrid, units: readonly string[]): RenderedUnitDeployment[] {
-  return renderWorkloadGrid<V1DeploymentSpec, V1Deployment>('Deployment', grid, units, unitDeploymentName).map(({ object, ...r }) => ({
-    ...r,
-    ...(object ? { deployment: object } : {}),
-  }));
+  // A rollout's per-unit deadline is the Deployment's own: its controller reports ProgressDeadlineExceeded.
+  const deadline = grid.spec.rollout?.progressDeadlineSeconds;
+  const withDeadline = (spec: V1DeploymentSpec) =>
+    spec.progressDeadlineSeconds === undefined && deadline !== undefined ? { ...spec, progressDeadlineSeconds: deadline } : spec;
+  return renderWorkloadGrid<V1DeploymentSpec, V1Deployment>('Deployment', grid, units, unitDeploymentName, withDeadline).map(
+    ({ object, ...r }) => ({
+      ...r,
+      ...(object ? { deployment: object } : {}),
+    }),
+  );
 }
 
 /** Units named in `overrides` that are not among `units`, with the indexes of the overrides naming them. */
