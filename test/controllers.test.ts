@@ -249,7 +249,8 @@ describe('controllers (in process)', () => {
       // Degraded is part of the default columns, not only of -o wide; Rollout is empty without spec.rollout.
       assert.match(get.stdout, /KEY\s+UNITS\s+READY\s+ROLLOUT\s+DEGRADED\s+AGE/);
       assert.match(get.stdout, /web\s+zone\s+2\s+2\s+AsExpected\s+/);
-      assert.ok((await events('web')).some((e) => e.reason === 'Created'));
+      // Events are posted at the end of the sync, after the writes a test may already have seen.
+      await until('Created event', async () => (await events('web')).some((e) => e.reason === 'Created'));
     });
 
     test('a new label value makes a new unit; relabelling its last node removes it', async () => {
@@ -265,7 +266,7 @@ describe('controllers (in process)', () => {
         g.status.units.map((u: Obj) => u.name),
         ['a', 'b'],
       );
-      assert.ok((await events('web')).some((e) => e.reason === 'Deleted'));
+      await until('Deleted event', async () => (await events('web')).some((e) => e.reason === 'Deleted'));
     });
 
     test('a template change rolls every unit', async () => {

@@ -17,6 +17,9 @@ const NODES = UNITS.flatMap((u) => [`${u}-node-1`, `${u}-node-2`]);
 const SERVICES = ['wordpress-svc', 'mysql-svc'];
 const MOVED_NODE = 'zone-a-node-2';
 const NAMESPACE = 'default';
+/** The template change the demo rolls out site by site: zone-b first, then zone-a, one unit at a time. */
+const ROLLOUT_WAVES = [[UNITS[1]!], [UNITS[0]!]];
+const ROLLOUT_ANNOTATION = 'demo.servicegroup.io/revision';
 
 interface NodeParts {
   name: string;
@@ -139,7 +142,8 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
     const deployments = (await apps.listNamespacedDeployment({ namespace: NAMESPACE })).items;
     const pods = (await core.listNamespacedPod({ namespace: NAMESPACE })).items;
     const nodeUnits = (await cluster.kubectl(['get', 'nodeunits'])).stdout.trimEnd();
-    return { units, perNode, deployments, pods, nodeUnits };
+    const grids = (await cluster.kubectl(['get', 'dg', '-n', NAMESPACE])).stdout.trimEnd();
+    return { units, perNode, deployments, pods, nodeUnits, grids };
   };
   type Snapshot = Awaited<ReturnType<typeof snapshot>>;
 
@@ -149,7 +153,7 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
         .map((e) => e.ip)
         .sort()
         .join(' ') || '(none)';
-    const lines: string[] = ['$ kubectl get nodeunits', s.nodeUnits, ''];
+    const lines: string[] = ['$ kubectl get nodeunits', s.nodeUnits, '', '$ kubectl get dg', s.grids, ''];
     const unitValues = [...new Set(s.units.values())].filter(Boolean).sort();
     for (const unit of unitValues) {
       const members = [...s.units].filter(([, u]) => u === unit).map(([n]) => n);
@@ -250,6 +254,34 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
     return target;
   };
 
+  /** Changes wordpress's template with a rollout of one NodeUnit at a time, in ROLLOUT_WAVES order. */
+  const rollOut = async () => {
+    const patch = {
+      spec: {
+        rollout: { maxUnavailableUnits: 1, waves: ROLLOUT_WAVES.map((units) => ({ units })) },
+        template: { template: { metadata: { annotations: { [ROLLOUT_ANNOTATION]: '2' } } } },
+      },
+    };
+    const r = await cluster.kubectl(['patch', 'dg', 'wordpress', '-n', NAMESPACE, '--type=merge', '-p', JSON.stringify(patch)]);
+    if (r.code !== 0) throw new Error(`kubectl patch dg wordpress: ${r.stderr}`);
+  };
+
+  /** When each unit's wordpress Deployment first carried the new template, seen by polling while the rollout runs. */
+  const watchRollout = async (timeoutMs: number): Promise<Map<string, number>> => {
+    const firstSeen = new Map<string, number>();
+    const deadline = Date.now() + timeoutMs;
+    while (firstSeen.size < UNITS.length && Date.now() < deadline) {
+      const list = await apps.listNamespacedDeployment({ namespace: NAMESPACE, labelSelector: 'servicegroup.io/grid=wordpress' });
+      for (const d of list.items) {
+        const unit = d.metadata?.labels?.[LABEL_UNIT];
+        if (unit && !firstSeen.has(unit) && d.spec?.template?.metadata?.annotations?.[ROLLOUT_ANNOTATION] === '2')
+          firstSeen.set(unit, Date.now());
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return firstSeen;
+  };
+
   return {
     howToUseKubectl: () => `
 ServiceGroup demo is running. Use the cluster yourself:
@@ -282,23 +314,46 @@ Component logs: ${cluster.logDir}. Ctrl-C stops everything.
       const moved = after.units.get(MOVED_NODE) === target;
       console.log(`${moved ? 'ok  ' : 'FAIL'} ${MOVED_NODE} is in NodeUnit ${target}`);
       if (!moved) failed++;
+
+      const seen = watchRollout(120_000);
+      await rollOut();
+      log(`rolling out a wordpress template change, one NodeUnit at a time: ${ROLLOUT_WAVES.map((w) => w.join(',')).join(' then ')}`);
+      const firstSeen = await seen;
+      const rolled = await settle('the rollout to reach every NodeUnit');
+      report('after rolling out wordpress wave by wave', rolled);
+      const order = [...firstSeen].sort((a, b) => a[1] - b[1]).map(([u]) => u);
+      const inOrder = JSON.stringify(order) === JSON.stringify(ROLLOUT_WAVES.flat());
+      console.log(
+        `${inOrder ? 'ok  ' : 'FAIL'} the new wordpress template reached the NodeUnits wave by wave  (order ${order.join(' then ') || '(none)'})`,
+      );
+      if (!inOrder) failed++;
       console.log(`\n${failed === 0 ? 'all facts hold' : `${failed} fact(s) failed`}`);
       return failed;
     },
 
-    /** Refreshes the view every 2 s; relabels one node after `relabelAfterMs`. Never resolves. */
+    /**
+     * Refreshes the view every 2 s; relabels one node after `relabelAfterMs` and rolls a wordpress
+     * template change out wave by wave as long again after that. Never resolves.
+     */
     async live(relabelAfterMs: number): Promise<never> {
       const started = Date.now();
       let moved = '';
+      let rolled = false;
       for (;;) {
         if (!moved && Date.now() - started > relabelAfterMs) {
           moved = await relabel();
         }
+        if (moved && !rolled && Date.now() - started > 2 * relabelAfterMs) {
+          await rollOut();
+          rolled = true;
+        }
         const s = await snapshot().catch((err: Error) => err);
         const body = s instanceof Error ? `(refresh failed: ${s.message})` : render(s);
-        const note = moved
-          ? `moved ${MOVED_NODE} to ${KEY}=${moved}: its wrapper and kube-proxy now hold ${moved}'s endpoints`
-          : `in ${Math.max(0, Math.ceil((relabelAfterMs - (Date.now() - started)) / 1000))} s the demo moves ${MOVED_NODE} to the other NodeUnit`;
+        const note = rolled
+          ? `rolling a wordpress template change out one NodeUnit at a time (${ROLLOUT_WAVES.map((w) => w.join(',')).join(' then ')}): see ROLLOUT`
+          : moved
+            ? `moved ${MOVED_NODE} to ${KEY}=${moved}: its wrapper and kube-proxy now hold ${moved}'s endpoints`
+            : `in ${Math.max(0, Math.ceil((relabelAfterMs - (Date.now() - started)) / 1000))} s the demo moves ${MOVED_NODE} to the other NodeUnit`;
         process.stdout.write(
           `\x1b[2J\x1b[H${new Date().toISOString()}  ${note}\n\n${body}\n(Ctrl-C stops; kubectl usage printed above the view: scroll up)\n`,
         );
