@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { NodeUnitController } from '../controllers/nodeunit/controller.ts';
 import { nodeUnitName } from '../controllers/nodeunit/render.ts';
-import { DEPLOYMENT_GRIDS, SERVICE_GRIDS } from '../controllers/reconcile/resources.ts';
+import { DEPLOYMENT_GRIDS, SERVICE_GRIDS, STATEFULSET_GRIDS } from '../controllers/reconcile/resources.ts';
 import { KubeClient } from '../kube/client.ts';
 import { Informer } from '../kube/informer.ts';
 import { loadKubeconfig } from '../kube/kubeconfig.ts';
@@ -87,9 +87,16 @@ describe('NodeUnit controller', () => {
       await c.createNode('u-x', {});
       const client = clientFor(saKubeconfig);
       const log = pino({ level: process.env.LOG_LEVEL ?? 'warn' });
-      grids = [DEPLOYMENT_GRIDS, SERVICE_GRIDS].map((r) => new Informer<KubeObject>(client, r, log));
+      grids = [DEPLOYMENT_GRIDS, SERVICE_GRIDS, STATEFULSET_GRIDS].map((r) => new Informer<KubeObject>(client, r, log));
       for (const g of grids) g.start();
-      controller = new NodeUnitController({ client, log, deploymentGrids: grids[0]!, serviceGrids: grids[1]!, resyncPeriodMs: 0 });
+      controller = new NodeUnitController({
+        client,
+        log,
+        deploymentGrids: grids[0]!,
+        serviceGrids: grids[1]!,
+        statefulSetGrids: grids[2]!,
+        resyncPeriodMs: 0,
+      });
       await controller.start();
     },
     { timeout: 30 * 60_000 },
