@@ -117,7 +117,7 @@ export class GridController {
     this.statefulSets = informer(STATEFULSETS, { labelSelector: LABEL_GRID });
     this.services = informer(SERVICES, { labelSelector: LABEL_GRID });
     this.endpointSlices = informer(ENDPOINT_SLICES, { labelSelector: LABEL_GRID });
-    // Pods of rendered Deployments only (their template carries both labels), for misplaced pods.
+    // Pods of rendered workloads only (their templates carry both labels), for misplaced pods.
     this.pods = informer(PODS, { labelSelector: `${LABEL_GRID},${LABEL_UNIT}` });
     this.informers = [
       this.deploymentGrids,
@@ -173,6 +173,9 @@ export class GridController {
     this.pods.on((type, pod, old) => {
       // Only where a pod runs can make it misplaced; its status changes do not.
       if (type === 'update' && old?.spec?.nodeName === pod.spec?.nodeName) return;
+      // A StatefulSetGrid's pods carry the same labels; misplaced pods are a DeploymentGrid check.
+      const owner = (pod.metadata?.ownerReferences as { kind?: string; controller?: boolean }[] | undefined)?.find((r) => r.controller);
+      if (owner?.kind === 'StatefulSet') return;
       this.queueOwner(KIND_DEPLOYMENT_GRID, pod);
     });
   }
