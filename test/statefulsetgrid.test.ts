@@ -181,6 +181,8 @@ describe('StatefulSetGrid controller (in process)', () => {
       explain,
     );
     assert.equal(cond(grid, 'Degraded')?.reason, 'ImmutableFieldChanged');
+    assert.equal(cond(grid, 'Progressing')?.status, 'False');
+    assert.equal(cond(grid, 'Progressing')?.reason, 'Blocked');
     for (const u of grid.status.units as { name: string; error?: string }[]) {
       assert.match(u.error ?? '', /^ImmutableFieldChanged: the template changes serviceName, which a StatefulSet cannot change/);
       assert.match(u.error ?? '', new RegExp(`delete StatefulSet ${ns}/db-${u.name}`));
