@@ -164,6 +164,30 @@ describe('NodeUnit controller', () => {
     await unitWithNodes('zone.a', ['u-a1', 'u-a2']);
   });
 
+  test('a StatefulSetGrid key is in use too: its units are discovered and name the grid; deleting it releases them', async () => {
+    const path = `/apis/servicegroup.io/v1alpha1/namespaces/${ns}/statefulsetgrids/db`;
+    await cluster().apply([
+      {
+        apiVersion: 'servicegroup.io/v1alpha1',
+        kind: 'StatefulSetGrid',
+        metadata: { name: 'db', namespace: ns },
+        spec: {
+          gridUniqKey: 'disk',
+          template: {
+            replicas: 0,
+            serviceName: 'db',
+            selector: { matchLabels: { app: 'db' } },
+            template: { metadata: { labels: { app: 'db' } }, spec: { containers: [{ name: 'db', image: 'mysql' }] } },
+          },
+        },
+      },
+    ]);
+    const ssd = await unitWithNodes('disk.ssd', ['u-a2', 'u-b']);
+    assert.deepEqual(ssd.status.grids, [{ kind: 'StatefulSetGrid', namespace: ns, name: 'db' }]);
+    await admin.delete(path);
+    await unitGone('disk.ssd');
+  });
+
   test('Service topology annotations (both spellings) make their keys discovered; prefixed keys and 63-character values get valid names', async () => {
     const key = 'topology.example.io/site';
     const value = `Site_${'x'.repeat(58)}`;
