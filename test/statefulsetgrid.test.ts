@@ -41,7 +41,7 @@ function cond(obj: Obj, type: string) {
   return (obj.status?.conditions ?? []).find((c: { type: string }) => c.type === type);
 }
 
-function statefulSetGrid(name: string, serviceName: string, replicas = 2) {
+function statefulSetGrid(name: string, serviceName: string, image = 'mysql:8', replicas = 2) {
   return {
     apiVersion: 'servicegroup.io/v1alpha1',
     kind: 'StatefulSetGrid',
@@ -52,7 +52,7 @@ function statefulSetGrid(name: string, serviceName: string, replicas = 2) {
         replicas,
         serviceName,
         selector: { matchLabels: { app: name } },
-        template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'db', image: 'mysql:8' }] } },
+        template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'db', image }] } },
       },
     },
   };
@@ -204,6 +204,39 @@ describe('StatefulSetGrid controller (in process)', () => {
       const g = await admin.get<Obj>(STSG('db'));
       return g.status?.observedGeneration === g.metadata.generation && cond(g, 'Degraded')?.status === 'False';
     });
+  });
+
+  test('a template change rolls every unit; the grid is Ready again once each StatefulSet runs its update revision', async () => {
+    await cluster().apply([statefulSetGrid('db', 'db-svc', 'mysql:8.4')]);
+    const grid = await until(
+      'rolled out',
+      async () => {
+        const g = await admin.get<Obj>(STSG('db'));
+        return (
+          g.status?.observedGeneration === g.metadata.generation &&
+          cond(g, 'Progressing')?.reason === 'Complete' &&
+          cond(g, 'Ready')?.status === 'True' &&
+          g
+        );
+      },
+      180_000,
+      explain,
+    );
+    assert.equal(grid.status.readyUnits, 2);
+    for (const s of await listStatefulSets('db')) {
+      assert.equal(s.spec.template.spec.containers[0].image, 'mysql:8.4');
+      assert.equal(s.status.currentRevision, s.status.updateRevision, s.metadata.name);
+    }
+    const pods = await listPods('db');
+    assert.deepEqual(
+      pods.map((p) => [p.metadata.name, p.spec.containers[0].image]),
+      [
+        ['db-a-0', 'mysql:8.4'],
+        ['db-a-1', 'mysql:8.4'],
+        ['db-b-0', 'mysql:8.4'],
+        ['db-b-1', 'mysql:8.4'],
+      ],
+    );
   });
 
   test('a forced resync of a settled StatefulSetGrid makes no write request', async () => {
