@@ -1,5 +1,6 @@
-// servicegroup-controller: reconciles DeploymentGrids, ServiceGrids and NodeUnits. Wires flags,
-// the API client, leader election, the controllers and the metrics/health server.
+// servicegroup-controller: reconciles DeploymentGrids, ServiceGrids, StatefulSetGrids and
+// NodeUnits. Wires flags, the API client, leader election, the controllers and the metrics/health
+// server.
 
 import { hostname } from 'node:os';
 import pino from 'pino';
@@ -14,7 +15,7 @@ import { startServers } from './server.ts';
 
 const flags = parseCommandLine({
   program: 'servicegroup-controller',
-  summary: 'Reconciles DeploymentGrids and ServiceGrids (servicegroup.io/v1alpha1).',
+  summary: 'Reconciles DeploymentGrids, ServiceGrids and StatefulSetGrids (servicegroup.io/v1alpha1).',
   flags: {
     kubeconfig: stringFlag({ help: 'Path to a kubeconfig. Default: $KUBECONFIG, ~/.kube/config, then the in-cluster ServiceAccount.' }),
     'metrics-bind-address': listenFlag({ default: '127.0.0.1:8080', disable: true, help: 'Address to serve /metrics on.' }),
@@ -94,7 +95,7 @@ const metrics = new ControllerMetrics(
   { queueDepth: () => controller?.queue.length ?? 0, units: () => controller?.unitTotals() ?? [] },
   { queueName: 'grids' },
 );
-for (const c of ['deploymentgrid', 'servicegrid']) metrics.declareController(c);
+for (const c of ['deploymentgrid', 'servicegrid', 'statefulsetgrid']) metrics.declareController(c);
 client.setResponseObserver((method, code, host) => metrics.request(method, code, host));
 
 const elector = flags['leader-elect']
@@ -130,6 +131,7 @@ async function startController(): Promise<void> {
     log,
     deploymentGrids: controller.deploymentGrids,
     serviceGrids: controller.serviceGrids,
+    statefulSetGrids: controller.statefulSetGrids,
     resyncPeriodMs: flags['resync-period'],
     watchIdleTimeoutMs: flags['watch-idle-timeout'],
   });

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { NodeUnitController } from '../controllers/nodeunit/controller.ts';
 import { nodeUnitName } from '../controllers/nodeunit/render.ts';
-import { DEPLOYMENT_GRIDS, SERVICE_GRIDS } from '../controllers/reconcile/resources.ts';
+import { DEPLOYMENT_GRIDS, SERVICE_GRIDS, STATEFULSET_GRIDS } from '../controllers/reconcile/resources.ts';
 import { KubeClient } from '../kube/client.ts';
 import { Informer } from '../kube/informer.ts';
 import { loadKubeconfig } from '../kube/kubeconfig.ts';
@@ -87,9 +87,16 @@ describe('NodeUnit controller', () => {
       await c.createNode('u-x', {});
       const client = clientFor(saKubeconfig);
       const log = pino({ level: process.env.LOG_LEVEL ?? 'warn' });
-      grids = [DEPLOYMENT_GRIDS, SERVICE_GRIDS].map((r) => new Informer<KubeObject>(client, r, log));
+      grids = [DEPLOYMENT_GRIDS, SERVICE_GRIDS, STATEFULSET_GRIDS].map((r) => new Informer<KubeObject>(client, r, log));
       for (const g of grids) g.start();
-      controller = new NodeUnitController({ client, log, deploymentGrids: grids[0]!, serviceGrids: grids[1]!, resyncPeriodMs: 0 });
+      controller = new NodeUnitController({
+        client,
+        log,
+        deploymentGrids: grids[0]!,
+        serviceGrids: grids[1]!,
+        statefulSetGrids: grids[2]!,
+        resyncPeriodMs: 0,
+      });
       await controller.start();
     },
     { timeout: 30 * 60_000 },
@@ -155,6 +162,30 @@ describe('NodeUnit controller', () => {
     await unitWithNodes('zone.b', ['u-a2', 'u-b']);
     await label('u-a2', { zone: 'a' });
     await unitWithNodes('zone.a', ['u-a1', 'u-a2']);
+  });
+
+  test('a StatefulSetGrid key is in use too: its units are discovered and name the grid; deleting it releases them', async () => {
+    const path = `/apis/servicegroup.io/v1alpha1/namespaces/${ns}/statefulsetgrids/db`;
+    await cluster().apply([
+      {
+        apiVersion: 'servicegroup.io/v1alpha1',
+        kind: 'StatefulSetGrid',
+        metadata: { name: 'db', namespace: ns },
+        spec: {
+          gridUniqKey: 'disk',
+          template: {
+            replicas: 0,
+            serviceName: 'db',
+            selector: { matchLabels: { app: 'db' } },
+            template: { metadata: { labels: { app: 'db' } }, spec: { containers: [{ name: 'db', image: 'mysql' }] } },
+          },
+        },
+      },
+    ]);
+    const ssd = await unitWithNodes('disk.ssd', ['u-a2', 'u-b']);
+    assert.deepEqual(ssd.status.grids, [{ kind: 'StatefulSetGrid', namespace: ns, name: 'db' }]);
+    await admin.delete(path);
+    await unitGone('disk.ssd');
   });
 
   test('Service topology annotations (both spellings) make their keys discovered; prefixed keys and 63-character values get valid names', async () => {

@@ -206,6 +206,11 @@ export const REASON_NAME_COLLISION = 'NameCollision';
 export const REASON_APPLY_FAILED = 'ApplyFailed';
 /** A unit's Deployment needs a new `spec.selector`, which is immutable: see the controller README. */
 export const REASON_SELECTOR_CHANGED = 'SelectorChanged';
+/**
+ * A unit's StatefulSet needs a new value of a field a StatefulSet cannot change (selector,
+ * serviceName, volumeClaimTemplates, podManagementPolicy): see the controller README.
+ */
+export const REASON_IMMUTABLE_FIELD_CHANGED = 'ImmutableFieldChanged';
 
 /** Progressing=False: a unit failed during a rollout; nothing further changes until the templates do. */
 export const REASON_ROLLOUT_HALTED = 'RolloutHalted';

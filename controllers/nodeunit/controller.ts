@@ -14,6 +14,7 @@ import {
   GROUP,
   KIND_DEPLOYMENT_GRID,
   KIND_SERVICE_GRID,
+  KIND_STATEFULSET_GRID,
   NODE_LABEL_FIELD_MANAGER,
   type NodeUnit,
   type NodeUnitGridRef,
@@ -47,9 +48,10 @@ const SYNC_KEY = 'nodeunits';
 export interface NodeUnitControllerOptions {
   client: KubeClient;
   log: Logger;
-  /** The DeploymentGrid and ServiceGrid caches (shared with the grid controller). */
+  /** The grid caches (shared with the grid controller): their gridUniqKeys are units in use. */
   deploymentGrids: Informer<KubeObject>;
   serviceGrids: Informer<KubeObject>;
+  statefulSetGrids: Informer<KubeObject>;
   /** Re-sync this often (0: never). */
   resyncPeriodMs?: number;
   /** A watch silent this long is taken for a dead connection and re-opened (default: the reflector's). */
@@ -161,11 +163,12 @@ export class NodeUnitController {
     };
     opts.deploymentGrids.on(onGrid);
     opts.serviceGrids.on(onGrid);
+    opts.statefulSetGrids.on(onGrid);
   }
 
   async start(): Promise<void> {
     for (const i of this.own) i.start();
-    await Promise.all([...this.own, this.opts.deploymentGrids, this.opts.serviceGrids].map((i) => i.synced));
+    await Promise.all([...this.own, this.opts.deploymentGrids, this.opts.serviceGrids, this.opts.statefulSetGrids].map((i) => i.synced));
     this.log.info({ nodeUnits: this.units.size, nodes: this.nodes.size }, 'nodeunit caches synced');
     this.queue.add(SYNC_KEY);
     this.worker = this.work();
@@ -269,6 +272,7 @@ export class NodeUnitController {
     const grids = [
       ...this.opts.deploymentGrids.list().map((g) => ({ g, kind: KIND_DEPLOYMENT_GRID })),
       ...this.opts.serviceGrids.list().map((g) => ({ g, kind: KIND_SERVICE_GRID })),
+      ...this.opts.statefulSetGrids.list().map((g) => ({ g, kind: KIND_STATEFULSET_GRID })),
     ];
     const keys = keysInUse(
       grids.map(({ g }) => g.spec?.gridUniqKey as string | undefined),

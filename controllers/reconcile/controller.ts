@@ -6,7 +6,7 @@ import type { KubeClient } from '../../kube/client.ts';
 import { Informer } from '../../kube/informer.ts';
 import type { KubeObject } from '../../kube/objects.ts';
 import type { ReflectorOptions } from '../../kube/reflector.ts';
-import { KIND_DEPLOYMENT_GRID, KIND_SERVICE_GRID, LABEL_GRID, LABEL_UNIT } from '../api/v1alpha1.ts';
+import { KIND_DEPLOYMENT_GRID, KIND_SERVICE_GRID, KIND_STATEFULSET_GRID, LABEL_GRID, LABEL_UNIT } from '../api/v1alpha1.ts';
 import type { ControllerMetrics } from '../metrics.ts';
 import { BlockerWatches } from './blockers.ts';
 import { CONTROLLER_WRITE_CONCURRENCY, Semaphore } from './concurrency.ts';
@@ -29,8 +29,11 @@ import {
   type Resource,
   SERVICE_GRIDS,
   SERVICES,
+  STATEFULSET_GRIDS,
+  STATEFULSETS,
 } from './resources.ts';
 import { serviceGridParts } from './servicegrid.ts';
+import { statefulSetGridParts } from './statefulsetgrid.ts';
 import { StatusWriter } from './status.ts';
 
 export const DEFAULT_WORKERS = 8;
@@ -50,7 +53,7 @@ export interface ControllerOptions {
   watchIdleTimeoutMs?: number;
 }
 
-type Kind = typeof KIND_DEPLOYMENT_GRID | typeof KIND_SERVICE_GRID;
+type Kind = typeof KIND_DEPLOYMENT_GRID | typeof KIND_SERVICE_GRID | typeof KIND_STATEFULSET_GRID;
 
 function gridKey(kind: string, namespace: string, name: string): string {
   return `${kind}/${namespace}/${name}`;
@@ -68,8 +71,10 @@ export class GridController {
   private readonly ctx: SyncContext;
   readonly deploymentGrids: Informer<KubeObject>;
   readonly serviceGrids: Informer<KubeObject>;
+  readonly statefulSetGrids: Informer<KubeObject>;
   readonly nodes: Informer<KubeObject>;
   readonly deployments: Informer<KubeObject>;
+  readonly statefulSets: Informer<KubeObject>;
   readonly services: Informer<KubeObject>;
   readonly endpointSlices: Informer<KubeObject>;
   readonly pods: Informer<KubeObject>;
@@ -104,15 +109,27 @@ export class GridController {
       new Informer<KubeObject>(opts.client, r, opts.log, { watchIdleTimeoutMs: opts.watchIdleTimeoutMs, ...options });
     this.deploymentGrids = informer(DEPLOYMENT_GRIDS);
     this.serviceGrids = informer(SERVICE_GRIDS);
+    this.statefulSetGrids = informer(STATEFULSET_GRIDS);
     // Units are node label values: labels are all the controller reads of a Node.
     this.nodes = informer(NODES, { metadataOnly: true });
     // Only labelled objects are cached; a same-name foreign object is found when a write runs into it.
     this.deployments = informer(DEPLOYMENTS, { labelSelector: LABEL_GRID });
+    this.statefulSets = informer(STATEFULSETS, { labelSelector: LABEL_GRID });
     this.services = informer(SERVICES, { labelSelector: LABEL_GRID });
     this.endpointSlices = informer(ENDPOINT_SLICES, { labelSelector: LABEL_GRID });
-    // Pods of rendered Deployments only (their template carries both labels), for misplaced pods.
+    // Pods of rendered workloads only (their templates carry both labels), for misplaced pods.
     this.pods = informer(PODS, { labelSelector: `${LABEL_GRID},${LABEL_UNIT}` });
-    this.informers = [this.deploymentGrids, this.serviceGrids, this.nodes, this.deployments, this.services, this.endpointSlices, this.pods];
+    this.informers = [
+      this.deploymentGrids,
+      this.serviceGrids,
+      this.statefulSetGrids,
+      this.nodes,
+      this.deployments,
+      this.statefulSets,
+      this.services,
+      this.endpointSlices,
+      this.pods,
+    ];
     this.blockers = new BlockerWatches(opts.client, opts.log, (ref) => this.unblocked(ref));
 
     const evictor = opts.evictMisplacedPods === false ? undefined : new Evictor(opts.client, opts.log);
@@ -138,16 +155,27 @@ export class GridController {
           }) as GridKindParts<GridObject>,
         },
       ],
+      [
+        KIND_STATEFULSET_GRID,
+        {
+          grids: this.statefulSetGrids,
+          parts: statefulSetGridParts({ statefulSets: this.statefulSets }) as GridKindParts<GridObject>,
+        },
+      ],
     ]);
 
     for (const [kind, { grids }] of this.kinds) grids.on((type, obj, old) => this.onGrid(kind, type, obj, old));
     this.nodes.on((type, node, old) => this.onNode(type, node, old));
     this.deployments.on((type, obj) => this.onOwned(KIND_DEPLOYMENT_GRID, DEPLOYMENTS, type, obj));
+    this.statefulSets.on((type, obj) => this.onOwned(KIND_STATEFULSET_GRID, STATEFULSETS, type, obj));
     this.services.on((type, obj) => this.onOwned(KIND_SERVICE_GRID, SERVICES, type, obj));
     this.endpointSlices.on((_type, obj) => this.queueOwner(KIND_SERVICE_GRID, obj));
     this.pods.on((type, pod, old) => {
       // Only where a pod runs can make it misplaced; its status changes do not.
       if (type === 'update' && old?.spec?.nodeName === pod.spec?.nodeName) return;
+      // A StatefulSetGrid's pods carry the same labels; misplaced pods are a DeploymentGrid check.
+      const owner = (pod.metadata?.ownerReferences as { kind?: string; controller?: boolean }[] | undefined)?.find((r) => r.controller);
+      if (owner?.kind === 'StatefulSet') return;
       this.queueOwner(KIND_DEPLOYMENT_GRID, pod);
     });
   }
@@ -246,7 +274,10 @@ export class GridController {
   async start(): Promise<void> {
     for (const i of this.informers) i.start();
     await Promise.all(this.informers.map((i) => i.synced));
-    this.log.info({ grids: this.deploymentGrids.size + this.serviceGrids.size, nodes: this.nodes.size }, 'caches synced');
+    this.log.info(
+      { grids: this.deploymentGrids.size + this.serviceGrids.size + this.statefulSetGrids.size, nodes: this.nodes.size },
+      'caches synced',
+    );
     this.resyncAll();
     for (let i = 0; i < (this.opts.workers ?? DEFAULT_WORKERS); i++)
       this.workers.push(

@@ -8,12 +8,14 @@ import { GROUP, VERSION } from '../api/v1alpha1.ts';
 export type Resource = GroupVersionResource;
 
 export const DEPLOYMENTS: Resource = { group: 'apps', version: 'v1', resource: 'deployments' };
+export const STATEFULSETS: Resource = { group: 'apps', version: 'v1', resource: 'statefulsets' };
 export const SERVICES: Resource = { group: '', version: 'v1', resource: 'services' };
 export const ENDPOINT_SLICES: Resource = { group: 'discovery.k8s.io', version: 'v1', resource: 'endpointslices' };
 export const NODES: Resource = { group: '', version: 'v1', resource: 'nodes' };
 export const PODS: Resource = { group: '', version: 'v1', resource: 'pods' };
 export const DEPLOYMENT_GRIDS: Resource = { group: GROUP, version: VERSION, resource: 'deploymentgrids' };
 export const SERVICE_GRIDS: Resource = { group: GROUP, version: VERSION, resource: 'servicegrids' };
+export const STATEFULSET_GRIDS: Resource = { group: GROUP, version: VERSION, resource: 'statefulsetgrids' };
 
 export interface GridObject extends KubeObject {
   kind: string;

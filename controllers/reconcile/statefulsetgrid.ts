@@ -1,0 +1,123 @@
+// StatefulSetGrid: one StatefulSet per unit. Its parts of the grid sync: rendering, the fields a
+// StatefulSet cannot change in place (reported, never deleted for the user: its pods hold state),
+// readiness from the StatefulSet's status, and overrides naming units that do not exist.
+
+import type { V1StatefulSet } from '@kubernetes/client-node';
+import type { Informer } from '../../kube/informer.ts';
+import type { KubeObject } from '../../kube/objects.ts';
+import {
+  CONDITION_UNKNOWN_OVERRIDE_UNITS,
+  type DeploymentGrid,
+  KIND_STATEFULSET_GRID,
+  REASON_IMMUTABLE_FIELD_CHANGED,
+  type StatefulSetGrid,
+  type StatefulSetGridUnitStatus,
+} from '../api/v1alpha1.ts';
+import { unknownOverrideUnits } from '../render/deployment.ts';
+import { changedImmutableFields, renderStatefulSetGrid } from '../render/statefulset.ts';
+import { condition, listSome } from './conditions.ts';
+import type { GridKindParts, Notice, SyncView } from './grid-sync.ts';
+import { type GridObject, STATEFULSET_GRIDS, STATEFULSETS } from './resources.ts';
+
+type Grid = StatefulSetGrid & GridObject;
+
+/**
+ * Every pod runs the StatefulSet's latest revision. With the default RollingUpdate strategy the
+ * StatefulSet controller moves currentRevision to updateRevision only once the last pod is
+ * replaced, so until then updatedReplicas alone can count pods it has not yet confirmed; OnDelete
+ * never moves it on its own, so there the pod count is all there is.
+ */
+function statefulSetRolledOut(s: V1StatefulSet | undefined): boolean {
+  if (!s) return false;
+  const want = s.spec?.replicas ?? 1;
+  const st = s.status;
+  const revisionsMatch = s.spec?.updateStrategy?.type === 'OnDelete' || !st?.updateRevision || st.currentRevision === st.updateRevision;
+  return (
+    (st?.observedGeneration ?? 0) >= (s.metadata?.generation ?? 0) &&
+    (st?.updatedReplicas ?? 0) >= want &&
+    (st?.replicas ?? 0) === want &&
+    revisionsMatch
+  );
+}
+
+function statefulSetReady(s: V1StatefulSet | undefined): boolean {
+  return statefulSetRolledOut(s) && (s?.status?.readyReplicas ?? 0) >= (s?.spec?.replicas ?? 1);
+}
+
+export interface StatefulSetGridCaches {
+  statefulSets: Informer<KubeObject>;
+}
+
+export function statefulSetGridParts(caches: StatefulSetGridCaches): GridKindParts<Grid> {
+  return {
+    kind: KIND_STATEFULSET_GRID,
+    gridResource: STATEFULSET_GRIDS,
+    objectResource: STATEFULSETS,
+    objectKind: 'StatefulSet',
+    objects: caches.statefulSets,
+    render: (grid, units) =>
+      renderStatefulSetGrid(grid, units).map((r) => ({
+        unit: r.unit,
+        name: r.name,
+        template: r.template,
+        desired: r.object as KubeObject | undefined,
+        error: r.error,
+      })),
+    // Never 'recreate': deleting a StatefulSet would restart its pods, and which claims to keep
+    // is the user's call. The unit keeps running what it runs and its error says what to do.
+    replacement(_unit, live, desired) {
+      const fields = changedImmutableFields(live as { spec?: Record<string, unknown> }, desired as { spec?: Record<string, unknown> });
+      if (fields.length === 0) return undefined;
+      const name = `${live.metadata!.namespace}/${live.metadata!.name}`;
+      return {
+        reason: REASON_IMMUTABLE_FIELD_CHANGED,
+        message: `the template changes ${fields.join(', ')}, which a StatefulSet cannot change: delete StatefulSet ${name} (its PersistentVolumeClaims stay) to have it recreated`,
+      };
+    },
+    unitReader: () => (r, live) => {
+      const s = live as V1StatefulSet | undefined;
+      const status: StatefulSetGridUnitStatus = {
+        name: r.unit,
+        statefulSet: r.name,
+        replicas: s?.status?.replicas ?? 0,
+        readyReplicas: s?.status?.readyReplicas ?? 0,
+        updatedReplicas: s?.status?.updatedReplicas ?? 0,
+        template: r.template,
+      };
+      return { status: status as unknown as Record<string, unknown>, ready: statefulSetReady(s), settled: statefulSetRolledOut(s) };
+    },
+    progress: {
+      movingReason: 'RollingOut',
+      movingWhat: 'rolling out units',
+      doneMessage: 'all units rolled out',
+      readyWhat: 'units ready',
+    },
+    async extras(view) {
+      return { conditions: [unknownOverridesNotice(view)] };
+    },
+  };
+}
+
+function unknownOverridesNotice(view: SyncView<Grid>): Notice {
+  const { grid, units } = view;
+  // Only spec.overrides is read, which both kinds share.
+  const unknown = unknownOverrideUnits(grid as unknown as DeploymentGrid, units);
+  const message =
+    unknown.length === 0
+      ? 'every unit named in overrides exists'
+      : `overrides name units no node carries (they apply once one does): ${listSome(
+          unknown.map((u) => `${JSON.stringify(u.unit)} in overrides[${u.overrides.join('], [')}]`),
+          10,
+        )}`;
+  return {
+    condition: condition(
+      grid.status?.conditions,
+      CONDITION_UNKNOWN_OVERRIDE_UNITS,
+      unknown.length > 0,
+      unknown.length > 0 ? 'UnitsNotFound' : 'AsExpected',
+      message,
+      grid.metadata.generation,
+    ),
+    eventType: 'Normal',
+  };
+}

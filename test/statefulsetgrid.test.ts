@@ -1,0 +1,273 @@
+// StatefulSetGrid controller against the real test cluster: the controller runs in this process
+// with the ServiceAccount and RBAC of examples/install/controller.yaml; kube-controller-manager
+// runs the StatefulSets, the scheduler places their pods and kwok plays the kubelets.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import pino from 'pino';
+import { GridController } from '../controllers/reconcile/controller.ts';
+import { KubeClient } from '../kube/client.ts';
+import { loadKubeconfig } from '../kube/kubeconfig.ts';
+import { useCluster } from './cluster/cluster.ts';
+import { CONTROLLER_USER, clientFor, installCrds, installRbac, type Obj, until } from './controllers-helpers.ts';
+
+const cluster = useCluster({ kwok: true, controllerManager: true, scheduler: true });
+const ns = 'stateful';
+
+let admin: KubeClient;
+let controller: GridController;
+
+const STSG = (n: string) => `/apis/servicegroup.io/v1alpha1/namespaces/${ns}/statefulsetgrids/${n}`;
+
+async function listStatefulSets(grid: string): Promise<Obj[]> {
+  const l = await admin.get<{ items: Obj[] }>(`/apis/apps/v1/namespaces/${ns}/statefulsets`, {
+    labelSelector: `servicegroup.io/grid=${grid}`,
+  });
+  return l.items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+}
+
+async function listPods(grid: string): Promise<Obj[]> {
+  const l = await admin.get<{ items: Obj[] }>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: `servicegroup.io/grid=${grid}` });
+  return l.items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+}
+
+async function events(grid: string): Promise<{ reason: string; type: string; note?: string }[]> {
+  const l = await admin.get<{ items: { reason: string; type: string; note?: string; regarding?: { name: string; kind: string } }[] }>(
+    `/apis/events.k8s.io/v1/namespaces/${ns}/events`,
+  );
+  return l.items.filter((e) => e.regarding?.kind === 'StatefulSetGrid' && e.regarding.name === grid);
+}
+
+function cond(obj: Obj, type: string) {
+  return (obj.status?.conditions ?? []).find((c: { type: string }) => c.type === type);
+}
+
+function statefulSetGrid(name: string, serviceName: string, image = 'mysql:8', replicas = 2) {
+  return {
+    apiVersion: 'servicegroup.io/v1alpha1',
+    kind: 'StatefulSetGrid',
+    metadata: { name, namespace: ns },
+    spec: {
+      gridUniqKey: 'zone',
+      template: {
+        replicas,
+        serviceName,
+        selector: { matchLabels: { app: name } },
+        template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'db', image }] } },
+      },
+    },
+  };
+}
+
+async function explain(): Promise<string> {
+  const r = await cluster().kubectl(['get', 'stsg,statefulsets,pods', '-n', ns, '-o', 'wide']);
+  return r.stdout + r.stderr;
+}
+
+describe('StatefulSetGrid controller (in process)', () => {
+  before(
+    async () => {
+      const c = cluster();
+      await installCrds(c);
+      const saKubeconfig = await installRbac(c);
+      admin = new KubeClient(loadKubeconfig(c.adminKubeconfigPath));
+      await c.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }]);
+      await c.createNode('s-a1', { zone: 'a' });
+      await c.createNode('s-a2', { zone: 'a' });
+      await c.createNode('s-b', { zone: 'b' });
+      controller = new GridController({
+        client: clientFor(saKubeconfig),
+        log: pino({ level: process.env.LOG_LEVEL ?? 'warn' }),
+        resyncPeriodMs: 0,
+      });
+      await controller.start();
+    },
+    { timeout: 30 * 60_000 },
+  );
+
+  after(async () => {
+    await controller?.stop();
+  });
+
+  test('one StatefulSet per unit, pinned, with the given serviceName; pods Ready; status and printer columns filled', async () => {
+    await cluster().apply([statefulSetGrid('db', 'db-svc')]);
+    const sets = await until('two StatefulSets', async () => {
+      const l = await listStatefulSets('db');
+      return l.length === 2 && l;
+    });
+    assert.deepEqual(
+      sets.map((s) => s.metadata.name),
+      ['db-a', 'db-b'],
+    );
+    for (const [s, unit] of [
+      [sets[0]!, 'a'],
+      [sets[1]!, 'b'],
+    ] as const) {
+      assert.equal(s.spec.serviceName, 'db-svc');
+      assert.deepEqual(s.spec.template.spec.nodeSelector, { zone: unit });
+      assert.equal(s.metadata.labels?.['servicegroup.io/unit'], unit);
+      const owner = s.metadata.ownerReferences?.find((r: { controller?: boolean }) => r.controller);
+      assert.equal(owner?.kind, 'StatefulSetGrid');
+    }
+
+    // Stable pod names per unit, each on a node of its own unit, Ready.
+    const pods = await until(
+      'four Ready pods',
+      async () => {
+        const l = await listPods('db');
+        const ready = l.filter((p) =>
+          p.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True'),
+        );
+        return ready.length === 4 && l;
+      },
+      120_000,
+      explain,
+    );
+    assert.deepEqual(
+      pods.map((p) => p.metadata.name),
+      ['db-a-0', 'db-a-1', 'db-b-0', 'db-b-1'],
+    );
+    for (const p of pods) {
+      const unit = p.metadata.labels?.['servicegroup.io/unit'];
+      assert.ok(unit === 'a' ? p.spec.nodeName.startsWith('s-a') : p.spec.nodeName === 's-b', `${p.metadata.name} on ${p.spec.nodeName}`);
+    }
+
+    const grid = await until(
+      'grid status Ready',
+      async () => {
+        const g = await admin.get<Obj>(STSG('db'));
+        return g.status?.observedGeneration === g.metadata.generation && cond(g, 'Ready')?.status === 'True' && g;
+      },
+      120_000,
+      explain,
+    );
+    assert.equal(grid.status.totalUnits, 2);
+    assert.equal(grid.status.readyUnits, 2);
+    assert.deepEqual(
+      grid.status.units.map((u: { name: string; statefulSet: string; readyReplicas: number; replicas: number }) => [
+        u.name,
+        u.statefulSet,
+        u.replicas,
+        u.readyReplicas,
+      ]),
+      [
+        ['a', 'db-a', 2, 2],
+        ['b', 'db-b', 2, 2],
+      ],
+    );
+    assert.equal(cond(grid, 'Progressing')?.status, 'False');
+    assert.equal(cond(grid, 'Degraded')?.status, 'False');
+
+    const r = await cluster().kubectl(['get', 'stsg', 'db', '-n', ns]);
+    assert.equal(r.code, 0, r.stderr);
+    const [header, row] = r.stdout.trim().split('\n');
+    assert.match(header!, /^NAME\s+KEY\s+UNITS\s+READY\s+DEGRADED\s+AGE/);
+    assert.match(row!, /^db\s+zone\s+2\s+2\s+/);
+
+    await controller.waitIdle();
+    const created = (await events('db')).find((e) => e.reason === 'Created');
+    assert.match(created?.note ?? '', /^Created 2 StatefulSets: db-a \(unit "a"\), db-b \(unit "b"\)/);
+  });
+
+  test('a template change to an immutable field is reported, and the StatefulSets are left as they run', async () => {
+    const before = (await listStatefulSets('db')).map((s) => s.metadata.uid);
+    await cluster().apply([statefulSetGrid('db', 'other-svc')]);
+    const grid = await until(
+      'Degraded with ImmutableFieldChanged',
+      async () => {
+        const g = await admin.get<Obj>(STSG('db'));
+        return g.status?.observedGeneration === g.metadata.generation && cond(g, 'Degraded')?.status === 'True' && g;
+      },
+      60_000,
+      explain,
+    );
+    assert.equal(cond(grid, 'Degraded')?.reason, 'ImmutableFieldChanged');
+    assert.equal(cond(grid, 'Progressing')?.status, 'False');
+    assert.equal(cond(grid, 'Progressing')?.reason, 'Blocked');
+    for (const u of grid.status.units as { name: string; error?: string }[]) {
+      assert.match(u.error ?? '', /^ImmutableFieldChanged: the template changes serviceName, which a StatefulSet cannot change/);
+      assert.match(u.error ?? '', new RegExp(`delete StatefulSet ${ns}/db-${u.name}`));
+    }
+    await controller.waitIdle();
+    assert.ok(
+      (await events('db')).some((e) => e.type === 'Warning' && e.reason === 'ImmutableFieldChanged' && /2 units/.test(e.note ?? '')),
+    );
+    const sets = await listStatefulSets('db');
+    assert.deepEqual(
+      sets.map((s) => s.metadata.uid),
+      before,
+    );
+    assert.ok(sets.every((s) => s.spec.serviceName === 'db-svc'));
+
+    // Back to the running value: the error clears without a write to the StatefulSets.
+    await cluster().apply([statefulSetGrid('db', 'db-svc')]);
+    await until('Degraded cleared', async () => {
+      const g = await admin.get<Obj>(STSG('db'));
+      return g.status?.observedGeneration === g.metadata.generation && cond(g, 'Degraded')?.status === 'False';
+    });
+  });
+
+  test('a template change rolls every unit; the grid is Ready again once each StatefulSet runs its update revision', async () => {
+    await cluster().apply([statefulSetGrid('db', 'db-svc', 'mysql:8.4')]);
+    const grid = await until(
+      'rolled out',
+      async () => {
+        const g = await admin.get<Obj>(STSG('db'));
+        return (
+          g.status?.observedGeneration === g.metadata.generation &&
+          cond(g, 'Progressing')?.reason === 'Complete' &&
+          cond(g, 'Ready')?.status === 'True' &&
+          g
+        );
+      },
+      180_000,
+      explain,
+    );
+    assert.equal(grid.status.readyUnits, 2);
+    for (const s of await listStatefulSets('db')) {
+      assert.equal(s.spec.template.spec.containers[0].image, 'mysql:8.4');
+      assert.equal(s.status.currentRevision, s.status.updateRevision, s.metadata.name);
+    }
+    const pods = await listPods('db');
+    assert.deepEqual(
+      pods.map((p) => [p.metadata.name, p.spec.containers[0].image]),
+      [
+        ['db-a-0', 'mysql:8.4'],
+        ['db-a-1', 'mysql:8.4'],
+        ['db-b-0', 'mysql:8.4'],
+        ['db-b-1', 'mysql:8.4'],
+      ],
+    );
+  });
+
+  test('a forced resync of a settled StatefulSetGrid makes no write request', async () => {
+    let writes = -1;
+    await until(
+      'controller writes stable',
+      async () => {
+        await controller.waitIdle(120_000);
+        await new Promise((r) => setTimeout(r, 2000));
+        const now = (await cluster().writeRequests(CONTROLLER_USER)).length;
+        const stable = now === writes && controller.queue.idle();
+        writes = now;
+        return stable;
+      },
+      120_000,
+    );
+    assert.ok(
+      (await cluster().writeRequests(CONTROLLER_USER)).some((w) => w.resource === 'statefulsets' && w.code < 300),
+      'the controller did write StatefulSets before',
+    );
+    controller.resyncAll();
+    assert.ok(controller.queue.length + controller.queue.inFlight >= 1);
+    await controller.waitIdle(120_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    const after = await cluster().writeRequests(CONTROLLER_USER);
+    assert.equal(after.length, writes, `writes during resync: ${JSON.stringify(after.slice(writes))}`);
+  });
+
+  test('deleting the grid deletes its StatefulSets', async () => {
+    await admin.delete(STSG('db'));
+    // kube-controller-manager's garbage collector deletes them; it takes tens of seconds on a busy machine.
+    await until('StatefulSets gone', async () => (await listStatefulSets('db')).length === 0, 180_000, explain);
+  });
+});
