@@ -190,7 +190,17 @@ describe('controller leader election and health', () => {
     await until('replica-c not ready', async () => (await http(c, '/readyz')).status === 503, 30_000);
     // Every cache names itself and why. Each cache's grace period starts at its own first failure,
     // so on a busy machine they cross it one after another: wait for all of them.
-    const caches = ['deploymentgrids', 'servicegrids', 'nodes', 'deployments', 'services', 'endpointslices', 'pods'];
+    const caches = [
+      'deploymentgrids',
+      'servicegrids',
+      'statefulsetgrids',
+      'nodes',
+      'deployments',
+      'statefulsets',
+      'services',
+      'endpointslices',
+      'pods',
+    ];
     const failing = (body: string, informer: string) => new RegExp(`^\\[-\\]${informer}: list/watch failing for \\d+s: `, 'm').test(body);
     const unhealthy = await until(
       'replica-c unhealthy, naming every cache',
