@@ -8,18 +8,18 @@ import type { KubeObject } from '../../kube/objects.ts';
 import {
   ANNOTATION_RENDER_HASH,
   CONDITION_MISPLACED_PODS,
-  CONDITION_UNKNOWN_OVERRIDE_UNITS,
   type DeploymentGrid,
   type DeploymentGridUnitStatus,
   KIND_DEPLOYMENT_GRID,
   REASON_SELECTOR_CHANGED,
 } from '../api/v1alpha1.ts';
 import { stableStringify } from '../render/common.ts';
-import { renderDeploymentGrid, unknownOverrideUnits } from '../render/deployment.ts';
+import { renderDeploymentGrid } from '../render/deployment.ts';
 import { gateRollout, type UnitHealth } from '../rollout/gate.ts';
 import { condition, listSome } from './conditions.ts';
 import { type Evictor, findMisplacedPods, type MisplacedPod } from './eviction.ts';
 import type { GridKindParts, Notice, SyncView } from './grid-sync.ts';
+import { unknownOverridesNotice } from './overrides.ts';
 import { DEPLOYMENT_GRIDS, DEPLOYMENTS, type GridObject } from './resources.ts';
 
 type Grid = DeploymentGrid & GridObject;
@@ -114,29 +114,6 @@ export function deploymentGridParts(caches: DeploymentGridCaches, evictor: Evict
       const misplaced = await misplacedPods(view, caches, evictor);
       return { conditions: [unknownOverridesNotice(view), misplaced.notice], requeueAfterMs: misplaced.requeueAfterMs };
     },
-  };
-}
-
-function unknownOverridesNotice(view: SyncView<Grid>): Notice {
-  const { grid, units } = view;
-  const unknown = unknownOverrideUnits(grid, units);
-  const message =
-    unknown.length === 0
-      ? 'every unit named in overrides exists'
-      : `overrides name units no node carries (they apply once one does): ${listSome(
-          unknown.map((u) => `${JSON.stringify(u.unit)} in overrides[${u.overrides.join('], [')}]`),
-          10,
-        )}`;
-  return {
-    condition: condition(
-      grid.status?.conditions,
-      CONDITION_UNKNOWN_OVERRIDE_UNITS,
-      unknown.length > 0,
-      unknown.length > 0 ? 'UnitsNotFound' : 'AsExpected',
-      message,
-      grid.metadata.generation,
-    ),
-    eventType: 'Normal',
   };
 }
 

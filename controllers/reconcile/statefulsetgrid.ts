@@ -6,17 +6,14 @@ import type { V1StatefulSet } from '@kubernetes/client-node';
 import type { Informer } from '../../kube/informer.ts';
 import type { KubeObject } from '../../kube/objects.ts';
 import {
-  CONDITION_UNKNOWN_OVERRIDE_UNITS,
-  type DeploymentGrid,
   KIND_STATEFULSET_GRID,
   REASON_IMMUTABLE_FIELD_CHANGED,
   type StatefulSetGrid,
   type StatefulSetGridUnitStatus,
 } from '../api/v1alpha1.ts';
-import { unknownOverrideUnits } from '../render/deployment.ts';
 import { changedImmutableFields, renderStatefulSetGrid } from '../render/statefulset.ts';
-import { condition, listSome } from './conditions.ts';
-import type { GridKindParts, Notice, SyncView } from './grid-sync.ts';
+import type { GridKindParts } from './grid-sync.ts';
+import { unknownOverridesNotice } from './overrides.ts';
 import { type GridObject, STATEFULSET_GRIDS, STATEFULSETS } from './resources.ts';
 
 type Grid = StatefulSetGrid & GridObject;
@@ -95,29 +92,5 @@ export function statefulSetGridParts(caches: StatefulSetGridCaches): GridKindPar
     async extras(view) {
       return { conditions: [unknownOverridesNotice(view)] };
     },
-  };
-}
-
-function unknownOverridesNotice(view: SyncView<Grid>): Notice {
-  const { grid, units } = view;
-  // Only spec.overrides is read, which both kinds share.
-  const unknown = unknownOverrideUnits(grid as unknown as DeploymentGrid, units);
-  const message =
-    unknown.length === 0
-      ? 'every unit named in overrides exists'
-      : `overrides name units no node carries (they apply once one does): ${listSome(
-          unknown.map((u) => `${JSON.stringify(u.unit)} in overrides[${u.overrides.join('], [')}]`),
-          10,
-        )}`;
-  return {
-    condition: condition(
-      grid.status?.conditions,
-      CONDITION_UNKNOWN_OVERRIDE_UNITS,
-      unknown.length > 0,
-      unknown.length > 0 ? 'UnitsNotFound' : 'AsExpected',
-      message,
-      grid.metadata.generation,
-    ),
-    eventType: 'Normal',
   };
 }

@@ -154,7 +154,10 @@ export function renderDeploymentGrid(grid: DeploymentGrid, units: readonly strin
 }
 
 /** Units named in `overrides` that are not among `units`, with the indexes of the overrides naming them. */
-export function unknownOverrideUnits(grid: DeploymentGrid, units: readonly string[]): { unit: string; overrides: number[] }[] {
+export function unknownOverrideUnits(
+  grid: { spec: Pick<DeploymentGrid['spec'], 'overrides'> },
+  units: readonly string[],
+): { unit: string; overrides: number[] }[] {
   const known = new Set(units);
   const unknown = new Map<string, number[]>();
   for (const [i, override] of (grid.spec.overrides ?? []).entries()) {
