@@ -3,7 +3,8 @@
 // twice: once against the wrapper's watch limit (--max-watches; the rest must get 429), once with
 // the limit raised to --watches (every watch admitted, to measure what one watch costs). Meanwhile
 // /healthz is probed every 50 ms on the probe port. Prints RSS and heap before, with the watches
-// open and after they are closed, the 429 count and the /healthz latency during the burst.
+// open and after they are closed (and the heap still alive after a full collection), the 429
+// count and the /healthz latency during the burst.
 //   --watches 10000 --max-watches 1000 --concurrency 256 --services 50
 //   --wrapper-cmd '... --max-watches={maxWatches}' | --wrapper-url URL   --out f.json
 import { readFileSync } from 'node:fs';
@@ -54,7 +55,12 @@ const N = {
 };
 const NS = 'watches';
 const SLICES = '/apis/discovery.k8s.io/v1/endpointslices';
-const WRAPPER_CMD = values['wrapper-cmd'] ?? `${DEFAULT_WRAPPER_CMD} --max-watches={maxWatches}`;
+// Our wrapper also writes a heap snapshot on SIGUSR2: taking one runs a full garbage collection,
+// so the heap measured after it is what is still alive, not garbage an idle process never collects.
+const WRAPPER_CMD =
+  values['wrapper-cmd'] ??
+  `${DEFAULT_WRAPPER_CMD.replace(`${process.execPath} `, `${process.execPath} --heapsnapshot-signal=SIGUSR2 --diagnostic-dir={diag} `)} --max-watches={maxWatches}`;
+const SNAPSHOTS = !values['wrapper-cmd'] && !values['wrapper-url'];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const MiB = 1024 * 1024;
@@ -148,6 +154,8 @@ interface Round {
   closed: Memory;
   /** 30 s later. */
   settled: Memory;
+  /** Then after a full garbage collection (our wrapper only): what the closed watches left alive. */
+  liveHeapMiB: number | undefined;
   admitted: number;
   refused429: number;
   failed: number;
@@ -162,7 +170,7 @@ async function round(cluster: Cluster, kubeconfig: string, name: string, maxWatc
     nodeName: 'node-0',
     kubeconfig,
     name: `wrapper-${name}`,
-    vars: { maxWatches: String(maxWatches) },
+    vars: { maxWatches: String(maxWatches), diag: cluster.dir },
   });
   const ep: Endpoint = { url: wrapper.url };
   const list = await requestOk<{ metadata: { resourceVersion?: string } }>(
@@ -206,6 +214,13 @@ async function round(cluster: Cluster, kubeconfig: string, name: string, maxWatc
   }
   await sleep(30_000);
   const settled = await memory(wrapper);
+  let liveHeapMiB: number | undefined;
+  if (SNAPSHOTS && wrapper.pid) {
+    // The snapshot is written on the wrapper's main thread: the next /metrics answer comes after it.
+    process.kill(wrapper.pid, 'SIGUSR2');
+    await sleep(100);
+    liveHeapMiB = (await memory(wrapper)).heapUsedMiB;
+  }
   if (wrapper.pid) await stopProcess(wrapper.pid);
   const p = (q: number) => percentile(health.latencies, q);
   return {
@@ -215,6 +230,7 @@ async function round(cluster: Cluster, kubeconfig: string, name: string, maxWatc
     open,
     closed,
     settled,
+    liveHeapMiB,
     admitted,
     refused429,
     failed: held.length - admitted - refused429,
@@ -274,12 +290,13 @@ async function main() {
         'burst s',
         'RSS before',
         'RSS open',
-        'KiB/watch',
+        'RSS KiB per admitted watch',
         'RSS closed',
         'RSS +30 s',
         'heap before',
         'heap open',
         'heap +30 s',
+        'live heap',
         'healthz p50/p99/max ms',
         'healthz failed',
       ],
@@ -298,6 +315,7 @@ async function main() {
         mib(r.before.heapUsedMiB),
         mib(r.open.heapUsedMiB),
         mib(r.settled.heapUsedMiB),
+        r.liveHeapMiB === undefined ? 'n/a' : mib(r.liveHeapMiB),
         `${r.healthz.p50Ms.toFixed(1)}/${r.healthz.p99Ms.toFixed(1)}/${r.healthz.maxMs.toFixed(1)}`,
         `${r.healthz.failures} of ${r.healthz.count + r.healthz.failures}`,
       ]),

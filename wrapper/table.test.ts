@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { QueryError } from './query.ts';
-import { ENDPOINT_SLICES, ENDPOINTS, SERVICES } from './resources.ts';
-import { humanDuration, includeObjectOf, renderTable, tableVersionOf } from './table.ts';
+import { ENDPOINT_SLICES, ENDPOINTS, SERVED_RESOURCES, SERVICES } from './resources.ts';
+import { hasTablePrinter, humanDuration, includeObjectOf, renderTable, tableVersionOf } from './table.ts';
 
 test('Accept: the Table form kubectl asks for, in order of preference; plain JSON otherwise', () => {
   const kubectl = 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json';
@@ -98,4 +98,8 @@ test('cells: long lists abbreviated, empty ones marked, IPv6 host:port bracketed
     opts,
   );
   assert.deepEqual(cells(svcs), [['lb', 'LoadBalancer', '10.96.0.9', '<pending>', '80:30080/TCP', '10m', 'a=1,b=2']]);
+});
+
+test('every served kind has a Table printer', () => {
+  for (const spec of SERVED_RESOURCES) assert.ok(hasTablePrinter(spec.resource), spec.resource);
 });
