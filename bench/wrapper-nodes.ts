@@ -21,6 +21,7 @@ import {
   inParallel,
   machine,
   procStats,
+  request,
   requestOk,
   startControllerUnderTest,
   startWrapperUnderTest,
@@ -182,8 +183,17 @@ async function measureWrapper(cluster: Cluster, kubeconfig: string, mode: string
     const ep: Endpoint = { url: wrapper.url };
     const held = new Map<string, Set<string>>();
     const wake: (() => void)[] = [];
-    const list = await requestOk<{ metadata: { resourceVersion: string } }>(ep, 'GET', SLICES);
+    type SliceList = {
+      metadata: { resourceVersion: string };
+      items: { metadata: { namespace: string; name: string }; endpoints?: { nodeName?: string }[] }[];
+    };
+    const list = await requestOk<SliceList>(ep, 'GET', SLICES);
+    // The watcher's state: the list, then the events after it.
+    for (const i of list.items)
+      held.set(`${i.metadata.namespace}/${i.metadata.name}`, new Set((i.endpoints ?? []).map((e) => e.nodeName ?? '')));
+    let events = 0;
     const watch = new WatchStream(ep, `${SLICES}?watch=1&resourceVersion=${list.metadata.resourceVersion}`, (ev) => {
+      events++;
       if (ev.type === 'BOOKMARK') return;
       const key = `${ev.object.metadata.namespace}/${ev.object.metadata.name}`;
       if (ev.type === 'DELETED') held.delete(key);
@@ -204,6 +214,13 @@ async function measureWrapper(cluster: Cluster, kubeconfig: string, mode: string
       .filter((s) => slice(s, nodes).endpoints.some((e) => e.nodeName === nodeName(moved)))
       .map((s) => `${NS}/svc-${s}-1`);
     const reactions: number[] = [];
+    // Start from a settled state: the moved node is in the wrapper's unit (NodeUnits may still be
+    // catching up with the previous measurement's relabels).
+    const settled = Date.now() + 120_000;
+    while (!affected.every((k) => held.get(k)?.has(nodeName(moved)))) {
+      if (Date.now() > settled) throw new Error(`${mode}: node ${nodeName(moved)} not in the wrapper's unit after 120 s`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
     for (let r = 0; r < P.relabels; r++) {
       const away = r % 2 === 0;
       const done = () => affected.every((k) => held.get(k)?.has(nodeName(moved)) === !away);
@@ -217,7 +234,19 @@ async function measureWrapper(cluster: Cluster, kubeconfig: string, mode: string
       );
       const deadline = Date.now() + 60_000;
       while (!done()) {
-        if (Date.now() > deadline) throw new Error(`${mode}: relabel ${r} not followed in 60 s`);
+        if (Date.now() > deadline) {
+          const served = await requestOk<{ items: { metadata: { name: string }; endpoints?: { nodeName?: string }[] }[] }>(
+            ep,
+            'GET',
+            SLICES,
+          );
+          const stale = served.items.filter(
+            (i) => affected.includes(`${NS}/${i.metadata.name}`) && i.endpoints?.some((e) => e.nodeName === nodeName(moved)) === away,
+          );
+          throw new Error(
+            `${mode}: relabel ${r} not followed in 60 s: the watch ${watch.closed ? 'was closed' : 'is open'}, ${events} events, ${held.size} slices held, ${stale.length} of ${affected.length} affected slices still wrong when listed`,
+          );
+        }
         await new Promise<void>((res) => {
           wake.push(res);
           setTimeout(res, 50);
@@ -264,7 +293,9 @@ async function atScale(nodes: number) {
     t = performance.now();
     const controller = await startControllerUnderTest(cluster, { kubeconfig: controllerKubeconfig, resyncSeconds: 600 });
     for (;;) {
-      const l = await requestOk<{ items: { status?: { nodeCount?: number } }[] }>(api, 'GET', '/apis/servicegroup.io/v1alpha1/nodeunits');
+      // A CRD established a moment ago may still answer 429 while its storage initialises.
+      const r = await request(api, 'GET', '/apis/servicegroup.io/v1alpha1/nodeunits');
+      const l = r.status === 200 ? (JSON.parse(r.body) as { items: { status?: { nodeCount?: number } }[] }) : { items: [] };
       if (l.items.length === P.units && l.items.reduce((n, u) => n + (u.status?.nodeCount ?? 0), 0) === nodes) break;
       if (performance.now() - t > 600_000) throw new Error('the controller did not make the NodeUnits in 10 minutes');
       await new Promise((r) => setTimeout(r, 500));

@@ -31,12 +31,16 @@ const { values: flags } = parseArgs({
     'log-level': { type: 'string', default: 'info' },
     'resync-period': { type: 'string', default: '10m' },
     workers: { type: 'string', default: '2' },
+    // The apiserver sends a bookmark about every minute on an idle watch; silence longer than this is a dead connection.
+    'watch-idle-timeout': { type: 'string', default: '150s' },
     identity: { type: 'string', default: '' },
   },
   allowPositionals: false,
 });
 
 const log = pino({ level: flags['log-level'], base: { component: 'servicegroup-controller' } });
+const watchIdleTimeoutMs = parseDuration(flags['watch-idle-timeout']!);
+if (watchIdleTimeoutMs < 1000) throw new Error(`--watch-idle-timeout must be at least 1s, got ${flags['watch-idle-timeout']}`);
 const client = new KubeClient(loadCredentials(flags.kubeconfig));
 const identity = flags.identity || `${hostname()}_${process.pid}`;
 
@@ -47,7 +51,7 @@ const metrics = new ControllerMetrics({
   queueDepth: () => controller?.queue.length ?? 0,
   units: () => controller?.unitTotals() ?? [],
 });
-client.observeRequests((verb) => {
+client.setResponseObserver((verb) => {
   if (verb !== 'GET') metrics.writes.inc({ verb });
 });
 
@@ -64,6 +68,7 @@ async function startController(): Promise<void> {
     instance: identity,
     workers: Number(flags.workers),
     resyncPeriodMs: parseDuration(flags['resync-period']!),
+    watchIdleTimeoutMs,
   });
   nodeUnits = new NodeUnitController({
     client,
@@ -71,6 +76,7 @@ async function startController(): Promise<void> {
     deploymentGrids: controller.deploymentGrids,
     serviceGrids: controller.serviceGrids,
     resyncPeriodMs: parseDuration(flags['resync-period']!),
+    watchIdleTimeoutMs,
   });
   await Promise.all([controller.start(), nodeUnits.start()]);
   started = true;

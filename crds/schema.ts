@@ -2,7 +2,7 @@
 // ServiceGrid that embed the real DeploymentSpec/ServiceSpec, and for NodeUnit (whose
 // nodeSelector is the real LabelSelector). Pure: documents in, CRDs out.
 
-import { MAX_DEPLOYMENT_GRID_NAME, MAX_SERVICE_GRID_NAME } from '../controllers/render/names.ts';
+import { MAX_DEPLOYMENT_GRID_NAME, MAX_SERVICE_GRID_NAME, MAX_STATEFULSET_GRID_NAME } from '../controllers/render/names.ts';
 
 type Schema = Record<string, any>;
 interface OpenAPIDoc {
@@ -321,6 +321,48 @@ const TAIL_COLUMNS: Schema[] = [
   { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
 ];
 
+/** Per-unit overrides of a workload grid: replicas, then an RFC 6902 patch of the unit's `specKind`. */
+function overridesSchema(specKind: string): Schema {
+  return {
+    type: 'array',
+    maxItems: 256,
+    description: `Per-unit changes applied in order after the template is chosen: replicas, then an RFC 6902 JSON patch of the ${specKind}.`,
+    items: {
+      type: 'object',
+      required: ['units'],
+      properties: {
+        units: {
+          type: 'array',
+          minItems: 1,
+          maxItems: 4096,
+          items: { type: 'string', maxLength: 63 },
+          description: 'Unit values this override applies to.',
+        },
+        replicas: { type: 'integer', format: 'int32', minimum: 0 },
+        patch: {
+          type: 'array',
+          maxItems: 128,
+          description: `RFC 6902 operations on the unit's ${specKind}, e.g. {op: replace, path: /template/spec/containers/0/image, value: app:2}.`,
+          items: {
+            type: 'object',
+            required: ['op', 'path'],
+            properties: {
+              op: { type: 'string', enum: ['add', 'remove', 'replace', 'move', 'copy', 'test'] },
+              path: { type: 'string', maxLength: 1024 },
+              from: { type: 'string', maxLength: 1024 },
+              value: { 'x-kubernetes-preserve-unknown-fields': true, description: 'Any JSON value.' },
+            },
+            'x-kubernetes-validations': [
+              { rule: "self.path == '' || self.path.startsWith('/')", message: 'path must be a JSON pointer starting with /' },
+              { rule: "!(self.op in ['move', 'copy']) || has(self.from)", message: 'move and copy need from' },
+            ],
+          },
+        },
+      },
+    },
+  };
+}
+
 export function buildCrds(docs: OpenAPIDoc[]): Schema[] {
   const r = new SchemaResolver(docs);
   const deploymentSpec = r.resolve('io.k8s.api.apps.v1.DeploymentSpec');
@@ -336,46 +378,7 @@ export function buildCrds(docs: OpenAPIDoc[]): Schema[] {
     'dg',
     {
       ...gridCommon(deploymentSpec, deploymentSpecBare, 'Deployment spec'),
-      overrides: {
-        type: 'array',
-        maxItems: 256,
-        description:
-          'Per-unit changes applied in order after the template is chosen: replicas, then an RFC 6902 JSON patch of the DeploymentSpec.',
-        items: {
-          type: 'object',
-          required: ['units'],
-          properties: {
-            units: {
-              type: 'array',
-              minItems: 1,
-              maxItems: 4096,
-              items: { type: 'string', maxLength: 63 },
-              description: 'Unit values this override applies to.',
-            },
-            replicas: { type: 'integer', format: 'int32', minimum: 0 },
-            patch: {
-              type: 'array',
-              maxItems: 128,
-              description:
-                "RFC 6902 operations on the unit's DeploymentSpec, e.g. {op: replace, path: /template/spec/containers/0/image, value: app:2}.",
-              items: {
-                type: 'object',
-                required: ['op', 'path'],
-                properties: {
-                  op: { type: 'string', enum: ['add', 'remove', 'replace', 'move', 'copy', 'test'] },
-                  path: { type: 'string', maxLength: 1024 },
-                  from: { type: 'string', maxLength: 1024 },
-                  value: { 'x-kubernetes-preserve-unknown-fields': true, description: 'Any JSON value.' },
-                },
-                'x-kubernetes-validations': [
-                  { rule: "self.path == '' || self.path.startsWith('/')", message: 'path must be a JSON pointer starting with /' },
-                  { rule: "!(self.op in ['move', 'copy']) || has(self.from)", message: 'move and copy need from' },
-                ],
-              },
-            },
-          },
-        },
-      },
+      overrides: overridesSchema('DeploymentSpec'),
     },
     ['gridUniqKey', 'template'],
     POOL_RULES,
@@ -441,7 +444,31 @@ export function buildCrds(docs: OpenAPIDoc[]): Schema[] {
     ],
     "ServiceGrid renders a shared Service (<grid>-svc) whose traffic stays in each node's NodeUnit, and one Service per NodeUnit.",
   );
-  return [dg, sg, nodeUnitCrd(r)];
+  const statefulSetSpec = r.resolve('io.k8s.api.apps.v1.StatefulSetSpec');
+  const statefulSetSpecBare = r.resolve('io.k8s.api.apps.v1.StatefulSetSpec', { descriptions: false });
+  const stsg = crd(
+    'StatefulSetGrid',
+    'statefulsetgrids',
+    'stsg',
+    { ...gridCommon(statefulSetSpec, statefulSetSpecBare, 'StatefulSet spec'), overrides: overridesSchema('StatefulSetSpec') },
+    ['gridUniqKey', 'template'],
+    POOL_RULES,
+    [
+      {
+        rule: `size(self.metadata.name) <= ${MAX_STATEFULSET_GRID_NAME}`,
+        message: `a StatefulSetGrid name may have at most ${MAX_STATEFULSET_GRID_NAME} characters, so that <grid>-<unit> StatefulSet (and pod) names fit`,
+      },
+    ],
+    statusSchema({
+      statefulSet: { type: 'string' },
+      replicas: { type: 'integer', format: 'int32' },
+      readyReplicas: { type: 'integer', format: 'int32' },
+      updatedReplicas: { type: 'integer', format: 'int32' },
+    }),
+    [...COMMON_COLUMNS, ...TAIL_COLUMNS],
+    "StatefulSetGrid renders one StatefulSet per NodeUnit (distinct value of the node label gridUniqKey), pinned to that unit's nodes; its pods resolve as <grid>-<i>.<serviceName> inside each unit through the node's wrapper.",
+  );
+  return [dg, sg, nodeUnitCrd(r), stsg];
 }
 
 const LABEL_VALUE_RE = '^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$';

@@ -26,10 +26,11 @@ export function isStatus(err: unknown, code: number): boolean {
 }
 
 /**
- * Told of every request once its outcome is known: the method and the status code, or `<error>`
- * when no response came (the labels of client-go's rest_client_requests_total).
+ * Told of every request once its outcome is known: the method, the status code (undefined when
+ * no response came) and the server's host, as client-go's rest_client_requests_total labels them.
+ * A stream that fails after its response was counted with its status.
  */
-export type RequestObserver = (method: string, code: string) => void;
+export type ResponseObserver = (method: string, code: number | undefined, host: string) => void;
 
 export type Query = Record<string, string | number | boolean | undefined>;
 
@@ -69,14 +70,14 @@ function parseBody(body: Buffer): unknown {
 export class KubeClient {
   readonly credentials: Credentials;
   readonly server: URL;
-  private observer: RequestObserver = () => {};
+  private observer: ResponseObserver = () => {};
 
   constructor(credentials: Credentials) {
     this.credentials = credentials;
     this.server = new URL(credentials.server);
   }
 
-  observeRequests(observer: RequestObserver): void {
+  setResponseObserver(observer: ResponseObserver): void {
     this.observer = observer;
   }
 
@@ -105,21 +106,24 @@ export class KubeClient {
     }
     const send = url.protocol === 'https:' ? https.request : http.request;
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      const req = send(url, { ...options, method, signal: opts.signal }, resolve);
+      let response: IncomingMessage | undefined;
+      const req = send(url, { ...options, method, signal: opts.signal }, (r) => resolve((response = r)));
       // The socket's inactivity timer: it covers waiting for the response and, as long as the
       // response is read, every pause between chunks. A half-open connection (peer gone without
       // a FIN or RST) is only ever noticed this way.
-      req.setTimeout(opts.idleTimeoutMs, () =>
-        req.destroy(new Error(`${method} ${url.pathname}: no data from the apiserver for ${opts.idleTimeoutMs} ms`)),
-      );
+      req.setTimeout(opts.idleTimeoutMs, () => {
+        const err = new Error(`${method} ${url.pathname}: no data from the apiserver for ${opts.idleTimeoutMs} ms`);
+        response?.destroy(err); // the reader of the body gets this error rather than a bare "aborted"
+        req.destroy(err);
+      });
       req.on('error', reject);
       req.end(payload);
     }).catch((err: unknown) => {
-      this.observer(method, '<error>');
+      this.observer(method, undefined, url.host);
       throw err;
     });
     const code = res.statusCode ?? 0;
-    this.observer(method, String(code));
+    this.observer(method, code, url.host);
     if (code >= 300) throw new ApiError(method, url.pathname, code, parseBody(await readBody(res)));
     return res;
   }

@@ -15,10 +15,13 @@ export class Informer<T extends KubeObject> implements ReflectorSink {
   private readonly store = new Map<string, T>();
   private readonly byNamespace = new Map<string, Map<string, T>>();
   private readonly handlers: Handler<T>[] = [];
+  /** The resource's plural name, for logs and health reports. */
+  readonly name: string;
 
   constructor(client: KubeClient, resource: GroupVersionResource, log: Logger, options: ReflectorOptions = {}) {
     this.reflector = new Reflector(resource, client, this, log, options);
     this.log = log.child({ resource: resource.resource });
+    this.name = resource.resource;
   }
 
   /** Resolves once the first list is in the cache. */
@@ -41,6 +44,16 @@ export class Informer<T extends KubeObject> implements ReflectorSink {
 
   get size(): number {
     return this.store.size;
+  }
+
+  /** True while the last list/watch attempt failed. */
+  get failing(): boolean {
+    return this.reflector.failing;
+  }
+
+  /** Why this cache cannot be trusted (see Reflector.problem), or undefined. */
+  problem(now: number, graceMs: number): string | undefined {
+    return this.reflector.problem(now, graceMs);
   }
 
   /** Starts the list/watch loop in the background; await `synced` for the first list. */

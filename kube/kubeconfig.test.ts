@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import type { RequestOptions } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { loadInCluster, loadKubeconfig } from './kubeconfig.ts';
+import { loadCredentials, loadInCluster, loadKubeconfig } from './kubeconfig.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'kubeconfig-test-'));
 const b64 = (s: string) => Buffer.from(s).toString('base64');
@@ -66,7 +66,7 @@ test('a plain-HTTP server with no user', async () => {
   assert.equal(loadKubeconfig(file).server, 'http://127.0.0.1:8080');
 });
 
-test('clear errors for what the wrapper cannot use', () => {
+test('clear errors for what cannot be used', () => {
   assert.throws(() => loadKubeconfig(join(dir, 'missing.yaml')), /ENOENT/);
   assert.throws(() => loadKubeconfig(write('bad.yaml', 'a: [')), /kubeconfig .*bad\.yaml/);
   assert.throws(() => loadKubeconfig(write('noctx.yaml', 'current-context: x\ncontexts: []\n')), /context "x" not found/);
@@ -93,4 +93,22 @@ test('in-cluster: server from the environment, ServiceAccount token and CA from 
   assert.equal(String(o.ca), 'SACA');
   assert.equal(loadInCluster({ KUBERNETES_SERVICE_HOST: 'fd00::1', KUBERNETES_SERVICE_PORT: '443' }, sa).server, 'https://[fd00::1]:443');
   assert.throws(() => loadInCluster({}, sa), /KUBERNETES_SERVICE_HOST/);
+});
+
+test('where credentials are looked for: the given file, then $KUBECONFIG, then ~/.kube/config, then in-cluster', () => {
+  const kubeconfig = (server: string) =>
+    `current-context: c\ncontexts: [{name: c, context: {cluster: k}}]\nclusters: [{name: k, cluster: {server: '${server}'}}]\n`;
+  const given = write('given.yaml', kubeconfig('https://given'));
+  const fromEnv = write('env.yaml', kubeconfig('https://env'));
+  const home = mkdtempSync(join(tmpdir(), 'home-'));
+  const inHome = { HOME: home };
+  const env = { HOME: home, KUBECONFIG: `:${fromEnv}:${given}` };
+
+  assert.equal(loadCredentials(given, env).server, 'https://given');
+  assert.equal(loadCredentials('', env).server, 'https://env', 'the first file named in $KUBECONFIG');
+  assert.throws(() => loadCredentials(undefined, inHome), /not in a cluster: KUBERNETES_SERVICE_HOST/, 'no ~/.kube/config yet');
+  mkdirSync(join(home, '.kube'));
+  writeFileSync(join(home, '.kube', 'config'), kubeconfig('https://home'));
+  assert.equal(loadCredentials(undefined, inHome).server, 'https://home');
+  assert.equal(loadCredentials(undefined, env).server, 'https://env', '$KUBECONFIG before ~/.kube/config');
 });

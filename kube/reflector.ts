@@ -31,6 +31,11 @@ export interface ReflectorOptions {
    * names and labels, at a fraction of the memory and bandwidth.
    */
   metadataOnly?: boolean;
+  /**
+   * Reduces each object to what the sink needs before it is delivered (e.g. a Node to its labels
+   * and Ready condition): a cache of thousands of full objects is then a cache of small ones.
+   */
+  keep?: (obj: KubeObject) => KubeObject;
   /** Items per list page. */
   pageSize?: number;
   /**
@@ -40,7 +45,7 @@ export interface ReflectorOptions {
   watchIdleTimeoutMs?: number;
   /** The first list starts after a random delay below this, so that programs started together spread their lists. */
   startJitterMs?: number;
-  /** A failed list or watch is retried after a random delay below min(this, 250 ms × 2^failures); default 30 s. */
+  /** A failed list or watch is retried after a random delay below min(this, 250 ms × 2^failures); default 5 s. */
   maxBackoffMs?: number;
   /**
    * A relist after an expired resourceVersion starts after a random delay below this, so that
@@ -56,7 +61,8 @@ const DEFAULT_PAGE_SIZE = 500;
 const DEFAULT_WATCH_IDLE_TIMEOUT_MS = 150_000;
 const LIST_IDLE_TIMEOUT_MS = 60_000;
 const MIN_BACKOFF_MS = 250;
-const MAX_BACKOFF_MS = 30_000;
+// Short enough that a node back from an outage catches up within seconds; full jitter spreads the retries.
+const MAX_BACKOFF_MS = 5_000;
 /** Server-side watch lifetime, spread like client-go's (5 to 10 minutes) so that re-watches do not bunch up. */
 const watchTimeoutSeconds = () => 300 + Math.floor(Math.random() * 300);
 
@@ -108,6 +114,9 @@ export class Reflector {
   /** Keys of the objects delivered to the sink: a relist deletes those no longer listed. */
   private readonly known = new Set<string>();
   private rv = '';
+  /** Since when every list/watch attempt has failed (undefined while they succeed), and the last error. */
+  private failure: { since: number; err: Error } | undefined;
+  private loopEnded = false;
   /** Set when a list from the watch cache failed with 410: the next list is a consistent read. */
   private listFromStorage = false;
   private readonly abort = new AbortController();
@@ -126,12 +135,38 @@ export class Reflector {
     this.opts = options;
   }
 
+  private reduce(obj: KubeObject): KubeObject {
+    return this.opts.keep ? this.opts.keep(obj) : withoutManagedFields(obj);
+  }
+
   private get path(): string {
     return resourcePath(this.resource);
   }
 
   start(): void {
-    void this.run();
+    this.run().then(
+      () => (this.loopEnded = !this.abort.signal.aborted),
+      (err) => {
+        this.loopEnded = true;
+        this.log.error({ err }, 'list/watch loop ended');
+      },
+    );
+  }
+
+  /** True while the last list/watch attempt failed. */
+  get failing(): boolean {
+    return this.failure !== undefined;
+  }
+
+  /**
+   * Why this reflector's data cannot be trusted, or undefined: its loop ended, or its list/watch
+   * attempts have failed without a success for longer than `graceMs`.
+   */
+  problem(now: number, graceMs: number): string | undefined {
+    if (this.loopEnded) return 'list/watch loop ended';
+    if (this.failure && now - this.failure.since > graceMs)
+      return `list/watch failing for ${Math.round((now - this.failure.since) / 1000)}s: ${this.failure.err.message}`;
+    return undefined;
   }
 
   stop(): void {
@@ -164,6 +199,8 @@ export class Reflector {
           continue;
         }
         failures++;
+        this.failure ??= { since: Date.now(), err: err as Error };
+        this.failure.err = err as Error;
         this.opts.onContact?.(false);
         // Full jitter: replicas and nodes that failed together do not retry together.
         const backoffMs = Math.round(Math.random() * Math.min(this.opts.maxBackoffMs ?? MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** failures));
@@ -199,7 +236,7 @@ export class Reflector {
         const key = objectKey(item);
         seen.add(key);
         this.known.add(key);
-        this.sink.upsert(this.resource.resource, withoutManagedFields(item));
+        this.sink.upsert(this.resource.resource, this.reduce(item));
       }
       rv = page.head.metadata?.resourceVersion ?? '';
       cont = (page.head.metadata as { continue?: string } | undefined)?.continue || undefined;
@@ -215,6 +252,7 @@ export class Reflector {
     }
     this.rv = rv;
     this.listFromStorage = false;
+    this.failure = undefined;
     this.opts.onContact?.(true);
     this.log.debug({ rv, count: seen.size }, 'listed');
     if (!this.hasSynced) {
@@ -237,6 +275,7 @@ export class Reflector {
       signal: this.abort.signal,
       idleTimeoutMs: this.opts.watchIdleTimeoutMs ?? DEFAULT_WATCH_IDLE_TIMEOUT_MS,
     });
+    this.failure = undefined;
     this.opts.onContact?.(true);
     let buf = '';
     res.setEncoding('utf8');
@@ -257,7 +296,7 @@ export class Reflector {
       case 'ADDED':
       case 'MODIFIED':
         this.known.add(objectKey(obj));
-        this.sink.upsert(this.resource.resource, withoutManagedFields(obj));
+        this.sink.upsert(this.resource.resource, this.reduce(obj));
         break;
       case 'DELETED':
         this.known.delete(objectKey(obj));

@@ -117,7 +117,8 @@ describe('per-NodeUnit DNS through the wrapper', () => {
         '--leader-elect=false',
       ]);
       for (const node of Object.keys(NODES) as NodeName[]) {
-        const wrapper = await startWrapper(c, { nodeName: node, kubeconfig: wrapperKubeconfig });
+        // As examples/install runs it: who is in which unit, from the NodeUnits the controller keeps.
+        const wrapper = await startWrapper(c, { nodeName: node, kubeconfig: wrapperKubeconfig, args: ['--membership=nodeunits'] });
         wrappers.push(wrapper);
         dns.set(node, await startCoreDNS(c, { nodeName: node, wrapperURL: wrapper.url }));
       }

@@ -243,13 +243,13 @@ describe('NodeUnit controller', () => {
     await label('u-a2', { site: null });
   });
 
-  test('two declared units claiming one node with different values: Conflict on both, the older keeps it, and nothing flaps (zero writes on resync)', async () => {
+  test('two declared units claiming one node with different values: Conflict on both, the first claim keeps it, and nothing flaps (zero writes on resync)', async () => {
     await cluster().apply([nodeUnit('red', { key: 'color', value: 'red', nodes: ['u-x'] })]);
     await until('u-x red', async () => (await labels('u-x')).color === 'red');
     await cluster().apply([nodeUnit('blue', { key: 'color', value: 'blue', nodes: ['u-x', 'u-b'] })]);
     for (const [name, pattern] of [
-      ['red', /node u-x is also claimed by blue \(color=blue\); this unit is older and keeps it/],
-      ['blue', /node u-x is claimed by older red \(color=red\); not labelled color=blue/],
+      ['red', /node u-x is also claimed by blue \(color=blue\); this unit claimed it first and keeps it/],
+      ['blue', /node u-x is kept by red \(color=red\), which claimed it first; not labelled color=blue/],
     ] as const) {
       const u = await until(`Conflict on ${name}`, async () => {
         const u = await getOrUndefined(NU(name));

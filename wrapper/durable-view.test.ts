@@ -94,3 +94,39 @@ test('after a restore, the first upstream list deletes what upstream lost meanwh
   assert.equal(second.durable.restored, undefined, 'every resource listed: the saved state is no longer what is served');
   second.durable.stop();
 });
+
+test('with NodeUnit membership, the NodeUnits are saved and a restore places the other nodes again', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'durable-view-'));
+  dirs.push(dir);
+  const resources = [...RESOURCES, 'nodeunits'];
+  const start = () => {
+    const clock = new RvClock();
+    const served = Object.fromEntries(
+      SERVED_RESOURCES.map((s) => [s.resource, new ServedResource(s.resource, clock, { kind: s.kind, apiVersion: apiVersionOf(s) })]),
+    ) as unknown as ServedStores;
+    const view = new NodeUnitView('a1', served, log, undefined, 'nodeunits');
+    const store = new StateStore({ dir, node: 'a1', log, resources });
+    return { served, durable: new DurableView({ view, store, log, snapshotIntervalMs: 3_600_000, resources }) };
+  };
+  const first = start();
+  first.durable.upsert('nodes', node('a1', 'a'));
+  first.durable.upsert('nodeunits', { metadata: { name: 'zone.a' }, spec: { key: 'zone', value: 'a' }, status: { nodes: ['a1', 'a2'] } });
+  first.durable.upsert('services', svc('web'));
+  first.durable.upsert(
+    'endpointslices',
+    slice('web-1', 'web', [
+      ['10.0.0.1', 'a1'],
+      ['10.0.0.2', 'a2'],
+      ['10.0.0.3', 'b1'],
+    ]),
+  );
+  assert.deepEqual(ips(first.served.endpointslices.get('ns/web-1')), ['10.0.0.1', '10.0.0.2']);
+  for (const r of resources) first.durable.listed(r);
+  await first.durable.flush();
+  first.durable.stop();
+
+  const second = start();
+  assert.ok(second.durable.restore());
+  assert.deepEqual(ips(second.served.endpointslices.get('ns/web-1')), ['10.0.0.1', '10.0.0.2'], 'a2 is still known to be in unit a');
+  second.durable.stop();
+});

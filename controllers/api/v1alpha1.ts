@@ -1,7 +1,7 @@
 // The public contract of ServiceGroup (see shared PRODUCT.md "Fixed names"): API group, labels and
 // annotations. The controllers and the wrapper both import these, so a name lives in one place.
 
-import type { V1Condition, V1DeploymentSpec, V1ObjectMeta, V1ServiceSpec } from '@kubernetes/client-node';
+import type { V1Condition, V1DeploymentSpec, V1ObjectMeta, V1ServiceSpec, V1StatefulSetSpec } from '@kubernetes/client-node';
 
 export const GROUP = 'servicegroup.io';
 export const VERSION = 'v1alpha1';
@@ -25,6 +25,7 @@ export const ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE = 'topologyKeys';
 
 export const KIND_DEPLOYMENT_GRID = 'DeploymentGrid';
 export const KIND_SERVICE_GRID = 'ServiceGrid';
+export const KIND_STATEFULSET_GRID = 'StatefulSetGrid';
 
 /** The name `templates`/`defaultTemplateName` use for the grid's own `template`. */
 export const DEFAULT_TEMPLATE_NAME = 'default';
@@ -60,6 +61,15 @@ export interface DeploymentGridSpec extends GridSpecCommon<V1DeploymentSpec> {
   overrides?: DeploymentGridOverride[];
 }
 
+/**
+ * DeploymentGrid's feature set for StatefulSets (SuperEdge's StatefulSetGrid field names). The
+ * template's `serviceName` names the headless Service that publishes the pods' DNS names, normally
+ * a ServiceGrid's shared Service `<servicegrid>-svc` (see examples/edge-dns).
+ */
+export interface StatefulSetGridSpec extends GridSpecCommon<V1StatefulSetSpec> {
+  overrides?: DeploymentGridOverride[];
+}
+
 export type UnitServicesMode = 'Headless' | 'ClusterIP' | 'None';
 
 export interface ServiceGridSpec extends GridSpecCommon<V1ServiceSpec> {
@@ -78,6 +88,17 @@ export interface DeploymentGridUnitStatus {
   updatedReplicas: number;
   template: string;
   /** Set when the unit could not be rendered or applied. */
+  error?: string;
+}
+
+export interface StatefulSetGridUnitStatus {
+  /** Raw unit value. */
+  name: string;
+  statefulSet: string;
+  replicas: number;
+  readyReplicas: number;
+  updatedReplicas: number;
+  template: string;
   error?: string;
 }
 
@@ -102,6 +123,7 @@ export interface GridStatus<U> {
 
 export type DeploymentGridStatus = GridStatus<DeploymentGridUnitStatus>;
 export type ServiceGridStatus = GridStatus<ServiceGridUnitStatus>;
+export type StatefulSetGridStatus = GridStatus<StatefulSetGridUnitStatus>;
 
 export interface DeploymentGrid {
   apiVersion: typeof API_VERSION;
@@ -117,6 +139,14 @@ export interface ServiceGrid {
   metadata: V1ObjectMeta;
   spec: ServiceGridSpec;
   status?: ServiceGridStatus;
+}
+
+export interface StatefulSetGrid {
+  apiVersion: typeof API_VERSION;
+  kind: typeof KIND_STATEFULSET_GRID;
+  metadata: V1ObjectMeta;
+  spec: StatefulSetGridSpec;
+  status?: StatefulSetGridStatus;
 }
 
 export const CONDITION_READY = 'Ready';

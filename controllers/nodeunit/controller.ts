@@ -51,6 +51,8 @@ export interface NodeUnitControllerOptions {
   serviceGrids: Informer<KubeObject>;
   /** Re-sync this often (0: never). */
   resyncPeriodMs?: number;
+  /** A watch silent this long is taken for a dead connection and re-opened (default: the reflector's). */
+  watchIdleTimeoutMs?: number;
 }
 
 interface NodeObject extends KubeObject {
@@ -63,6 +65,16 @@ function nodeView(node: NodeObject): NodeView {
     labels: node.metadata.labels ?? {},
     ready: isNodeReady(node),
     ownedLabels: ownedLabelKeys(node.metadata.annotations),
+  };
+}
+
+/** The parts of a Node the NodeUnit rules read (see nodeView). */
+function slimNode(node: KubeObject): KubeObject {
+  const { name, uid, resourceVersion, labels, annotations, deletionTimestamp } = node.metadata;
+  const ready = (node as NodeObject).status?.conditions?.filter((c) => c.type === 'Ready');
+  return {
+    metadata: { name, uid, resourceVersion, labels, annotations, ...(deletionTimestamp ? { deletionTimestamp } : {}) },
+    status: { conditions: ready ?? [] },
   };
 }
 
@@ -93,9 +105,12 @@ export class NodeUnitController {
   constructor(opts: NodeUnitControllerOptions) {
     this.opts = opts;
     this.log = opts.log.child({ controller: 'nodeunit' });
-    const informer = (r: Resource, options: ReflectorOptions = {}) => new Informer<KubeObject>(opts.client, r, opts.log, options);
+    const informer = (r: Resource, options: ReflectorOptions = {}) =>
+      new Informer<KubeObject>(opts.client, r, opts.log, { watchIdleTimeoutMs: opts.watchIdleTimeoutMs, ...options });
     this.units = informer(NODE_UNITS);
-    this.nodes = informer(NODES);
+    // Labels, our annotation and readiness are all a sync reads of a Node; its status (images,
+    // addresses, capacity) is most of its size.
+    this.nodes = informer(NODES, { keep: slimNode });
     // Only annotations matter for these two: metadata is enough.
     this.services = informer(SERVICES, { metadataOnly: true });
     this.namespaces = informer(NAMESPACES, { metadataOnly: true });

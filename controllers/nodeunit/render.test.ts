@@ -171,8 +171,11 @@ describe('declared claims', () => {
     ]) {
       const { desired, conflicts } = resolveClaims(units, nodes, matchesLabels);
       assert.deepEqual(Object.fromEntries(desired), { n1: { site: 'a' }, n2: { site: 'a' }, n3: { site: 'b' } });
-      assert.match(conflicts.get('site-a')!.join(), /node n2 is also claimed by site-b \(site=b\); this unit is older and keeps it/);
-      assert.match(conflicts.get('site-b')!.join(), /node n2 is claimed by older site-a \(site=a\); not labelled site=b/);
+      assert.match(
+        conflicts.get('site-a')!.join(),
+        /node n2 is also claimed by site-b \(site=b\); this unit claimed it first and keeps it/,
+      );
+      assert.match(conflicts.get('site-b')!.join(), /node n2 is kept by site-a \(site=a\), which claimed it first; not labelled site=b/);
     }
   });
 
@@ -196,6 +199,20 @@ describe('declared claims', () => {
     );
     assert.deepEqual(calm.desired.get('n1'), { site: 'x', region: 'eu' });
     assert.equal(calm.conflicts.size, 0);
+  });
+
+  it('created in the same second: the unit whose label the node already carries keeps it, so a newcomer never takes it over', () => {
+    const t = '2026-01-01T00:00:00Z';
+    const a = declared('a', 'site', 'x', { nodes: ['n1'] }, t);
+    const b = declared('b', 'site', 'y', { nodes: ['n1'] }, t);
+    const held = [node('n1', { site: 'y' }, true, ['site'])];
+    assert.equal(resolveClaims([a, b], held, matchesLabels).desired.get('n1')!.site, 'y');
+    // A value someone else set does not count as a claim this controller made.
+    const foreign = [node('n1', { site: 'y' }, true, [])];
+    assert.equal(resolveClaims([a, b], foreign, matchesLabels).desired.get('n1')!.site, 'x');
+    // Created earlier beats holding.
+    const older = declared('c', 'site', 'z', { nodes: ['n1'] }, '2025-12-31T23:59:59Z');
+    assert.equal(resolveClaims([a, b, older], held, matchesLabels).desired.get('n1')!.site, 'z');
   });
 
   it('units being deleted claim nothing', () => {

@@ -102,10 +102,12 @@ export function selectorRequirements(sel: LabelSelector): LabelRequirement[] {
   return reqs;
 }
 
+const createdAt = (u: NodeUnit) => String(u.metadata.creationTimestamp ?? '');
+
 /** Older first, then by name: the order in which declared units win a contested node. */
 export function claimOrder(a: NodeUnit, b: NodeUnit): number {
-  const ta = String(a.metadata.creationTimestamp ?? '');
-  const tb = String(b.metadata.creationTimestamp ?? '');
+  const ta = createdAt(a);
+  const tb = createdAt(b);
   if (ta !== tb) return ta < tb ? -1 : 1;
   return a.metadata.name! < b.metadata.name! ? -1 : a.metadata.name! > b.metadata.name! ? 1 : 0;
 }
@@ -119,8 +121,10 @@ export interface Claims {
 
 /**
  * Which node carries which declared label. A node claimed by several declared units of one key
- * with different values goes to the oldest claim (then the smaller name), and every unit in the
- * contest reports it: the outcome depends only on the units, never on timing, so nothing flaps.
+ * with different values goes to the oldest claim; creation times have a resolution of a second,
+ * so among units created in the same second the one whose value this controller already put on
+ * the node keeps it, else the smaller name. Every unit in the contest reports it. The winner
+ * never changes while the units stay (it holds the node from then on), so nothing flaps.
  * `matches` evaluates a unit's nodeSelector against a node's labels.
  */
 export function resolveClaims(
@@ -161,14 +165,18 @@ export function resolveClaims(
   const desired = new Map<string, Record<string, string>>();
   for (const [node, perKey] of [...claims].sort(([a], [b]) => (a < b ? -1 : 1))) {
     const labels: Record<string, string> = {};
+    const view = byName.get(node)!;
     for (const [key, list] of perKey) {
-      const winner = list[0]!;
+      const first = createdAt(list[0]!);
+      const holds = (u: NodeUnit) => view.ownedLabels.includes(key) && view.labels[key] === u.spec.value;
+      const winner = list.find((u) => createdAt(u) === first && holds(u)) ?? list[0]!;
       labels[key] = winner.spec.value;
       const rivals = list.filter((u) => u.spec.value !== winner.spec.value);
       if (rivals.length === 0) continue;
       const names = (us: NodeUnit[]) => us.map((u) => `${u.metadata.name} (${key}=${u.spec.value})`).join(', ');
-      report(winner, `node ${node} is also claimed by ${names(rivals)}; this unit is older and keeps it`);
-      for (const r of rivals) report(r, `node ${node} is claimed by older ${names([winner])}; not labelled ${key}=${r.spec.value}`);
+      report(winner, `node ${node} is also claimed by ${names(rivals)}; this unit claimed it first and keeps it`);
+      for (const r of rivals)
+        report(r, `node ${node} is kept by ${names([winner])}, which claimed it first; not labelled ${key}=${r.spec.value}`);
     }
     desired.set(node, labels);
   }

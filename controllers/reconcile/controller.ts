@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { KubeClient } from '../../kube/client.ts';
 import { Informer } from '../../kube/informer.ts';
 import type { KubeObject } from '../../kube/objects.ts';
+import type { ReflectorOptions } from '../../kube/reflector.ts';
 import { type DeploymentGrid, KIND_DEPLOYMENT_GRID, KIND_SERVICE_GRID, LABEL_GRID, type ServiceGrid } from '../api/v1alpha1.ts';
 import type { ControllerMetrics } from '../metrics.ts';
 import { syncDeploymentGrid } from './deploymentgrid.ts';
@@ -33,6 +34,8 @@ export interface ControllerOptions {
   workers?: number;
   /** Re-sync every grid from the caches this often (0: never). */
   resyncPeriodMs?: number;
+  /** A watch silent this long is taken for a dead connection and re-opened (default: the reflector's). */
+  watchIdleTimeoutMs?: number;
 }
 
 type Kind = typeof KIND_DEPLOYMENT_GRID | typeof KIND_SERVICE_GRID;
@@ -66,14 +69,16 @@ export class GridController {
       recorder: new EventRecorder(opts.client, opts.log, opts.instance ?? 'servicegroup-controller'),
       drift: new DriftDetector(),
     };
-    const informer = (r: Resource, labelSelector?: string) => new Informer<KubeObject>(opts.client, r, opts.log, { labelSelector });
+    const informer = (r: Resource, options: ReflectorOptions = {}) =>
+      new Informer<KubeObject>(opts.client, r, opts.log, { watchIdleTimeoutMs: opts.watchIdleTimeoutMs, ...options });
     this.deploymentGrids = informer(DEPLOYMENT_GRIDS);
     this.serviceGrids = informer(SERVICE_GRIDS);
-    this.nodes = informer(NODES);
+    // Units are node label values: labels are all the controller reads of a Node.
+    this.nodes = informer(NODES, { metadataOnly: true });
     // Only labelled objects are cached; a same-name foreign object is found by a GET when needed.
-    this.deployments = informer(DEPLOYMENTS, LABEL_GRID);
-    this.services = informer(SERVICES, LABEL_GRID);
-    this.endpointSlices = informer(ENDPOINT_SLICES, LABEL_GRID);
+    this.deployments = informer(DEPLOYMENTS, { labelSelector: LABEL_GRID });
+    this.services = informer(SERVICES, { labelSelector: LABEL_GRID });
+    this.endpointSlices = informer(ENDPOINT_SLICES, { labelSelector: LABEL_GRID });
     this.informers = [this.deploymentGrids, this.serviceGrids, this.nodes, this.deployments, this.services, this.endpointSlices];
 
     const onGrid = (kind: Kind) => (type: string, obj: KubeObject, old?: KubeObject) => {

@@ -1,17 +1,18 @@
 // DeploymentGrid rendering: grid + unit set → one desired Deployment per unit, or a per-unit
 // error. Pure: no I/O, no clock.
 
-import type { V1Deployment, V1DeploymentSpec } from '@kubernetes/client-node';
+import type { V1Deployment, V1DeploymentSpec, V1LabelSelector, V1PodTemplateSpec } from '@kubernetes/client-node';
 import fastJsonPatch from 'fast-json-patch';
 import {
   type DeploymentGrid,
+  type DeploymentGridOverride,
   LABEL_GRID,
   LABEL_UNIT,
   REASON_INVALID_OVERRIDE,
   REASON_INVALID_TEMPLATE,
   REASON_NAME_COLLISION,
 } from '../api/v1alpha1.ts';
-import { chooseTemplate, clone, controllerRef, gridLabels, withRenderHash } from './common.ts';
+import { chooseTemplate, clone, controllerRef, type GridLike, gridLabels, withRenderHash } from './common.ts';
 import { assignNames, unitDeploymentName } from './names.ts';
 
 export interface UnitError {
@@ -28,8 +29,15 @@ export interface RenderedUnitDeployment {
   error?: UnitError;
 }
 
-/** Applies the grid's overrides for `unit` to a copy of `spec`. Throws with a message on failure. */
-export function applyOverrides(grid: DeploymentGrid, unit: string, spec: V1DeploymentSpec): V1DeploymentSpec {
+/**
+ * Applies the grid's overrides for `unit` to a copy of `spec` (a Deployment's or a StatefulSet's).
+ * Throws with a message on failure.
+ */
+export function applyOverrides<S extends { replicas?: number; template?: object }>(
+  grid: { spec: { overrides?: DeploymentGridOverride[] } },
+  unit: string,
+  spec: S,
+): S {
   let out = spec;
   for (const [i, override] of (grid.spec.overrides ?? []).entries()) {
     if (!override.units?.includes(unit)) continue;
@@ -50,16 +58,29 @@ export function applyOverrides(grid: DeploymentGrid, unit: string, spec: V1Deplo
   return out;
 }
 
-/** The unit's Deployment: the chosen spec pinned to the unit's nodes and labelled with the unit. */
-export function renderUnitDeployment(grid: DeploymentGrid, unit: string, name: string, spec: V1DeploymentSpec): V1Deployment {
+/** A workload spec (Deployment or StatefulSet): the parts a grid pins to a unit. */
+export interface WorkloadSpec {
+  replicas?: number;
+  selector: V1LabelSelector;
+  template: V1PodTemplateSpec;
+}
+
+/** The unit's workload: the chosen spec pinned to the unit's nodes and labelled with the unit. */
+export function renderUnitWorkload<S extends WorkloadSpec, W>(
+  kind: 'Deployment' | 'StatefulSet',
+  grid: GridLike<S> & { spec: { gridUniqKey: string } },
+  unit: string,
+  name: string,
+  spec: S,
+): W {
   const key = grid.spec.gridUniqKey;
   const unitLabels = { [LABEL_GRID]: grid.metadata.name!, [LABEL_UNIT]: unit };
   const s = clone(spec);
   const podMeta = s.template.metadata ?? {};
   const podSpec = s.template.spec ?? { containers: [] };
-  return withRenderHash<V1Deployment>({
+  return withRenderHash({
     apiVersion: 'apps/v1',
-    kind: 'Deployment',
+    kind,
     metadata: {
       name,
       namespace: grid.metadata.namespace,
@@ -75,25 +96,51 @@ export function renderUnitDeployment(grid: DeploymentGrid, unit: string, name: s
         spec: { ...podSpec, nodeSelector: { ...podSpec.nodeSelector, [key]: unit } },
       },
     },
-  });
+  }) as W;
 }
 
-export function renderDeploymentGrid(grid: DeploymentGrid, units: readonly string[]): RenderedUnitDeployment[] {
+export function renderUnitDeployment(grid: DeploymentGrid, unit: string, name: string, spec: V1DeploymentSpec): V1Deployment {
+  return renderUnitWorkload<V1DeploymentSpec, V1Deployment>('Deployment', grid, unit, name, spec);
+}
+
+export interface RenderedUnitWorkload<W> {
+  unit: string;
+  /** Object name; empty when no name could be assigned. */
+  name: string;
+  template: string;
+  object?: W;
+  error?: UnitError;
+}
+
+/** One workload per unit: names, template choice, overrides, pinning; or the unit's error. */
+export function renderWorkloadGrid<S extends WorkloadSpec, W>(
+  kind: 'Deployment' | 'StatefulSet',
+  grid: GridLike<S> & { spec: { gridUniqKey: string; overrides?: DeploymentGridOverride[] } },
+  units: readonly string[],
+  nameOf: (grid: string, unit: string) => string,
+): RenderedUnitWorkload<W>[] {
   const gridName = grid.metadata.name!;
-  const names = assignNames(units, (u) => unitDeploymentName(gridName, u));
-  return [...units].sort().map((unit): RenderedUnitDeployment => {
+  const names = assignNames(units, (u) => nameOf(gridName, u));
+  return [...units].sort().map((unit): RenderedUnitWorkload<W> => {
     const assigned = names.get(unit)!;
     const choice = chooseTemplate(grid, unit);
     if ('error' in assigned)
       return { unit, name: '', template: choice.name, error: { reason: REASON_NAME_COLLISION, message: assigned.error } };
     const { name } = assigned;
     if ('error' in choice) return { unit, name, template: choice.name, error: { reason: REASON_INVALID_TEMPLATE, message: choice.error } };
-    let spec: V1DeploymentSpec;
+    let spec: S;
     try {
       spec = applyOverrides(grid, unit, choice.template);
     } catch (err) {
       return { unit, name, template: choice.name, error: { reason: REASON_INVALID_OVERRIDE, message: (err as Error).message } };
     }
-    return { unit, name, template: choice.name, deployment: renderUnitDeployment(grid, unit, name, spec) };
+    return { unit, name, template: choice.name, object: renderUnitWorkload<S, W>(kind, grid, unit, name, spec) };
   });
+}
+
+export function renderDeploymentGrid(grid: DeploymentGrid, units: readonly string[]): RenderedUnitDeployment[] {
+  return renderWorkloadGrid<V1DeploymentSpec, V1Deployment>('Deployment', grid, units, unitDeploymentName).map(({ object, ...r }) => ({
+    ...r,
+    ...(object ? { deployment: object } : {}),
+  }));
 }

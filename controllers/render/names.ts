@@ -22,6 +22,7 @@ export const MAX_STATEFULSET_NAME = 52;
 export const HASH_LENGTH = 8;
 /** Grid names longer than this leave no room for a unit part (checked at admission too). */
 export const MAX_DEPLOYMENT_GRID_NAME = MAX_DEPLOYMENT_NAME - 1 - HASH_LENGTH - 2;
+export const MAX_STATEFULSET_GRID_NAME = MAX_STATEFULSET_NAME - 1 - HASH_LENGTH - 2;
 export const MAX_SERVICE_GRID_NAME = MAX_SERVICE_NAME - '-svc-'.length - HASH_LENGTH - 2;
 
 export function shortHash(s: string): string {
