@@ -112,10 +112,17 @@ const durable = new DurableView({
   snapshotIntervalMs: flags['state-interval'],
   resources: upstreamResources,
 });
+const restoreStarted = performance.now();
 const restored = durable.restore();
 if (restored) {
   log.info(
-    { file: restored.file, generation: restored.header.generation, writtenAt: restored.header.writtenAt, objects: restored.objects.length },
+    {
+      file: restored.file,
+      generation: restored.header.generation,
+      writtenAt: restored.header.writtenAt,
+      objects: restored.objects.length,
+      restoreMs: Math.round(performance.now() - restoreStarted),
+    },
     'serving the saved state until the apiserver answers',
   );
 }
