@@ -4,12 +4,10 @@
 // in another unit. The controller runs in this process with the install manifest's RBAC.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import pino from 'pino';
-import { GridController } from '../controllers/reconcile/controller.ts';
-import { KubeClient } from '../kube/client.ts';
-import { loadKubeconfig } from '../kube/kubeconfig.ts';
+import type { GridController } from '../controllers/reconcile/controller.ts';
+import type { KubeClient } from '../kube/client.ts';
 import { useCluster, type WriteRequest } from './cluster/cluster.ts';
-import { CONTROLLER_USER, clientFor, installCrds, installRbac, type Obj, until } from './controllers-helpers.ts';
+import { CONTROLLER_USER, type Obj, startGridController, until } from './controllers-helpers.ts';
 
 const cluster = useCluster({ controllerManager: true, scheduler: true, kwok: true });
 const ns = 'hard';
@@ -76,19 +74,7 @@ async function resyncs(times: number) {
 describe('controllers when things go wrong (in process)', () => {
   before(
     async () => {
-      const c = cluster();
-      await installCrds(c);
-      const saKubeconfig = await installRbac(c);
-      admin = new KubeClient(loadKubeconfig(c.adminKubeconfigPath));
-      await c.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }]);
-      await c.createNode('h-a', { zone: 'a' });
-      await c.createNode('h-b', { zone: 'b' });
-      controller = new GridController({
-        client: clientFor(saKubeconfig),
-        log: pino({ level: process.env.LOG_LEVEL ?? 'warn' }),
-        resyncPeriodMs: 0,
-      });
-      await controller.start();
+      ({ admin, controller } = await startGridController(cluster(), ns, { 'h-a': { zone: 'a' }, 'h-b': { zone: 'b' } }));
     },
     { timeout: 30 * 60_000 },
   );

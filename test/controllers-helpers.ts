@@ -4,6 +4,8 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
+import pino from 'pino';
+import { GridController } from '../controllers/reconcile/controller.ts';
 import { CRD_FILES } from '../crds/generate.ts';
 import { KubeClient } from '../kube/client.ts';
 import { loadKubeconfig } from '../kube/kubeconfig.ts';
@@ -19,7 +21,12 @@ export async function installCrds(cluster: Cluster): Promise<void> {
   for (const f of CRD_FILES) texts.push(await readFile(join(root, 'crds', f), 'utf8'));
   await cluster.apply(texts.join('\n---\n'));
   const admin = new KubeClient(loadKubeconfig(cluster.adminKubeconfigPath));
-  for (const name of ['deploymentgrids.servicegroup.io', 'servicegrids.servicegroup.io', 'nodeunits.servicegroup.io']) {
+  for (const name of [
+    'deploymentgrids.servicegroup.io',
+    'servicegrids.servicegroup.io',
+    'statefulsetgrids.servicegroup.io',
+    'nodeunits.servicegroup.io',
+  ]) {
     await until(`CRD ${name} established`, async () => {
       const crd = await admin.get<Obj>(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`);
       return (crd.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === 'Established' && c.status === 'True');
@@ -37,6 +44,30 @@ export async function installRbac(cluster: Cluster): Promise<string> {
 
 export function clientFor(kubeconfigPath: string): KubeClient {
   return new KubeClient(loadKubeconfig(kubeconfigPath));
+}
+
+/**
+ * The in-process setup of the controller tests: CRDs and the install manifest's RBAC, a namespace,
+ * simulated nodes with their labels, and a GridController running as the controller's
+ * ServiceAccount with no resync (only watches drive it). Returns an admin client beside it.
+ */
+export async function startGridController(
+  cluster: Cluster,
+  namespace: string,
+  nodes: Record<string, Record<string, string>>,
+): Promise<{ admin: KubeClient; controller: GridController }> {
+  await installCrds(cluster);
+  const saKubeconfig = await installRbac(cluster);
+  const admin = new KubeClient(loadKubeconfig(cluster.adminKubeconfigPath));
+  await cluster.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } }]);
+  for (const [name, labels] of Object.entries(nodes)) await cluster.createNode(name, labels);
+  const controller = new GridController({
+    client: clientFor(saKubeconfig),
+    log: pino({ level: process.env.LOG_LEVEL ?? 'warn' }),
+    resyncPeriodMs: 0,
+  });
+  await controller.start();
+  return { admin, controller };
 }
 
 /** Polls `check` until it returns a value other than undefined/false; `explain` adds context to a timeout. */

@@ -5,14 +5,12 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as yaml from 'js-yaml';
-import pino from 'pino';
-import { GridController } from '../controllers/reconcile/controller.ts';
+import type { GridController } from '../controllers/reconcile/controller.ts';
 import { CRD_FILES, fetchOpenApi, renderCrdYaml } from '../crds/generate.ts';
 import { buildCrds } from '../crds/schema.ts';
-import { KubeClient } from '../kube/client.ts';
-import { loadKubeconfig } from '../kube/kubeconfig.ts';
+import type { KubeClient } from '../kube/client.ts';
 import { useCluster } from './cluster/cluster.ts';
-import { CONTROLLER_USER, clientFor, installCrds, installRbac, type Obj, root, until } from './controllers-helpers.ts';
+import { CONTROLLER_USER, type Obj, root, startGridController, until } from './controllers-helpers.ts';
 
 const cluster = useCluster({ controllerManager: true, scheduler: true, kwok: true });
 const ns = 'grids';
@@ -72,20 +70,11 @@ function cond(obj: Obj, type: string) {
 describe('controllers (in process)', () => {
   before(
     async () => {
-      const c = cluster();
-      await installCrds(c);
-      const saKubeconfig = await installRbac(c);
-      admin = new KubeClient(loadKubeconfig(c.adminKubeconfigPath));
-      await c.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }]);
-      await c.createNode('n-a1', { zone: 'a' });
-      await c.createNode('n-a2', { zone: 'a' });
-      await c.createNode('n-b', { zone: 'b' });
-      controller = new GridController({
-        client: clientFor(saKubeconfig),
-        log: pino({ level: process.env.LOG_LEVEL ?? 'warn' }),
-        resyncPeriodMs: 0,
-      });
-      await controller.start();
+      ({ admin, controller } = await startGridController(cluster(), ns, {
+        'n-a1': { zone: 'a' },
+        'n-a2': { zone: 'a' },
+        'n-b': { zone: 'b' },
+      }));
     },
     { timeout: 30 * 60_000 },
   );

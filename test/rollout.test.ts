@@ -3,12 +3,10 @@
 // by a watch, shows how many units changed at once and in which order.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import pino from 'pino';
-import { GridController } from '../controllers/reconcile/controller.ts';
-import { KubeClient } from '../kube/client.ts';
-import { loadKubeconfig } from '../kube/kubeconfig.ts';
+import type { GridController } from '../controllers/reconcile/controller.ts';
+import type { KubeClient } from '../kube/client.ts';
 import { useCluster } from './cluster/cluster.ts';
-import { clientFor, installCrds, installRbac, type Obj, until } from './controllers-helpers.ts';
+import { type Obj, startGridController, until } from './controllers-helpers.ts';
 
 const cluster = useCluster({ controllerManager: true, scheduler: true, kwok: true });
 const ns = 'rollouts';
@@ -111,18 +109,7 @@ function recordDeployments(grid: string, resourceVersion: string): { history: Se
 describe('DeploymentGrid rollouts', () => {
   before(
     async () => {
-      const c = cluster();
-      await installCrds(c);
-      const saKubeconfig = await installRbac(c);
-      admin = new KubeClient(loadKubeconfig(c.adminKubeconfigPath));
-      await c.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }]);
-      for (const s of SITES) await c.createNode(`node-${s}`, { [KEY]: s });
-      controller = new GridController({
-        client: clientFor(saKubeconfig),
-        log: pino({ level: process.env.LOG_LEVEL ?? 'warn' }),
-        resyncPeriodMs: 0,
-      });
-      await controller.start();
+      ({ admin, controller } = await startGridController(cluster(), ns, Object.fromEntries(SITES.map((s) => [`node-${s}`, { [KEY]: s }]))));
     },
     { timeout: 30 * 60_000 },
   );

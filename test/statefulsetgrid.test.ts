@@ -3,12 +3,10 @@
 // runs the StatefulSets, the scheduler places their pods and kwok plays the kubelets.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import pino from 'pino';
-import { GridController } from '../controllers/reconcile/controller.ts';
-import { KubeClient } from '../kube/client.ts';
-import { loadKubeconfig } from '../kube/kubeconfig.ts';
+import type { GridController } from '../controllers/reconcile/controller.ts';
+import type { KubeClient } from '../kube/client.ts';
 import { useCluster } from './cluster/cluster.ts';
-import { CONTROLLER_USER, clientFor, installCrds, installRbac, type Obj, until } from './controllers-helpers.ts';
+import { CONTROLLER_USER, type Obj, startGridController, until } from './controllers-helpers.ts';
 
 const cluster = useCluster({ kwok: true, controllerManager: true, scheduler: true });
 const ns = 'stateful';
@@ -66,20 +64,11 @@ async function explain(): Promise<string> {
 describe('StatefulSetGrid controller (in process)', () => {
   before(
     async () => {
-      const c = cluster();
-      await installCrds(c);
-      const saKubeconfig = await installRbac(c);
-      admin = new KubeClient(loadKubeconfig(c.adminKubeconfigPath));
-      await c.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }]);
-      await c.createNode('s-a1', { zone: 'a' });
-      await c.createNode('s-a2', { zone: 'a' });
-      await c.createNode('s-b', { zone: 'b' });
-      controller = new GridController({
-        client: clientFor(saKubeconfig),
-        log: pino({ level: process.env.LOG_LEVEL ?? 'warn' }),
-        resyncPeriodMs: 0,
-      });
-      await controller.start();
+      ({ admin, controller } = await startGridController(cluster(), ns, {
+        's-a1': { zone: 'a' },
+        's-a2': { zone: 'a' },
+        's-b': { zone: 'b' },
+      }));
     },
     { timeout: 30 * 60_000 },
   );
