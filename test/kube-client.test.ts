@@ -1,0 +1,59 @@
+// The API client's request path against a real apiserver: plain requests share one HTTP/2
+// connection, errors carry the apiserver's status, and a connection the apiserver ended is
+// replaced by the next request.
+import assert from 'node:assert/strict';
+import dc from 'node:diagnostics_channel';
+import { describe, test } from 'node:test';
+import { ApiError, KubeClient } from '../kube/client.ts';
+import { loadKubeconfig } from '../kube/kubeconfig.ts';
+import { useCluster } from './cluster/cluster.ts';
+
+const cluster = useCluster({});
+
+let connections = 0;
+dc.subscribe('net.client.socket', () => connections++);
+
+describe('KubeClient requests', () => {
+  test('a burst of writes shares one connection; methods with and without a body; statuses', async () => {
+    const client = new KubeClient(loadKubeconfig(cluster().adminKubeconfigPath));
+    await client.post('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'burst' } });
+    const before = connections;
+    const names = Array.from({ length: 150 }, (_, i) => `cm-${i}`);
+    await Promise.all(
+      names.map((name) =>
+        client.post('/api/v1/namespaces/burst/configmaps', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data: { n: name } }),
+      ),
+    );
+    assert.equal(connections - before, 0, '150 requests in flight at once went over the connection already open');
+    const list = await client.get<{ items: { metadata: { name: string } }[] }>('/api/v1/namespaces/burst/configmaps');
+    assert.deepEqual(list.items.map((c) => c.metadata.name).sort(), [...names].sort());
+
+    const patched = await client.mergePatch<{ data: Record<string, string> }>('/api/v1/namespaces/burst/configmaps/cm-0', {
+      data: { x: 'y' },
+    });
+    assert.deepEqual(patched.data, { n: 'cm-0', x: 'y' });
+    // A DELETE with a body: a precondition that does not hold is refused (409), one that holds deletes.
+    const uid = (await client.get<{ metadata: { uid: string } }>('/api/v1/namespaces/burst/configmaps/cm-1')).metadata.uid;
+    const wrong = await client.delete('/api/v1/namespaces/burst/configmaps/cm-1', { preconditions: { uid: 'not-it' } }).catch((e) => e);
+    assert.ok(wrong instanceof ApiError && wrong.statusCode === 409, String(wrong));
+    await client.delete('/api/v1/namespaces/burst/configmaps/cm-1', { preconditions: { uid } });
+    const gone = await client.get('/api/v1/namespaces/burst/configmaps/cm-1').catch((e) => e);
+    assert.ok(gone instanceof ApiError && gone.statusCode === 404 && gone.reason === 'NotFound', String(gone));
+    const taken = await client
+      .post('/api/v1/namespaces/burst/configmaps', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cm-2' } })
+      .catch((e) => e);
+    assert.ok(taken instanceof ApiError && taken.statusCode === 409 && taken.reason === 'AlreadyExists', String(taken));
+    client.close();
+  });
+
+  test('after the apiserver restarts, the next request opens a new connection', async () => {
+    const client = new KubeClient(loadKubeconfig(cluster().adminKubeconfigPath));
+    await client.get('/api/v1/namespaces/default');
+    const before = connections;
+    await cluster().restartApiserver();
+    const ns = await client.get<{ metadata: { name: string } }>('/api/v1/namespaces/default');
+    assert.equal(ns.metadata.name, 'default');
+    assert.ok(connections > before, 'a new connection');
+    client.close();
+  });
+});
