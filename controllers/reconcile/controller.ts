@@ -37,6 +37,8 @@ import { statefulSetGridParts } from './statefulsetgrid.ts';
 import { StatusWriter } from './status.ts';
 
 export const DEFAULT_WORKERS = 8;
+/** Syncs past their object writes (status and events under way) before the workers wait for one to end. */
+const MAX_TRAILING_SYNCS = 64;
 
 export interface ControllerOptions {
   client: KubeClient;
@@ -86,6 +88,8 @@ export class GridController {
   private readonly blocking = new Map<string, Set<string>>();
   private resyncTimer?: NodeJS.Timeout;
   private workers: Promise<void>[] = [];
+  /** Syncs whose objects are written and whose status and events are still under way. */
+  private readonly trailing = new Set<Promise<void>>();
   private deadWorkers = 0;
   private started = false;
   private stopping = false;
@@ -218,7 +222,13 @@ export class GridController {
 
   private onOwned(kind: Kind, resource: Resource, type: string, obj: KubeObject): void {
     const ref = objectRef(resource, obj.metadata!.namespace!, obj.metadata!.name!);
-    this.ctx.written.seen(ref, type === 'delete' ? undefined : obj.metadata?.resourceVersion);
+    const version = type === 'delete' ? undefined : obj.metadata?.resourceVersion;
+    // The echo of our own create or apply: the sync that wrote it already read this very version
+    // (the write's response) into the grid's status, so syncing again would only re-render and
+    // compare every unit of the grid to find nothing to do.
+    const echo = this.ctx.written.isOwnWrite(ref, version);
+    this.ctx.written.seen(ref, version);
+    if (echo) return;
     if (type === 'delete') {
       this.ctx.drift.forget(obj.metadata?.uid);
       // A name another grid's object held is free now: the grids that wanted it can take it.
@@ -352,39 +362,61 @@ export class GridController {
     for (const i of this.informers) i.stop();
     this.blockers.stop();
     await Promise.all(this.workers);
+    await Promise.all(this.trailing);
     await this.ctx.recorder.flushed();
   }
 
+  /**
+   * A worker takes a key and syncs it until its objects are written; the rest of that sync (its
+   * status write and events) goes on without the worker, which takes the next key meanwhile. So
+   * a change touching many grids (a new unit) has their objects written first, and the status
+   * writes trail. The key stays in processing until its sync has finished: never two syncs of one
+   * grid at once.
+   */
   private async work(): Promise<void> {
     for (;;) {
       const key = await this.queue.get();
       if (key === undefined) return;
-      const kind = key.split('/')[0]!;
-      const started = process.hrtime.bigint();
-      let result: 'success' | 'error' = 'success';
-      try {
-        const { retry, requeueAfterMs } = await this.sync(key);
-        if (retry) {
-          // Some unit failed (reported in status): an error in controller-runtime's terms.
-          result = 'error';
-          this.queue.addRateLimited(key);
-        } else {
-          this.queue.forget(key);
-          if (requeueAfterMs) this.queue.addAfter(key, requeueAfterMs);
-        }
-      } catch (err) {
+      let release!: () => void;
+      const released = new Promise<void>((r) => (release = r));
+      const run = this.reconcile(key, release).finally(() => {
+        release();
+        this.trailing.delete(run);
+      });
+      this.trailing.add(run);
+      await released;
+      // Bounds the status writes in flight (with the object writes, below the apiserver's
+      // default limit of 200 mutating requests) and the syncs held in memory.
+      while (this.trailing.size >= MAX_TRAILING_SYNCS) await Promise.race(this.trailing);
+    }
+  }
+
+  private async reconcile(key: string, objectsWritten: () => void): Promise<void> {
+    const kind = key.split('/')[0]!;
+    const started = process.hrtime.bigint();
+    let result: 'success' | 'error' = 'success';
+    try {
+      const { retry, requeueAfterMs } = await this.sync(key, objectsWritten);
+      if (retry) {
+        // Some unit failed (reported in status): an error in controller-runtime's terms.
         result = 'error';
-        const delay = this.queue.addRateLimited(key);
-        this.log.error({ err, grid: key.slice(kind.length + 1), kind, retryInMs: delay }, 'reconcile failed');
-      } finally {
-        this.queue.done(key);
-        this.opts.metrics?.reconciled(kind.toLowerCase(), result, Number(process.hrtime.bigint() - started) / 1e9);
+        this.queue.addRateLimited(key);
+      } else {
+        this.queue.forget(key);
+        if (requeueAfterMs) this.queue.addAfter(key, requeueAfterMs);
       }
+    } catch (err) {
+      result = 'error';
+      const delay = this.queue.addRateLimited(key);
+      this.log.error({ err, grid: key.slice(kind.length + 1), kind, retryInMs: delay }, 'reconcile failed');
+    } finally {
+      this.queue.done(key);
+      this.opts.metrics?.reconciled(kind.toLowerCase(), result, Number(process.hrtime.bigint() - started) / 1e9);
     }
   }
 
   /** One level-triggered sync of a grid key. */
-  private async sync(key: string): Promise<{ retry: boolean; requeueAfterMs?: number }> {
+  private async sync(key: string, objectsWritten: () => void): Promise<{ retry: boolean; requeueAfterMs?: number }> {
     const [kind, namespace, name] = key.split('/') as [string, string, string];
     const entry = this.kinds.get(kind)!;
     const obj = entry.grids.get(namespace, name);
@@ -394,7 +426,7 @@ export class GridController {
       return { retry: false };
     }
     const grid = { ...obj, kind } as GridObject;
-    const result = await syncGrid(this.ctx, entry.parts, grid, this.unitsFor(grid.spec?.gridUniqKey));
+    const result = await syncGrid(this.ctx, entry.parts, grid, this.unitsFor(grid.spec?.gridUniqKey), objectsWritten);
     this.unitCounts.set(key, { total: result.totalUnits, ready: result.readyUnits });
     this.updateBlocked(key, result.blocked);
     return result;

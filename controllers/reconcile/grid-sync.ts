@@ -13,6 +13,7 @@ import { REASON_APPLY_FAILED, REASON_CONFLICT } from '../api/v1alpha1.ts';
 import type { UnitError } from '../render/deployment.ts';
 import type { GateResult } from '../rollout/gate.ts';
 import { applyOwned, deleteOwned } from './apply.ts';
+import type { ObjectsByGrid } from './by-grid.ts';
 import { forEachConcurrently, type Semaphore, UNIT_CONCURRENCY } from './concurrency.ts';
 import { degradedCondition, progressingCondition, readyCondition, sortProblems, type UnitProblem } from './conditions.ts';
 import type { DriftDetector } from './drift.ts';
@@ -71,6 +72,8 @@ export interface GridKindParts<G extends GridObject> {
   objectKind: string;
   /** Cache of the rendered objects (labelled with the grid). */
   objects: Informer<KubeObject>;
+  /** The names in `objects` by grid label. */
+  byGrid: ObjectsByGrid;
   render(grid: G, units: string[]): RenderedObject[];
   /** When the live object cannot take `desired` in place: delete and recreate it, or report why not. */
   replacement?(unit: string, live: KubeObject, desired: KubeObject): 'recreate' | UnitError | undefined;
@@ -122,6 +125,11 @@ export async function syncGrid<G extends GridObject>(
   parts: GridKindParts<G>,
   grid: G,
   units: string[],
+  /**
+   * Called once every object write of this sync is answered, before the kind-specific extras,
+   * the status write and the events: the caller may start other grids' object writes meanwhile.
+   */
+  objectsWritten?: () => void,
 ): Promise<SyncResult> {
   const ns = grid.metadata.namespace;
   const log = ctx.log.child({ grid: `${ns}/${grid.metadata.name}`, kind: grid.kind });
@@ -204,7 +212,11 @@ export async function syncGrid<G extends GridObject>(
 
   // Objects of units that are gone are deleted; a failed unit keeps whatever it had.
   const keep = new Set(rendered.map((r) => r.name).filter(Boolean));
-  const leftovers = parts.objects.list(ns).filter((o) => isControlledBy(o, grid) && !keep.has(o.metadata!.name!));
+  const leftovers = parts.byGrid
+    .of(ns, grid.metadata.name)
+    .filter((name) => !keep.has(name))
+    .map((name) => parts.objects.get(ns, name))
+    .filter((o): o is KubeObject => !!o && isControlledBy(o, grid));
   await forEachConcurrently(leftovers, UNIT_CONCURRENCY, async (o) => {
     if (await ctx.writes.run(() => deleteOwned(ctx.client, parts.objectResource, o))) {
       const unit = o.metadata?.labels?.['servicegroup.io/unit'];
@@ -212,6 +224,7 @@ export async function syncGrid<G extends GridObject>(
     }
   });
 
+  objectsWritten?.();
   const view: SyncView<G> = { grid, units, rendered, live, changes, log };
   const extras = (await parts.extras?.(view)) ?? {};
   sortProblems(problems);

@@ -22,3 +22,14 @@ test('seen ends an entry at the written version, a later one, or a delete', () =
   w.seen('b', undefined);
   assert.equal(w.get('b', undefined), undefined);
 });
+
+test('isOwnWrite tells the echo of our write from any other version', () => {
+  const w = new RecentWrites<string>();
+  w.put('a', '7', 'x');
+  assert.equal(w.isOwnWrite('a', '7'), true, 'the version we wrote');
+  assert.equal(w.isOwnWrite('a', '8'), false, 'someone changed it after us');
+  assert.equal(w.isOwnWrite('a', undefined), false, 'a delete');
+  assert.equal(w.isOwnWrite('b', '7'), false, 'never written');
+  w.seen('a', '7');
+  assert.equal(w.isOwnWrite('a', '7'), false, 'seen once: a later delivery of it is a relist, not an echo');
+});

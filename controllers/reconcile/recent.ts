@@ -34,6 +34,14 @@ export class RecentWrites<T> {
     return undefined;
   }
 
+  /**
+   * True when `resourceVersion` is exactly the version this controller wrote under `key` and has
+   * not seen come back yet: the watch event carrying it is the echo of our own write.
+   */
+  isOwnWrite(key: string, resourceVersion: string | undefined): boolean {
+    return resourceVersion !== undefined && this.entries.get(key)?.resourceVersion === resourceVersion;
+  }
+
   /** The cache delivered `resourceVersion` of `key` (or deleted it: pass undefined). */
   seen(key: string, resourceVersion: string | undefined): void {
     const e = this.entries.get(key);
