@@ -16,6 +16,7 @@ import {
 import { stableStringify } from '../render/common.ts';
 import { renderDeploymentGrid } from '../render/deployment.ts';
 import { gateRollout, type UnitHealth } from '../rollout/gate.ts';
+import { ObjectsByGrid } from './by-grid.ts';
 import { condition, listSome } from './conditions.ts';
 import { type Evictor, findMisplacedPods, type MisplacedPod } from './eviction.ts';
 import type { GridKindParts, Notice, SyncView } from './grid-sync.ts';
@@ -71,6 +72,7 @@ export function deploymentGridParts(caches: DeploymentGridCaches, evictor: Evict
     objectResource: DEPLOYMENTS,
     objectKind: 'Deployment',
     objects: caches.deployments,
+    byGrid: new ObjectsByGrid(caches.deployments),
     render: (grid, units) =>
       renderDeploymentGrid(grid, units).map((r) => ({
         unit: r.unit,

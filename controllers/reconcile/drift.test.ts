@@ -35,4 +35,22 @@ describe('DriftDetector', () => {
     assert.ok(d.drifted(desired, { ...applied, spec: { cpu: '1000m', image: 'hacked' } }));
     assert.ok(d.drifted(desired, { ...applied, metadata: { name: 'd', uid: 'u', labels: { l: '2' } } }));
   });
+  it('compares a version of an object with a render once', () => {
+    const d = new DriftDetector();
+    const hashed = (hash: string) => ({
+      ...desired,
+      metadata: { ...desired.metadata, annotations: { 'servicegroup.io/render-hash': hash } },
+    });
+    const live = (rv: string, image: string) => ({
+      metadata: { name: 'd', uid: 'u', resourceVersion: rv, labels: { l: '1' }, annotations: { 'servicegroup.io/render-hash': 'h1' } },
+      spec: { cpu: '1000m', image },
+    });
+    assert.ok(!d.drifted(hashed('h1'), live('5', 'a')));
+    // Version 5 was compared with render h1: the answer stands without looking at the fields again.
+    assert.ok(!d.drifted(hashed('h1'), live('5', 'not looked at')));
+    assert.ok(d.drifted(hashed('h1'), live('6', 'hacked')), 'a new version is compared');
+    assert.ok(d.drifted(hashed('h2'), live('5', 'hacked')), 'so is the same version against another render');
+    d.forget('u');
+    assert.ok(d.drifted(hashed('h1'), live('5', 'hacked')), 'forgotten with the object');
+  });
 });

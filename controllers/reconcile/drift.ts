@@ -5,6 +5,7 @@
 // server made of it, and an object still looking exactly like that has not drifted.
 
 import type { KubeObject } from '../../kube/objects.ts';
+import { ANNOTATION_RENDER_HASH } from '../api/v1alpha1.ts';
 import { stableStringify } from '../render/common.ts';
 
 function isEmpty(v: unknown): boolean {
@@ -46,6 +47,12 @@ function managedView(desired: KubeObject, obj: KubeObject): unknown {
 export class DriftDetector {
   /** uid → fingerprint of the managed view right after our last apply. */
   private readonly applied = new Map<string, string>();
+  /**
+   * uid → `<resourceVersion> <render hash>` of the last live object found not drifted from that
+   * render: the same version of an object compared with the same render gives the same answer,
+   * so a sync with nothing changed compares nothing again.
+   */
+  private readonly clean = new Map<string, string>();
 
   recordApplied(desired: KubeObject, result: KubeObject): void {
     const uid = result.metadata?.uid as string | undefined;
@@ -53,14 +60,20 @@ export class DriftDetector {
   }
 
   forget(uid: string | undefined): void {
-    if (uid) this.applied.delete(uid);
+    if (!uid) return;
+    this.applied.delete(uid);
+    this.clean.delete(uid);
   }
 
   /** True when `live` has fields we manage that differ from `desired` and were changed by someone else. */
   drifted(desired: KubeObject, live: KubeObject): boolean {
-    const view = managedView(desired, live);
     const uid = live.metadata?.uid as string | undefined;
-    if (uid && this.applied.get(uid) === stableStringify(view)) return false;
-    return !covers(managedView(desired, desired), view);
+    const hash = desired.metadata?.annotations?.[ANNOTATION_RENDER_HASH];
+    const stamp = uid && hash && live.metadata?.resourceVersion ? `${live.metadata.resourceVersion} ${hash}` : undefined;
+    if (stamp && this.clean.get(uid!) === stamp) return false;
+    const view = managedView(desired, live);
+    const drifted = !(uid && this.applied.get(uid) === stableStringify(view)) && !covers(managedView(desired, desired), view);
+    if (stamp && !drifted) this.clean.set(uid!, stamp);
+    return drifted;
   }
 }

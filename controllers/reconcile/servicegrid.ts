@@ -7,6 +7,7 @@ import type { Informer } from '../../kube/informer.ts';
 import type { KubeObject } from '../../kube/objects.ts';
 import { KIND_SERVICE_GRID, type ServiceGrid, type ServiceGridUnitStatus } from '../api/v1alpha1.ts';
 import { renderServiceGrid } from '../render/service.ts';
+import { ObjectsByGrid } from './by-grid.ts';
 import type { GridKindParts, RenderedObject } from './grid-sync.ts';
 import { type GridObject, SERVICE_GRIDS, SERVICES } from './resources.ts';
 
@@ -39,6 +40,7 @@ export function serviceGridParts(caches: ServiceGridCaches): GridKindParts<Grid>
     objectResource: SERVICES,
     objectKind: 'Service',
     objects: caches.services,
+    byGrid: new ObjectsByGrid(caches.services),
     render(grid, units) {
       const { shared, units: rendered } = renderServiceGrid(grid, units);
       const out: RenderedObject[] = [{ unit: SHARED, name: shared.metadata!.name!, template: '', desired: shared as KubeObject }];

@@ -12,6 +12,7 @@ import {
   type StatefulSetGridUnitStatus,
 } from '../api/v1alpha1.ts';
 import { changedImmutableFields, renderStatefulSetGrid } from '../render/statefulset.ts';
+import { ObjectsByGrid } from './by-grid.ts';
 import type { GridKindParts } from './grid-sync.ts';
 import { unknownOverridesNotice } from './overrides.ts';
 import { type GridObject, STATEFULSET_GRIDS, STATEFULSETS } from './resources.ts';
@@ -52,6 +53,7 @@ export function statefulSetGridParts(caches: StatefulSetGridCaches): GridKindPar
     objectResource: STATEFULSETS,
     objectKind: 'StatefulSet',
     objects: caches.statefulSets,
+    byGrid: new ObjectsByGrid(caches.statefulSets),
     render: (grid, units) =>
       renderStatefulSetGrid(grid, units).map((r) => ({
         unit: r.unit,

@@ -57,16 +57,31 @@ export function gridLabels(grid: GridLike<unknown>, unit?: string): Record<strin
   return labels;
 }
 
-/** JSON with object keys sorted, so equal objects hash equally whatever their key order. */
+/**
+ * JSON with object keys sorted, so equal objects hash equally whatever their key order. Written
+ * as plain loops: it runs over every rendered object, live object and status a sync compares.
+ */
 export function stableStringify(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map((v) => stableStringify(v === undefined ? null : v)).join(',')}]`;
-  if (value && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableStringify(v)}`).join(',')}}`;
+  if (value === null || typeof value !== 'object') return JSON.stringify(value);
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) out += ',';
+      const v = value[i];
+      out += v === undefined ? 'null' : stableStringify(v);
+    }
+    return `${out}]`;
   }
-  return JSON.stringify(value);
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj).sort();
+  let out = '{';
+  for (const k of keys) {
+    const v = obj[k];
+    if (v === undefined) continue;
+    if (out.length > 1) out += ',';
+    out += `${JSON.stringify(k)}:${stableStringify(v)}`;
+  }
+  return `${out}}`;
 }
 
 /** Stamps the hash of the object's desired content into its annotations and returns it. */
