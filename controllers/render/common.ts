@@ -91,6 +91,7 @@ export function withRenderHash<T extends { metadata?: V1ObjectMeta }>(obj: T): T
   return obj;
 }
 
+/** A deep copy of a JSON value (what grids and objects are): through JSON, some times faster than structuredClone. */
 export function clone<T>(value: T): T {
-  return structuredClone(value);
+  return value === undefined ? value : JSON.parse(JSON.stringify(value));
 }
