@@ -7,6 +7,7 @@ import type { GridController } from '../controllers/reconcile/controller.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { useCluster } from './cluster/cluster.ts';
 import { CONTROLLER_USER, type Obj, startGridController, until } from './controllers-helpers.ts';
+import { UNIT_LOCAL_STORAGE_CLASS, unitLocalStorageClass, unitLocalVolume } from './storage.ts';
 
 const cluster = useCluster({ kwok: true, controllerManager: true, scheduler: true });
 const ns = 'stateful';
@@ -58,6 +59,40 @@ function statefulSetGrid(name: string, serviceName: string, image = 'mysql:8', r
 
 async function explain(): Promise<string> {
   const r = await cluster().kubectl(['get', 'stsg,statefulsets,pods', '-n', ns, '-o', 'wide']);
+  return r.stdout + r.stderr;
+}
+
+/** Which unit each node of this test is in (kept in step with the relabel below). */
+const unitOfNode: Record<string, string> = { 's-a1': 'a', 's-a2': 'a', 's-b': 'b' };
+
+/** One pod per unit with a claim from `volumeClaimTemplates`; claims go with their StatefulSet. */
+const dataGrid = {
+  apiVersion: 'servicegroup.io/v1alpha1',
+  kind: 'StatefulSetGrid',
+  metadata: { name: 'data', namespace: ns },
+  spec: {
+    gridUniqKey: 'zone',
+    template: {
+      replicas: 1,
+      serviceName: 'data-svc',
+      selector: { matchLabels: { app: 'data' } },
+      persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Delete', whenScaled: 'Retain' },
+      template: {
+        metadata: { labels: { app: 'data' } },
+        spec: { containers: [{ name: 'db', image: 'mysql:8.4', volumeMounts: [{ name: 'data', mountPath: '/var/lib/mysql' }] }] },
+      },
+      volumeClaimTemplates: [
+        {
+          metadata: { name: 'data', labels: { app: 'data' } },
+          spec: { accessModes: ['ReadWriteOnce'], storageClassName: UNIT_LOCAL_STORAGE_CLASS, resources: { requests: { storage: '1Gi' } } },
+        },
+      ],
+    },
+  },
+};
+
+async function explainStorage(): Promise<string> {
+  const r = await cluster().kubectl(['get', 'stsg,statefulsets,pods,pvc,pv', '-n', ns, '-o', 'wide']);
   return r.stdout + r.stderr;
 }
 
@@ -258,5 +293,73 @@ describe('StatefulSetGrid controller (in process)', () => {
     await admin.delete(STSG('db'));
     // kube-controller-manager's garbage collector deletes them; it takes tens of seconds on a busy machine.
     await until('StatefulSets gone', async () => (await listStatefulSets('db')).length === 0, 180_000, explain);
+  });
+
+  test("volumeClaimTemplates: each unit's pod gets its own claim, bound to a volume of its own unit", async () => {
+    // One static volume per unit (c is for the next test), bound when the unit's pod is scheduled.
+    await cluster().apply([unitLocalStorageClass(), ...['a', 'b', 'c'].map((unit) => unitLocalVolume('zone', unit)), dataGrid]);
+    for (const unit of ['a', 'b']) {
+      const claim = await until(
+        `claim data-data-${unit}-0 bound`,
+        async () => {
+          const c = await admin.get<Obj>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/data-data-${unit}-0`).catch(() => undefined);
+          return c?.status?.phase === 'Bound' && c;
+        },
+        180_000,
+        explainStorage,
+      );
+      // The scheduler placed the pod in its unit, and the volume binder picked the volume whose node affinity is that unit.
+      assert.equal(claim.spec.volumeName, `unit-${unit}`);
+      assert.equal(claim.metadata.labels?.app, 'data');
+      const pod = await until(
+        `pod data-${unit}-0 Ready`,
+        async () => {
+          const p = await admin.get<Obj>(`/api/v1/namespaces/${ns}/pods/data-${unit}-0`).catch(() => undefined);
+          return p?.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True') && p;
+        },
+        120_000,
+        explainStorage,
+      );
+      assert.equal(unitOfNode[pod.spec.nodeName], unit, `data-${unit}-0 on ${pod.spec.nodeName}`);
+      assert.deepEqual(pod.spec.volumes.find((v: { name: string }) => v.name === 'data')?.persistentVolumeClaim, {
+        claimName: `data-data-${unit}-0`,
+      });
+    }
+    const claims = await admin.get<{ items: Obj[] }>(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, { labelSelector: 'app=data' });
+    assert.deepEqual(claims.items.map((c) => c.metadata.name).sort(), ['data-data-a-0', 'data-data-b-0']);
+  });
+
+  test("a unit that disappears: its StatefulSet is deleted, and with whenDeleted: Delete its claim too; the new unit's claim binds there", async () => {
+    // s-b, unit b's only node, moves to unit c.
+    await cluster().kubectl(['label', 'node', 's-b', 'zone=c', '--overwrite']);
+    unitOfNode['s-b'] = 'c';
+    await until(
+      'StatefulSets data-a and data-c only',
+      async () => JSON.stringify((await listStatefulSets('data')).map((s) => s.metadata.name)) === '["data-a","data-c"]',
+      60_000,
+      explainStorage,
+    );
+    // The StatefulSet controller made the claim owned by its StatefulSet (whenDeleted: Delete), so the garbage collector deletes it.
+    await until(
+      'claim data-data-b-0 deleted',
+      async () =>
+        (await admin.get<Obj>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/data-data-b-0`).catch(() => undefined)) === undefined,
+      180_000,
+      explainStorage,
+    );
+    const claim = await until(
+      'claim data-data-c-0 bound',
+      async () => {
+        const c = await admin.get<Obj>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/data-data-c-0`).catch(() => undefined);
+        return c?.status?.phase === 'Bound' && c;
+      },
+      180_000,
+      explainStorage,
+    );
+    assert.equal(claim.spec.volumeName, 'unit-c');
+    // The claim of the unit that stayed is untouched.
+    const kept = await admin.get<Obj>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/data-data-a-0`);
+    assert.equal(kept.status.phase, 'Bound');
+    assert.equal(kept.spec.volumeName, 'unit-a');
   });
 });
