@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { GridController } from '../controllers/reconcile/controller.ts';
-import type { KubeClient } from '../kube/client.ts';
+import { isStatus, type KubeClient } from '../kube/client.ts';
 import { useCluster } from './cluster/cluster.ts';
 import { CONTROLLER_USER, type Obj, startGridController, until } from './controllers-helpers.ts';
 import { UNIT_LOCAL_STORAGE_CLASS, unitLocalStorageClass, unitLocalVolume } from './storage.ts';
@@ -91,9 +91,44 @@ const dataGrid = {
   },
 };
 
+/** The claim, or undefined once it is gone (404); any other error fails the test. */
+async function readClaim(name: string): Promise<Obj | undefined> {
+  return admin.get<Obj>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/${name}`).catch((err) => {
+    if (isStatus(err, 404)) return undefined;
+    throw err;
+  });
+}
+
 async function explainStorage(): Promise<string> {
   const r = await cluster().kubectl(['get', 'stsg,statefulsets,pods,pvc,pv', '-n', ns, '-o', 'wide']);
   return r.stdout + r.stderr;
+}
+
+/** Waits until the controller's writes settle, forces a resync of every grid and checks it wrote nothing. */
+async function assertResyncWritesNothing(): Promise<void> {
+  let writes = -1;
+  await until(
+    'controller writes stable',
+    async () => {
+      await controller.waitIdle(120_000);
+      await new Promise((r) => setTimeout(r, 2000));
+      const now = (await cluster().writeRequests(CONTROLLER_USER)).length;
+      const stable = now === writes && controller.queue.idle();
+      writes = now;
+      return stable;
+    },
+    120_000,
+  );
+  assert.ok(
+    (await cluster().writeRequests(CONTROLLER_USER)).some((w) => w.resource === 'statefulsets' && w.code < 300),
+    'the controller did write StatefulSets before',
+  );
+  controller.resyncAll();
+  assert.ok(controller.queue.length + controller.queue.inFlight >= 1);
+  await controller.waitIdle(120_000);
+  await new Promise((r) => setTimeout(r, 1000));
+  const after = await cluster().writeRequests(CONTROLLER_USER);
+  assert.equal(after.length, writes, `writes during resync: ${JSON.stringify(after.slice(writes))}`);
 }
 
 describe('StatefulSetGrid controller (in process)', () => {
@@ -264,29 +299,7 @@ describe('StatefulSetGrid controller (in process)', () => {
   });
 
   test('a forced resync of a settled StatefulSetGrid makes no write request', async () => {
-    let writes = -1;
-    await until(
-      'controller writes stable',
-      async () => {
-        await controller.waitIdle(120_000);
-        await new Promise((r) => setTimeout(r, 2000));
-        const now = (await cluster().writeRequests(CONTROLLER_USER)).length;
-        const stable = now === writes && controller.queue.idle();
-        writes = now;
-        return stable;
-      },
-      120_000,
-    );
-    assert.ok(
-      (await cluster().writeRequests(CONTROLLER_USER)).some((w) => w.resource === 'statefulsets' && w.code < 300),
-      'the controller did write StatefulSets before',
-    );
-    controller.resyncAll();
-    assert.ok(controller.queue.length + controller.queue.inFlight >= 1);
-    await controller.waitIdle(120_000);
-    await new Promise((r) => setTimeout(r, 1000));
-    const after = await cluster().writeRequests(CONTROLLER_USER);
-    assert.equal(after.length, writes, `writes during resync: ${JSON.stringify(after.slice(writes))}`);
+    await assertResyncWritesNothing();
   });
 
   test('deleting the grid deletes its StatefulSets', async () => {
@@ -302,7 +315,7 @@ describe('StatefulSetGrid controller (in process)', () => {
       const claim = await until(
         `claim data-data-${unit}-0 bound`,
         async () => {
-          const c = await admin.get<Obj>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/data-data-${unit}-0`).catch(() => undefined);
+          const c = await readClaim(`data-data-${unit}-0`);
           return c?.status?.phase === 'Bound' && c;
         },
         180_000,
@@ -327,9 +340,14 @@ describe('StatefulSetGrid controller (in process)', () => {
     }
     const claims = await admin.get<{ items: Obj[] }>(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, { labelSelector: 'app=data' });
     assert.deepEqual(claims.items.map((c) => c.metadata.name).sort(), ['data-data-a-0', 'data-data-b-0']);
+    // The apiserver fills in the claim templates (volumeMode, status): a settled grid is still not rewritten.
+    await assertResyncWritesNothing();
   });
 
   test("a unit that disappears: its StatefulSet is deleted, and with whenDeleted: Delete its claim too; the new unit's claim binds there", async () => {
+    // whenDeleted: Delete: the StatefulSet controller made each claim owned by its StatefulSet.
+    const owner = (await readClaim('data-data-b-0'))?.metadata.ownerReferences?.find((r: { kind: string }) => r.kind === 'StatefulSet');
+    assert.equal(owner?.name, 'data-b');
     // s-b, unit b's only node, moves to unit c.
     await cluster().kubectl(['label', 'node', 's-b', 'zone=c', '--overwrite']);
     unitOfNode['s-b'] = 'c';
@@ -340,17 +358,11 @@ describe('StatefulSetGrid controller (in process)', () => {
       explainStorage,
     );
     // The StatefulSet controller made the claim owned by its StatefulSet (whenDeleted: Delete), so the garbage collector deletes it.
-    await until(
-      'claim data-data-b-0 deleted',
-      async () =>
-        (await admin.get<Obj>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/data-data-b-0`).catch(() => undefined)) === undefined,
-      180_000,
-      explainStorage,
-    );
+    await until('claim data-data-b-0 deleted', async () => (await readClaim(`data-data-b-0`)) === undefined, 180_000, explainStorage);
     const claim = await until(
       'claim data-data-c-0 bound',
       async () => {
-        const c = await admin.get<Obj>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/data-data-c-0`).catch(() => undefined);
+        const c = await readClaim(`data-data-c-0`);
         return c?.status?.phase === 'Bound' && c;
       },
       180_000,
@@ -358,7 +370,7 @@ describe('StatefulSetGrid controller (in process)', () => {
     );
     assert.equal(claim.spec.volumeName, 'unit-c');
     // The claim of the unit that stayed is untouched.
-    const kept = await admin.get<Obj>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/data-data-a-0`);
+    const kept = (await readClaim('data-data-a-0'))!;
     assert.equal(kept.status.phase, 'Bound');
     assert.equal(kept.spec.volumeName, 'unit-a');
   });
