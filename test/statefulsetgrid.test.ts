@@ -4,9 +4,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { GridController } from '../controllers/reconcile/controller.ts';
-import { isStatus, type KubeClient } from '../kube/client.ts';
+import type { KubeClient } from '../kube/client.ts';
 import { useCluster } from './cluster/cluster.ts';
-import { CONTROLLER_USER, type Obj, startGridController, until } from './controllers-helpers.ts';
+import { CONTROLLER_USER, getIfExists, type Obj, startGridController, until } from './controllers-helpers.ts';
 import { UNIT_LOCAL_STORAGE_CLASS, unitLocalStorageClass, unitLocalVolume } from './storage.ts';
 
 const cluster = useCluster({ kwok: true, controllerManager: true, scheduler: true });
@@ -91,12 +91,9 @@ const dataGrid = {
   },
 };
 
-/** The claim, or undefined once it is gone (404); any other error fails the test. */
-async function readClaim(name: string): Promise<Obj | undefined> {
-  return admin.get<Obj>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/${name}`).catch((err) => {
-    if (isStatus(err, 404)) return undefined;
-    throw err;
-  });
+/** The claim, or undefined once it is gone. */
+function readClaim(name: string): Promise<Obj | undefined> {
+  return getIfExists(admin, `/api/v1/namespaces/${ns}/persistentvolumeclaims/${name}`);
 }
 
 async function explainStorage(): Promise<string> {
