@@ -298,11 +298,13 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
       const name = unitStatefulSetName(STATEFUL_GRID, unit);
       const set = s.statefulSets.find((x) => x.metadata?.name === name);
       const pods = statefulPodsOf(s, name);
-      const claims = pods.map((p) => `data-${p.metadata?.name}`);
+      // The StatefulSet controller names each pod's claim `<template>-<pod>`.
+      const templates = (set?.spec?.volumeClaimTemplates ?? []).map((t) => t.metadata?.name ?? '');
+      const claims = pods.flatMap((p) => templates.map((t) => `${t}-${p.metadata?.name}`));
       const bound = claims.filter((c) => s.claims.find((x) => x.metadata?.name === c)?.status?.phase === 'Bound');
       out.push({
         fact: `NodeUnit ${unit} runs StatefulSet ${name} with all replicas ready, each pod's claim bound`,
-        ok: !!set && (set.status?.readyReplicas ?? 0) === set.spec?.replicas && pods.length > 0 && bound.length === claims.length,
+        ok: !!set && (set.status?.readyReplicas ?? 0) === set.spec?.replicas && claims.length > 0 && bound.length === claims.length,
         detail: set ? `${set.status?.readyReplicas ?? 0}/${set.spec?.replicas} ready, claims bound [${bound.join(' ')}]` : 'no StatefulSet',
       });
     }
@@ -480,7 +482,7 @@ Component logs: ${cluster.logDir}. Ctrl-C stops everything.
         const note = rolled
           ? `rolling a wordpress template change out one NodeUnit at a time (${ROLLOUT_WAVES.map((w) => w.join(',')).join(' then ')}): see ROLLOUT`
           : moved
-            ? `moved ${MOVED_NODE} to ${KEY}=${moved}: its wrapper and kube-proxy now hold ${moved}'s endpoints`
+            ? `moved ${MOVED_NODE} to ${KEY}=${moved}: its wrapper, kube-proxy and DNS now hold ${moved}'s endpoints`
             : `in ${Math.max(0, Math.ceil((relabelAfterMs - (Date.now() - started)) / 1000))} s the demo moves ${MOVED_NODE} to the other NodeUnit`;
         process.stdout.write(
           `\x1b[2J\x1b[H${new Date().toISOString()}  ${note}\n\n${body}\n(Ctrl-C stops; kubectl usage printed above the view: scroll up)\n`,
