@@ -1,6 +1,7 @@
 // StatefulSetGrid controller against the real test cluster: the controller runs in this process
 // with the ServiceAccount and RBAC of examples/install/controller.yaml; kube-controller-manager
-// runs the StatefulSets, the scheduler places their pods and kwok plays the kubelets.
+// runs the StatefulSets and binds their claims to static volumes (test/storage.ts), the scheduler
+// places their pods and kwok plays the kubelets.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { GridController } from '../controllers/reconcile/controller.ts';
