@@ -46,6 +46,19 @@ describe('KubeClient requests', () => {
     client.close();
   });
 
+  test('a request is bounded by its deadline, and the connection serves the next one', async () => {
+    const client = new KubeClient(loadKubeconfig(cluster().adminKubeconfigPath));
+    const started = Date.now();
+    // A watch's response never completes on its own within the deadline.
+    const err = await client
+      .request('GET', '/api/v1/namespaces', { query: { watch: 1, timeoutSeconds: 60 }, timeoutMs: 300 })
+      .catch((e: Error) => e);
+    assert.match(String(err), /no complete response within 300 ms/);
+    assert.ok(Date.now() - started < 20_000, `rejected after ${Date.now() - started} ms`);
+    assert.equal((await client.get<{ metadata: { name: string } }>('/api/v1/namespaces/default')).metadata.name, 'default');
+    client.close();
+  });
+
   test('after the apiserver restarts, the next request opens a new connection', async () => {
     const client = new KubeClient(loadKubeconfig(cluster().adminKubeconfigPath));
     await client.get('/api/v1/namespaces/default');
