@@ -36,7 +36,7 @@ import { serviceGridParts } from './servicegrid.ts';
 import { statefulSetGridParts } from './statefulsetgrid.ts';
 import { StatusWriter } from './status.ts';
 
-export const DEFAULT_WORKERS = 8;
+export const DEFAULT_WORKERS = 32;
 /** Syncs past their object writes (status and events under way) before the workers wait for one to end. */
 const MAX_TRAILING_SYNCS = 64;
 
