@@ -630,7 +630,7 @@ async function main() {
         [
           `4. convergence, ${N.units} units: create → all objects (median of ${rounds.length}: ${all(rounds.map((r) => r.objectsMs))} ms)`,
           f(conv.objectsMs, 'ms'),
-          '≤ 3 s',
+          '≤ 700 ms',
         ],
         ['   create → status of both grids written for every unit', f(conv.statusMs, 'ms'), ''],
         [
@@ -650,7 +650,7 @@ async function main() {
         [
           `6. reaction: new unit → ${half} Deployments + ${half} Services (median of ${reactions.length}: ${all(reactions.map((r) => r.ms))} ms)`,
           f(react.ms, 'ms'),
-          '',
+          '≤ 300 ms',
         ],
         ["   new unit → all grids' status updated", f(react.statusMs, 'ms'), ''],
         ['   controller write requests per new unit', f(react.writes, ''), ''],
