@@ -58,30 +58,24 @@ export function gridLabels(grid: GridLike<unknown>, unit?: string): Record<strin
 }
 
 /**
- * JSON with object keys sorted, so equal objects hash equally whatever their key order. Written
- * as plain loops: it runs over every rendered object, live object and status a sync compares.
+ * JSON with object keys sorted, so equal objects hash equally whatever their key order. Plain
+ * loops (it runs over every rendered object, live object and status a sync compares), and each
+ * level joined from an array: the result is a flat string. Built with `+=` it would be a tree of
+ * string pieces, kept whole wherever the result is remembered (drift fingerprints, statuses).
  */
 export function stableStringify(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value);
+  const parts: string[] = [];
   if (Array.isArray(value)) {
-    let out = '[';
-    for (let i = 0; i < value.length; i++) {
-      if (i > 0) out += ',';
-      const v = value[i];
-      out += v === undefined ? 'null' : stableStringify(v);
-    }
-    return `${out}]`;
+    for (const v of value) parts.push(v === undefined ? 'null' : stableStringify(v));
+    return `[${parts.join(',')}]`;
   }
   const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj).sort();
-  let out = '{';
-  for (const k of keys) {
+  for (const k of Object.keys(obj).sort()) {
     const v = obj[k];
-    if (v === undefined) continue;
-    if (out.length > 1) out += ',';
-    out += `${JSON.stringify(k)}:${stableStringify(v)}`;
+    if (v !== undefined) parts.push(`${JSON.stringify(k)}:${stableStringify(v)}`);
   }
-  return `${out}}`;
+  return `{${parts.join(',')}}`;
 }
 
 /** Stamps the hash of the object's desired content into its annotations and returns it. */
