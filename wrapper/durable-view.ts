@@ -26,6 +26,13 @@ const metadataOfKey = (key: string) => {
   return slash < 0 ? { name: key } : { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
 };
 
+/** A saved state the view was rebuilt from: where, its header, how many objects. */
+export interface RestoredState {
+  file: string;
+  header: SavedState['header'];
+  objects: number;
+}
+
 export interface DurableViewOptions {
   view: NodeUnitView;
   /** Undefined: nothing is saved or restored (no state directory). */
@@ -71,8 +78,12 @@ export class DurableView {
     this.scheduler = o.store ? new SnapshotScheduler(o.snapshotIntervalMs, () => this.snapshot()) : undefined;
   }
 
-  /** Rebuilds the view from the newest valid saved state; undefined when there is none. */
-  restore(): SavedState | undefined {
+  /**
+   * Rebuilds the view from the newest valid saved state; undefined when there is none. Returns
+   * what was restored, not the parsed objects: once in the view they are garbage, and a caller
+   * holding them would keep a second copy of the whole state for the life of the process.
+   */
+  restore(): RestoredState | undefined {
     const state = this.store?.load();
     if (!state) return undefined;
     for (const { resource, object } of state.objects) {
@@ -86,7 +97,7 @@ export class DurableView {
     this.restored = state.header;
     this.complete = true;
     this.restoredWrittenAt = Date.parse(state.header.writtenAt);
-    return state;
+    return { file: state.file, header: state.header, objects: state.objects.length };
   }
 
   upsert(resource: string, obj: KubeObject): void {

@@ -120,7 +120,7 @@ if (restored) {
       file: restored.file,
       generation: restored.header.generation,
       writtenAt: restored.header.writtenAt,
-      objects: restored.objects.length,
+      objects: restored.objects,
       restoreMs: Math.round(performance.now() - restoreStarted),
     },
     'serving the saved state until the apiserver answers',
