@@ -8,7 +8,7 @@ import { isStatus, type KubeClient } from '../../kube/client.ts';
 import { Informer } from '../../kube/informer.ts';
 import { type KubeObject, resourcePath } from '../../kube/objects.ts';
 import type { ReflectorOptions } from '../../kube/reflector.ts';
-import { namespaceTopologyKeysOf, topologyKeysOf } from '../../wrapper/filter.ts';
+import { namespaceTopologyKeysOf, type TopologyKeys, topologyKeysOf } from '../../wrapper/filter.ts';
 import { matchesLabels } from '../../wrapper/selectors.ts';
 import {
   GROUP,
@@ -21,9 +21,10 @@ import {
   PLURAL_NODE_UNIT,
   VERSION,
 } from '../api/v1alpha1.ts';
+import { FIELD_MANAGER } from '../reconcile/apply.ts';
+import { forEachConcurrently, UNIT_CONCURRENCY } from '../reconcile/concurrency.ts';
 import { WorkQueue } from '../reconcile/queue.ts';
-import { type GridObject, NODES, type Resource, SERVICES } from '../reconcile/resources.ts';
-import { writeStatus } from '../reconcile/status.ts';
+import { NODES, type Resource, SERVICES } from '../reconcile/resources.ts';
 import { stableStringify } from '../render/common.ts';
 import {
   isDeclared,
@@ -37,6 +38,7 @@ import {
   pairId,
   planDiscovered,
   resolveClaims,
+  statusPatch,
   valuesByKey,
 } from './render.ts';
 
@@ -79,6 +81,17 @@ function slimNode(node: KubeObject): KubeObject {
     metadata: { name, uid, resourceVersion, labels, annotations, ...(deletionTimestamp ? { deletionTimestamp } : {}) },
     status: { conditions: ready ?? [] },
   };
+}
+
+/**
+ * Topology keys parsed once per object version: every sync reads the annotations of every
+ * Service, and a cache replaces an object (never changes it) when a new version arrives.
+ */
+const parsedTopology = new WeakMap<KubeObject, TopologyKeys>();
+function topologyOnce(obj: KubeObject, parse: (o: never) => TopologyKeys): TopologyKeys {
+  let keys = parsedTopology.get(obj);
+  if (!keys) parsedTopology.set(obj, (keys = parse(obj as never)));
+  return keys;
 }
 
 function push<T>(m: Map<string, T[]>, key: string, value: T): void {
@@ -277,8 +290,8 @@ export class NodeUnitController {
     const keys = keysInUse(
       grids.map(({ g }) => g.spec?.gridUniqKey as string | undefined),
       [
-        ...this.services.list().map((s) => topologyKeysOf(s as never)),
-        ...this.namespaces.list().map((n) => namespaceTopologyKeysOf(n as never)),
+        ...this.services.list().map((s) => topologyOnce(s, topologyKeysOf)),
+        ...this.namespaces.list().map((n) => topologyOnce(n, namespaceTopologyKeysOf)),
       ],
     );
     const nodeViews = [...nodes.values()];
@@ -312,6 +325,7 @@ export class NodeUnitController {
       if (key && !g.metadata?.deletionTimestamp)
         push(gridsByKey, key, { kind, namespace: g.metadata!.namespace!, name: g.metadata!.name! });
     }
+    const writes: { unit: NodeUnit; patch: Record<string, unknown> }[] = [];
     for (const unit of units) {
       if (unit.metadata.deletionTimestamp || removed.has(unit.metadata.name!)) continue;
       const status = nodeUnitStatus(
@@ -320,15 +334,24 @@ export class NodeUnitController {
         gridsByKey.get(unit.spec.key) ?? [],
         claims.conflicts.get(unit.metadata.name!),
       );
+      const patch = statusPatch((unit.status ?? {}) as Record<string, unknown>, status as unknown as Record<string, unknown>);
+      if (patch) writes.push({ unit, patch });
+    }
+    // All at once: after a relabel the unit the node left and the one it joined reach the
+    // wrappers in one round trip, not one after the other.
+    await forEachConcurrently(writes, UNIT_CONCURRENCY, async ({ unit, patch }) => {
       try {
-        // The grid status writer works for any object with a status subresource.
-        await writeStatus(this.opts.client, NODE_UNITS, unit as unknown as GridObject, status as never);
+        await this.opts.client.mergePatch(
+          resourcePath(NODE_UNITS, undefined, unit.metadata.name, 'status'),
+          { status: patch },
+          FIELD_MANAGER,
+        );
       } catch (err) {
-        if (isStatus(err, 404)) continue;
+        if (isStatus(err, 404)) return;
         this.log.warn({ nodeUnit: unit.metadata.name, err }, 'NodeUnit status write failed');
         retry = true;
       }
-    }
+    });
     return retry;
   }
 }
