@@ -41,6 +41,7 @@ export interface DurableViewOptions {
   /** At most one snapshot per interval. */
   snapshotIntervalMs: number;
   resources: readonly string[];
+  metrics?: { received(resource: string): void };
 }
 
 export class DurableView {
@@ -48,6 +49,7 @@ export class DurableView {
   private readonly store: StateStore | undefined;
   private readonly log: Logger;
   private readonly scheduler: SnapshotScheduler | undefined;
+  private readonly metrics: DurableViewOptions['metrics'];
   /** Keys restored from the saved state that no upstream list has confirmed yet, per resource. */
   private readonly unconfirmed = new Map<string, Set<string>>();
   /** Resources whose last upstream list or watch failed (none listed yet counts as down). */
@@ -75,6 +77,7 @@ export class DurableView {
     this.log = o.log;
     this.down = new Set(o.resources);
     this.resources = o.resources;
+    this.metrics = o.metrics;
     this.scheduler = o.store ? new SnapshotScheduler(o.snapshotIntervalMs, () => this.snapshot()) : undefined;
   }
 
@@ -101,12 +104,14 @@ export class DurableView {
   }
 
   upsert(resource: string, obj: KubeObject): void {
+    this.metrics?.received(resource);
     this.unconfirmed.get(resource)?.delete(objectKey(obj));
     this.view.upsert(resource, obj);
     this.scheduler?.changed();
   }
 
   delete(resource: string, obj: KubeObject): void {
+    this.metrics?.received(resource);
     this.unconfirmed.get(resource)?.delete(objectKey(obj));
     this.view.delete(resource, obj);
     this.scheduler?.changed();

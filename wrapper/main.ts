@@ -111,6 +111,7 @@ const durable = new DurableView({
   log: log.child({ component: 'state' }),
   snapshotIntervalMs: flags['state-interval'],
   resources: upstreamResources,
+  metrics,
 });
 const restoreStarted = performance.now();
 const restored = durable.restore();
