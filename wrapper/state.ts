@@ -22,6 +22,7 @@ import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, 
 import { open, readdir, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { chunksOf } from './chunks.ts';
 
 export const STATE_FORMAT = 'application-grid-wrapper-state';
 export const STATE_VERSION = 1;
@@ -98,22 +99,6 @@ export function encodeState(...args: Parameters<typeof encodeStateParts>): Buffe
     parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : p)),
     bytes,
   );
-}
-
-/** Parts joined into chunks of about `size` bytes: few write calls, one chunk in memory at a time. */
-function* chunksOf(parts: readonly (string | Buffer)[], size = 256 * 1024): Generator<Buffer> {
-  let batch: Buffer[] = [];
-  let n = 0;
-  for (const p of parts) {
-    const b = typeof p === 'string' ? Buffer.from(p) : p;
-    batch.push(b);
-    n += b.length;
-    if (n < size) continue;
-    yield Buffer.concat(batch, n);
-    batch = [];
-    n = 0;
-  }
-  if (n > 0) yield Buffer.concat(batch, n);
 }
 
 const HASH_PREFIX = '{"sha256":"';
