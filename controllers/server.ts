@@ -1,7 +1,7 @@
 // The controller's HTTP endpoints: Prometheus metrics on --metrics-bind-address, liveness and
 // readiness on --health-probe-bind-address (one server when both name the same address).
-// Three read-only routes on Node's own HTTP server: a web framework here cost ~10 MiB of resident
-// memory for nothing the routes need (README, "Benchmarks").
+// Three read-only routes on Node's own HTTP server: a web framework here cost 4.4 MiB of resident
+// memory and 3.6 MiB of heap for nothing the routes need (README, "Benchmarks").
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { formatListenAddress, type ListenAddress } from '../kube/flags.ts';
