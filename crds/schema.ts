@@ -9,6 +9,8 @@ interface OpenAPIDoc {
   components: { schemas: Record<string, Schema> };
 }
 
+const INT32: Schema = { type: 'integer', format: 'int32' };
+
 /** Fields a CRD's JSONSchemaProps accepts (besides the recursion handled below). */
 const ALLOWED = new Set([
   'description',
@@ -244,8 +246,8 @@ function statusSchema(unitProps: Schema, extra: Schema = {}): Schema {
       ...extra,
       observedGeneration: { type: 'integer', format: 'int64' },
       service: { type: 'string', description: 'Name of the shared Service (ServiceGrid).' },
-      totalUnits: { type: 'integer', format: 'int32' },
-      readyUnits: { type: 'integer', format: 'int32' },
+      totalUnits: INT32,
+      readyUnits: INT32,
       units: {
         type: 'array',
         'x-kubernetes-list-type': 'atomic',
@@ -313,6 +315,11 @@ function crd(
   };
 }
 
+/** A non-empty list of NodeUnit values (label values: at most 63 characters). */
+function unitValues(description: string): Schema {
+  return { type: 'array', minItems: 1, maxItems: 4096, items: { type: 'string', maxLength: 63 }, description };
+}
+
 const ROLLOUT_SPEC: Schema = {
   type: 'object',
   description:
@@ -337,13 +344,7 @@ const ROLLOUT_SPEC: Schema = {
         type: 'object',
         required: ['units'],
         properties: {
-          units: {
-            type: 'array',
-            minItems: 1,
-            maxItems: 4096,
-            items: { type: 'string', maxLength: 63 },
-            description: 'Unit values of this wave.',
-          },
+          units: unitValues('Unit values of this wave.'),
         },
       },
     },
@@ -368,13 +369,13 @@ const ROLLOUT_STATUS: Schema = {
   properties: {
     target: { type: 'string', description: 'Hash of the current templates.' },
     summary: { type: 'string' },
-    currentWave: { type: 'integer', format: 'int32' },
-    waves: { type: 'integer', format: 'int32' },
-    updatedUnits: { type: 'integer', format: 'int32' },
-    progressingUnits: { type: 'integer', format: 'int32' },
-    pendingUnits: { type: 'integer', format: 'int32' },
-    failedUnits: { type: 'integer', format: 'int32' },
-    rolledBackUnits: { type: 'integer', format: 'int32' },
+    currentWave: INT32,
+    waves: INT32,
+    updatedUnits: INT32,
+    progressingUnits: INT32,
+    pendingUnits: INT32,
+    failedUnits: INT32,
+    rolledBackUnits: INT32,
     paused: { type: 'boolean' },
     halted: {
       type: 'object',
@@ -416,13 +417,7 @@ function overridesSchema(specKind: string): Schema {
       type: 'object',
       required: ['units'],
       properties: {
-        units: {
-          type: 'array',
-          minItems: 1,
-          maxItems: 4096,
-          items: { type: 'string', maxLength: 63 },
-          description: 'Unit values this override applies to.',
-        },
+        units: unitValues('Unit values this override applies to.'),
         replicas: { type: 'integer', format: 'int32', minimum: 0 },
         patch: {
           type: 'array',
@@ -477,9 +472,9 @@ export function buildCrds(docs: OpenAPIDoc[]): Schema[] {
     statusSchema(
       {
         deployment: { type: 'string' },
-        replicas: { type: 'integer', format: 'int32' },
-        readyReplicas: { type: 'integer', format: 'int32' },
-        updatedReplicas: { type: 'integer', format: 'int32' },
+        replicas: INT32,
+        readyReplicas: INT32,
+        updatedReplicas: INT32,
         templateHash: { type: 'string', description: 'Render hash of the Deployment the unit runs.' },
         rollout: { type: 'string', description: 'With spec.rollout: updated, progressing, pending, failed or rolledBack.' },
       },
@@ -530,7 +525,7 @@ export function buildCrds(docs: OpenAPIDoc[]): Schema[] {
         message: `a ServiceGrid name must be a DNS-1035 label (lower case letters, digits, -; starting with a letter) of at most ${MAX_SERVICE_GRID_NAME} characters, so that <grid>-svc-<unit> Service names are valid`,
       },
     ],
-    statusSchema({ service: { type: 'string' }, readyEndpoints: { type: 'integer', format: 'int32' } }),
+    statusSchema({ service: { type: 'string' }, readyEndpoints: INT32 }),
     [
       ...COMMON_COLUMNS.slice(0, 1),
       { name: 'Service', type: 'string', jsonPath: '.status.service' },
@@ -556,9 +551,9 @@ export function buildCrds(docs: OpenAPIDoc[]): Schema[] {
     ],
     statusSchema({
       statefulSet: { type: 'string' },
-      replicas: { type: 'integer', format: 'int32' },
-      readyReplicas: { type: 'integer', format: 'int32' },
-      updatedReplicas: { type: 'integer', format: 'int32' },
+      replicas: INT32,
+      readyReplicas: INT32,
+      updatedReplicas: INT32,
     }),
     [...COMMON_COLUMNS, ...TAIL_COLUMNS],
     "StatefulSetGrid renders one StatefulSet per NodeUnit (distinct value of the node label gridUniqKey), pinned to that unit's nodes; its pods resolve as <grid>-<i>.<serviceName> inside each unit through the node's wrapper.",
@@ -621,9 +616,9 @@ function nodeUnitCrd(r: SchemaResolver): Schema {
         items: { type: 'string' },
         description: 'Names of the nodes labelled key=value, sorted.',
       },
-      nodeCount: { type: 'integer', format: 'int32' },
-      readyNodes: { type: 'integer', format: 'int32' },
-      notReadyNodes: { type: 'integer', format: 'int32' },
+      nodeCount: INT32,
+      readyNodes: INT32,
+      notReadyNodes: INT32,
       grids: {
         type: 'array',
         'x-kubernetes-list-type': 'atomic',
@@ -634,7 +629,7 @@ function nodeUnitCrd(r: SchemaResolver): Schema {
           properties: { kind: { type: 'string' }, namespace: { type: 'string' }, name: { type: 'string' } },
         },
       },
-      gridCount: { type: 'integer', format: 'int32' },
+      gridCount: INT32,
       conditions: CONDITIONS,
     },
   };

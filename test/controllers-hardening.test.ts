@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import type { GridController } from '../controllers/reconcile/controller.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { useCluster, type WriteRequest } from './cluster/cluster.ts';
-import { CONTROLLER_USER, type Obj, startGridController, until } from './controllers-helpers.ts';
+import { CONTROLLER_USER, getIfExists, type Obj, startGridController, until } from './controllers-helpers.ts';
 
 const cluster = useCluster({ controllerManager: true, scheduler: true, kwok: true });
 const ns = 'hard';
@@ -18,14 +18,7 @@ let controller: GridController;
 const DG = (n: string) => `/apis/servicegroup.io/v1alpha1/namespaces/${ns}/deploymentgrids/${n}`;
 const DEPLOY = (n: string) => `/apis/apps/v1/namespaces/${ns}/deployments/${n}`;
 
-async function getOrUndefined(path: string): Promise<Obj | undefined> {
-  try {
-    return await admin.get<Obj>(path);
-  } catch (err) {
-    if ((err as { statusCode?: number }).statusCode === 404) return undefined;
-    throw err;
-  }
-}
+const getOrUndefined = (path: string) => getIfExists(admin, path);
 
 function podSpec(app: string, replicas = 0) {
   return {

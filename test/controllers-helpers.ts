@@ -7,7 +7,7 @@ import * as k8s from '@kubernetes/client-node';
 import pino from 'pino';
 import { GridController } from '../controllers/reconcile/controller.ts';
 import { CRD_FILES } from '../crds/generate.ts';
-import { KubeClient } from '../kube/client.ts';
+import { isStatus, KubeClient } from '../kube/client.ts';
 import { loadKubeconfig } from '../kube/kubeconfig.ts';
 import type { Cluster } from './cluster/cluster.ts';
 import { waitFor } from './cluster/processes.ts';
@@ -68,6 +68,38 @@ export async function startGridController(
   });
   await controller.start();
   return { admin, controller };
+}
+
+/** The object at `path`, or undefined when the apiserver answers 404. */
+export async function getIfExists(client: KubeClient, path: string): Promise<Obj | undefined> {
+  try {
+    return await client.get<Obj>(path);
+  } catch (err) {
+    if (isStatus(err, 404)) return undefined;
+    throw err;
+  }
+}
+
+/** A DeploymentGrid of one container, keyed on `zone` unless told otherwise: the grid most tests need. */
+export function deploymentGrid(
+  name: string,
+  namespace: string,
+  opts: { key?: string; replicas?: number; app?: string; container?: string; image?: string } = {},
+) {
+  const app = opts.app ?? name;
+  return {
+    apiVersion: 'servicegroup.io/v1alpha1',
+    kind: 'DeploymentGrid',
+    metadata: { name, namespace },
+    spec: {
+      gridUniqKey: opts.key ?? 'zone',
+      template: {
+        replicas: opts.replicas ?? 0,
+        selector: { matchLabels: { app } },
+        template: { metadata: { labels: { app } }, spec: { containers: [{ name: opts.container ?? 'c', image: opts.image ?? 'img:1' }] } },
+      },
+    },
+  };
 }
 
 /** Polls `check` until it returns a value other than undefined/false; `explain` adds context to a timeout. */

@@ -9,7 +9,7 @@ import type { KubeClient } from '../kube/client.ts';
 import { freePort, useCluster } from './cluster/cluster.ts';
 import type { Component } from './cluster/processes.ts';
 import { type Relay, startRelay } from './cluster/relay.ts';
-import { clientFor, installCrds, installRbac, type Obj, root, until } from './controllers-helpers.ts';
+import { clientFor, deploymentGrid, installCrds, installRbac, type Obj, root, until } from './controllers-helpers.ts';
 
 const cluster = useCluster({});
 const ns = 'leader';
@@ -82,21 +82,7 @@ async function http(r: Replica, path: string): Promise<{ status: number; body: s
 
 const holder = async () => (await admin.get<Obj>(LEASE).catch(() => undefined))?.spec.holderIdentity as string | undefined;
 
-function grid(name: string) {
-  return {
-    apiVersion: 'servicegroup.io/v1alpha1',
-    kind: 'DeploymentGrid',
-    metadata: { name, namespace: ns },
-    spec: {
-      gridUniqKey: 'zone',
-      template: {
-        replicas: 0,
-        selector: { matchLabels: { app: name } },
-        template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'c', image: 'img:1' }] } },
-      },
-    },
-  };
-}
+const grid = (name: string) => deploymentGrid(name, ns);
 
 const deploymentExists = (name: string) =>
   admin.get(`/apis/apps/v1/namespaces/${ns}/deployments/${name}`).then(

@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import type { KubeClient } from '../kube/client.ts';
 import { freePort, useCluster } from './cluster/cluster.ts';
-import { CONTROLLER_USER, clientFor, installCrds, installRbac, type Obj, root, until } from './controllers-helpers.ts';
+import { CONTROLLER_USER, clientFor, deploymentGrid, installCrds, installRbac, type Obj, root, until } from './controllers-helpers.ts';
 
 const cluster = useCluster({ controllerManager: true, kwok: true });
 const ns = 'proc';
@@ -71,21 +71,7 @@ describe('controller process', () => {
     for (const r of replicas) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGKILL');
   });
 
-  function grid(name: string) {
-    return {
-      apiVersion: 'servicegroup.io/v1alpha1',
-      kind: 'DeploymentGrid',
-      metadata: { name, namespace: ns },
-      spec: {
-        gridUniqKey: 'zone',
-        template: {
-          replicas: 0,
-          selector: { matchLabels: { app: name } },
-          template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'c', image: 'img:1' }] } },
-        },
-      },
-    };
-  }
+  const grid = (name: string) => deploymentGrid(name, ns);
 
   async function deploymentExists(name: string): Promise<boolean> {
     try {

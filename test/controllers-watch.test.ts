@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import type { KubeClient } from '../kube/client.ts';
 import { freePort, useCluster } from './cluster/cluster.ts';
 import { type Relay, startRelay } from './cluster/relay.ts';
-import { clientFor, installCrds, installRbac, type Obj, root, until } from './controllers-helpers.ts';
+import { clientFor, deploymentGrid, installCrds, installRbac, type Obj, root, until } from './controllers-helpers.ts';
 
 const cluster = useCluster({});
 const ns = 'silent';
@@ -21,19 +21,7 @@ let relay: Relay;
 let controller: ChildProcess;
 const output: string[] = [];
 
-const grid = (replicas: number) => ({
-  apiVersion: 'servicegroup.io/v1alpha1',
-  kind: 'DeploymentGrid',
-  metadata: { name: 'web', namespace: ns },
-  spec: {
-    gridUniqKey: 'zone',
-    template: {
-      replicas,
-      selector: { matchLabels: { app: 'web' } },
-      template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'c', image: 'img:1' }] } },
-    },
-  },
-});
+const grid = (replicas: number) => deploymentGrid('web', ns, { replicas });
 
 const replicasOfUnit = async () =>
   (await admin.get<Obj>(`/apis/apps/v1/namespaces/${ns}/deployments/web-a`).catch(() => undefined))?.spec.replicas as number | undefined;

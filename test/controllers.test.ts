@@ -10,7 +10,7 @@ import { CRD_FILES, fetchOpenApi, renderCrdYaml } from '../crds/generate.ts';
 import { buildCrds } from '../crds/schema.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { useCluster } from './cluster/cluster.ts';
-import { CONTROLLER_USER, type Obj, root, startGridController, until } from './controllers-helpers.ts';
+import { CONTROLLER_USER, getIfExists, type Obj, root, startGridController, until } from './controllers-helpers.ts';
 
 const cluster = useCluster({ controllerManager: true, scheduler: true, kwok: true });
 const ns = 'grids';
@@ -23,14 +23,7 @@ const SG = (n: string) => `/apis/servicegroup.io/v1alpha1/namespaces/${ns}/servi
 const DEPLOY = (n: string) => `/apis/apps/v1/namespaces/${ns}/deployments/${n}`;
 const SVC = (n: string) => `/api/v1/namespaces/${ns}/services/${n}`;
 
-async function getOrUndefined(path: string): Promise<Obj | undefined> {
-  try {
-    return await admin.get<Obj>(path);
-  } catch (err) {
-    if ((err as { statusCode?: number }).statusCode === 404) return undefined;
-    throw err;
-  }
-}
+const getOrUndefined = (path: string) => getIfExists(admin, path);
 
 async function listDeployments(grid: string): Promise<Obj[]> {
   const l = await admin.get<{ items: Obj[] }>(`/apis/apps/v1/namespaces/${ns}/deployments`, {

@@ -11,7 +11,7 @@ import { before, describe, test } from 'node:test';
 import { useCluster } from './cluster/cluster.ts';
 import { type AssembledImage, assembleImage, containerArgv } from './cluster/dockerfile.ts';
 import { waitFor } from './cluster/processes.ts';
-import { installCrds, installRbac, root } from './controllers-helpers.ts';
+import { deploymentGrid, installCrds, installRbac, root } from './controllers-helpers.ts';
 import { manifestContainer, startContainer } from './image-harness.ts';
 import { httpText, installWrapperRbac } from './wrapper-harness.ts';
 
@@ -91,21 +91,7 @@ describe('the image, assembled from the Dockerfile without a container engine', 
     });
     assert.match(started.argv.join(' '), /controllers\/main\.js/);
 
-    await c.apply([
-      {
-        apiVersion: 'servicegroup.io/v1alpha1',
-        kind: 'DeploymentGrid',
-        metadata: { name: 'web', namespace: ns },
-        spec: {
-          gridUniqKey: 'zone',
-          template: {
-            replicas: 1,
-            selector: { matchLabels: { app: 'web' } },
-            template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image: 'example/web:1' }] } },
-          },
-        },
-      },
-    ]);
+    await c.apply([deploymentGrid('web', ns, { replicas: 1, container: 'web', image: 'example/web:1' })]);
     const grid = await waitFor(
       'the grid rendered for both units, with status',
       async () => {

@@ -14,7 +14,16 @@ import type { KubeObject } from '../kube/objects.ts';
 import { useCluster } from './cluster/cluster.ts';
 import type { KubeProxy } from './cluster/kube-proxy.ts';
 import { waitFor } from './cluster/processes.ts';
-import { CONTROLLER_USER, clientFor, installCrds, installRbac, type Obj, until } from './controllers-helpers.ts';
+import {
+  CONTROLLER_USER,
+  clientFor,
+  deploymentGrid,
+  getIfExists,
+  installCrds,
+  installRbac,
+  type Obj,
+  until,
+} from './controllers-helpers.ts';
 import { httpText, installWrapperRbac, type RunningWrapper, startWrapper } from './wrapper-harness.ts';
 
 const cluster = useCluster({ kwok: true });
@@ -25,14 +34,7 @@ let admin: KubeClient;
 let controller: NodeUnitController;
 let grids: Informer<KubeObject>[] = [];
 
-async function getOrUndefined(path: string): Promise<Obj | undefined> {
-  try {
-    return await admin.get<Obj>(path);
-  } catch (err) {
-    if ((err as { statusCode?: number }).statusCode === 404) return undefined;
-    throw err;
-  }
-}
+const getOrUndefined = (path: string) => getIfExists(admin, path);
 
 async function labels(node: string): Promise<Record<string, string>> {
   return (await admin.get<Obj>(`/api/v1/nodes/${node}`)).metadata.labels ?? {};
@@ -113,21 +115,7 @@ describe('NodeUnit controller', () => {
   });
 
   test('discovered: a grid key makes one NodeUnit per value, with members, readiness and the grid; kubectl shows them', async () => {
-    await cluster().apply([
-      {
-        apiVersion: 'servicegroup.io/v1alpha1',
-        kind: 'DeploymentGrid',
-        metadata: { name: 'web', namespace: ns },
-        spec: {
-          gridUniqKey: 'zone',
-          template: {
-            replicas: 0,
-            selector: { matchLabels: { app: 'web' } },
-            template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image: 'nginx' }] } },
-          },
-        },
-      },
-    ]);
+    await cluster().apply([deploymentGrid('web', ns, { container: 'web', image: 'nginx' })]);
     const a = await unitWithNodes('zone.a', ['u-a1', 'u-a2']);
     assert.deepEqual(a.spec, { key: 'zone', value: 'a' });
     assert.equal(a.metadata.labels?.['app.kubernetes.io/managed-by'], 'servicegroup-controller');
