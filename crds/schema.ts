@@ -65,6 +65,17 @@ const EMBEDDED_META: Schema = {
   },
 };
 
+const CLAIM = 'io.k8s.api.core.v1.PersistentVolumeClaim';
+/**
+ * A StatefulSet claim template's metadata: its name is the first part of each claim's name
+ * (`<name>-<statefulset>-<ordinal>`), so it is kept beside the labels and annotations.
+ */
+const CLAIM_TEMPLATE_META: Schema = {
+  type: 'object',
+  description: 'Name, labels and annotations of the claims made from this template.',
+  properties: { name: { type: 'string' }, ...EMBEDDED_META.properties },
+};
+
 export class SchemaResolver {
   private readonly schemas: Record<string, Schema>;
   constructor(docs: OpenAPIDoc[]) {
@@ -87,7 +98,7 @@ export class SchemaResolver {
       const { $ref: _ref, ...annotations } = s;
       const description = descriptions ? annotations.description : undefined;
       let target: Schema;
-      if (name === OBJECT_META) target = EMBEDDED_META;
+      if (name === OBJECT_META) target = stack.at(-1) === CLAIM ? CLAIM_TEMPLATE_META : EMBEDDED_META;
       else if (name === QUANTITY)
         target = {
           anyOf: [{ type: 'integer' }, { type: 'string' }],

@@ -1,12 +1,12 @@
 // Per-NodeUnit DNS: a real CoreDNS per simulated node, its `kubernetes` plugin reading from that
 // node's wrapper (as examples/edge-dns installs it), queried with a real DNS client. Two NodeUnits
-// (zone a and b), a ServiceGrid whose shared Service is headless, and one StatefulSet per unit named
-// and placed as a StatefulSetGrid renders them (`db-<unit>`, serviceName the shared Service), run by
-// the real kube-controller-manager, kube-scheduler and kwok.
+// (zone a and b), a ServiceGrid whose shared Service is headless and a StatefulSetGrid naming it as
+// its serviceName, both reconciled by the servicegroup-controller; kube-controller-manager runs the
+// StatefulSets, kube-scheduler places their pods and kwok runs them.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ANNOTATION_TOPOLOGY_KEYS, LABEL_GRID, LABEL_UNIT } from '../controllers/api/v1alpha1.ts';
+import { ANNOTATION_TOPOLOGY_KEYS } from '../controllers/api/v1alpha1.ts';
 import { sharedServiceName, unitStatefulSetName } from '../controllers/render/names.ts';
 import { freePort, useCluster } from './cluster/cluster.ts';
 import { installCrds, installRbac, root, until } from './controllers-helpers.ts';
@@ -18,7 +18,9 @@ const ns = 'dns';
 const GRID = 'db';
 const SHARED = sharedServiceName(GRID);
 const REPLICAS = 2;
-const NODES = { na1: 'a', nb1: 'b' } as const;
+// Unit b has two nodes, so it keeps existing (and its StatefulSet keeps running) when the node
+// running its pod 0 is moved to unit a.
+const NODES = { na1: 'a', nb1: 'b', nb2: 'b' } as const;
 type NodeName = keyof typeof NODES;
 
 const fqdn = (name: string) => `${name}.${ns}.svc.${CLUSTER_DOMAIN}`;
@@ -27,23 +29,6 @@ interface PodPlace {
   ip: string;
   node: string;
 }
-
-const statefulSet = (unit: string) => ({
-  apiVersion: 'apps/v1',
-  kind: 'StatefulSet',
-  metadata: { name: unitStatefulSetName(GRID, unit), namespace: ns, labels: { [LABEL_GRID]: GRID, [LABEL_UNIT]: unit } },
-  spec: {
-    replicas: REPLICAS,
-    // The shared Service: pod hostnames are published in its EndpointSlices.
-    serviceName: SHARED,
-    podManagementPolicy: 'Parallel',
-    selector: { matchLabels: { app: GRID, [LABEL_UNIT]: unit } },
-    template: {
-      metadata: { labels: { app: GRID, [LABEL_GRID]: GRID, [LABEL_UNIT]: unit } },
-      spec: { nodeSelector: { zone: unit }, containers: [{ name: 'db', image: 'db:1', ports: [{ containerPort: 3306 }] }] },
-    },
-  },
-});
 
 describe('per-NodeUnit DNS through the wrapper', () => {
   const dns = new Map<NodeName, RunningCoreDNS>();
@@ -107,8 +92,25 @@ describe('per-NodeUnit DNS through the wrapper', () => {
           metadata: { name: 'web', namespace: ns, annotations: { [ANNOTATION_TOPOLOGY_KEYS]: '["zone"]' } },
           spec: { selector: { app: GRID }, ports: [{ port: 80, targetPort: 3306 }] },
         },
-        statefulSet('a'),
-        statefulSet('b'),
+        // One StatefulSet `db-<unit>` per unit; its pods are published under the shared Service.
+        {
+          apiVersion: 'servicegroup.io/v1alpha1',
+          kind: 'StatefulSetGrid',
+          metadata: { name: GRID, namespace: ns },
+          spec: {
+            gridUniqKey: 'zone',
+            template: {
+              replicas: REPLICAS,
+              serviceName: SHARED,
+              podManagementPolicy: 'Parallel',
+              selector: { matchLabels: { app: GRID } },
+              template: {
+                metadata: { labels: { app: GRID } },
+                spec: { containers: [{ name: 'db', image: 'db:1', ports: [{ containerPort: 3306 }] }] },
+              },
+            },
+          },
+        },
       ]);
       c.startProcess('servicegroup-controller', process.execPath, [
         join(root, 'controllers/main.ts'),
@@ -206,18 +208,22 @@ describe('per-NodeUnit DNS through the wrapper', () => {
 
   test('a node relabelled into the other unit: its answers follow within seconds', async (t) => {
     const pods = await gridPods();
-    await cluster().kubectl(['label', 'node', 'nb1', 'zone=a', '--overwrite']);
-    const labels: Record<string, string> = { na1: 'a', nb1: 'a' };
-    // nb1 is now in unit a with na1: every pod runs on a unit-a node, and pod 0 of unit a (on na1)
-    // is the one `db-0` names; the pods of StatefulSet db-b keep their full names.
-    const shared = await answers('nb1', SHARED, ipsOn(pods, 'a', labels));
-    const pod0 = await answers('nb1', `${GRID}-0.${SHARED}`, [pods.get(`${unitStatefulSetName(GRID, 'a')}-0`)!.ip]);
-    t.diagnostic(`nb1 answered the new unit's IPs ${shared} ms after the relabel, and the new pod 0 ${shared + pod0} ms after`);
-    assert.deepEqual(await resolveA(dns.get('nb1')!.server, fqdn(`${unitStatefulSetName(GRID, 'b')}-0.${SHARED}`)), [
-      pods.get(`${unitStatefulSetName(GRID, 'b')}-0`)!.ip,
-    ]);
-    // na1 did not move; it now also sees the pods running on nb1, which joined its unit.
+    const podA0 = pods.get(`${unitStatefulSetName(GRID, 'a')}-0`)!;
+    const podB0 = pods.get(`${unitStatefulSetName(GRID, 'b')}-0`)!;
+    // The node running unit b's pod 0 moves to unit a; the other node of unit b keeps unit b alive.
+    const moved = podB0.node as NodeName;
+    assert.ok(moved in NODES && NODES[moved] === 'b', `pod 0 of unit b runs on ${moved}`);
+    await cluster().kubectl(['label', 'node', moved, 'zone=a', '--overwrite']);
+    const labels: Record<string, string> = { ...NODES, [moved]: 'a' };
+    // The moved node is now in unit a with na1: it sees unit a's pods and the unit-b pods running on
+    // itself (a StatefulSet's pods stay where they run). Pod 0 of unit a (on na1) is the one
+    // `db-0` names; the pods of StatefulSet db-b keep their full names.
+    const shared = await answers(moved, SHARED, ipsOn(pods, 'a', labels));
+    const pod0 = await answers(moved, `${GRID}-0.${SHARED}`, [podA0.ip]);
+    t.diagnostic(`${moved} answered the new unit's IPs ${shared} ms after the relabel, and the new pod 0 ${shared + pod0} ms after`);
+    assert.deepEqual(await resolveA(dns.get(moved)!.server, fqdn(`${unitStatefulSetName(GRID, 'b')}-0.${SHARED}`)), [podB0.ip]);
+    // na1 did not move; it now also sees the pods running on the node that joined its unit.
     await answers('na1', SHARED, ipsOn(pods, 'a', labels));
-    await answers('na1', `${GRID}-0.${SHARED}`, [pods.get(`${unitStatefulSetName(GRID, 'a')}-0`)!.ip]);
+    await answers('na1', `${GRID}-0.${SHARED}`, [podA0.ip]);
   });
 });

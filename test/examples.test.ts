@@ -78,6 +78,25 @@ describe('examples/', () => {
     await service('ex-wordpress', 'wordpress-svc');
   });
 
+  test('mysql-statefulset/grid.yaml: a mysql StatefulSet per NodeUnit with its claim template, behind the headless shared Service', async () => {
+    await applyExample('mysql-statefulset/grid.yaml', 'ex-mysql-statefulset');
+    for (const unit of ['zone-a', 'zone-b', 'zone-c']) {
+      const set = await waitFor(`StatefulSet mysql-${unit}`, async () =>
+        apps.readNamespacedStatefulSet({ namespace: 'ex-mysql-statefulset', name: `mysql-${unit}` }).catch(() => undefined),
+      );
+      assert.equal(set.spec?.serviceName, 'mysql-svc');
+      assert.equal(set.spec?.template.spec?.nodeSelector?.zone, unit);
+      assert.deepEqual(
+        set.spec?.volumeClaimTemplates?.map((c) => [c.metadata?.name, c.spec?.resources?.requests?.storage]),
+        [['data', '1Gi']],
+      );
+      assert.equal(set.spec?.persistentVolumeClaimRetentionPolicy?.whenDeleted, 'Retain');
+    }
+    const shared = await service('ex-mysql-statefulset', 'mysql-svc');
+    assert.equal(shared.spec?.clusterIP, 'None');
+    assert.deepEqual(JSON.parse(shared.metadata?.annotations?.[ANNOTATION_TOPOLOGY_KEYS] ?? 'null'), ['zone']);
+  });
+
   test('canary.yaml: zone-b runs the canary template, the others the default', async () => {
     await applyExample('canary.yaml', 'ex-canary');
     const image = async (unit: string) => (await deployment('ex-canary', `shop-${unit}`)).spec?.template.spec?.containers[0]?.image;

@@ -1,12 +1,14 @@
 // StatefulSetGrid controller against the real test cluster: the controller runs in this process
 // with the ServiceAccount and RBAC of examples/install/controller.yaml; kube-controller-manager
-// runs the StatefulSets, the scheduler places their pods and kwok plays the kubelets.
+// runs the StatefulSets and binds their claims to static volumes (test/storage.ts), the scheduler
+// places their pods and kwok plays the kubelets.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { GridController } from '../controllers/reconcile/controller.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { useCluster } from './cluster/cluster.ts';
-import { CONTROLLER_USER, type Obj, startGridController, until } from './controllers-helpers.ts';
+import { CONTROLLER_USER, getIfExists, type Obj, startGridController, until } from './controllers-helpers.ts';
+import { UNIT_LOCAL_STORAGE_CLASS, unitLocalStorageClass, unitLocalVolume } from './storage.ts';
 
 const cluster = useCluster({ kwok: true, controllerManager: true, scheduler: true });
 const ns = 'stateful';
@@ -59,6 +61,72 @@ function statefulSetGrid(name: string, serviceName: string, image = 'mysql:8', r
 async function explain(): Promise<string> {
   const r = await cluster().kubectl(['get', 'stsg,statefulsets,pods', '-n', ns, '-o', 'wide']);
   return r.stdout + r.stderr;
+}
+
+/** Which unit each node of this test is in (kept in step with the relabel below). */
+const unitOfNode: Record<string, string> = { 's-a1': 'a', 's-a2': 'a', 's-b': 'b' };
+
+/** One pod per unit with a claim from `volumeClaimTemplates`; claims go with their StatefulSet. */
+const dataGrid = {
+  apiVersion: 'servicegroup.io/v1alpha1',
+  kind: 'StatefulSetGrid',
+  metadata: { name: 'data', namespace: ns },
+  spec: {
+    gridUniqKey: 'zone',
+    template: {
+      replicas: 1,
+      serviceName: 'data-svc',
+      selector: { matchLabels: { app: 'data' } },
+      persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Delete', whenScaled: 'Retain' },
+      template: {
+        metadata: { labels: { app: 'data' } },
+        spec: { containers: [{ name: 'db', image: 'mysql:8.4', volumeMounts: [{ name: 'data', mountPath: '/var/lib/mysql' }] }] },
+      },
+      volumeClaimTemplates: [
+        {
+          metadata: { name: 'data', labels: { app: 'data' } },
+          spec: { accessModes: ['ReadWriteOnce'], storageClassName: UNIT_LOCAL_STORAGE_CLASS, resources: { requests: { storage: '1Gi' } } },
+        },
+      ],
+    },
+  },
+};
+
+/** The claim, or undefined once it is gone. */
+function readClaim(name: string): Promise<Obj | undefined> {
+  return getIfExists(admin, `/api/v1/namespaces/${ns}/persistentvolumeclaims/${name}`);
+}
+
+async function explainStorage(): Promise<string> {
+  const r = await cluster().kubectl(['get', 'stsg,statefulsets,pods,pvc,pv', '-n', ns, '-o', 'wide']);
+  return r.stdout + r.stderr;
+}
+
+/** Waits until the controller's writes settle, forces a resync of every grid and checks it wrote nothing. */
+async function assertResyncWritesNothing(): Promise<void> {
+  let writes = -1;
+  await until(
+    'controller writes stable',
+    async () => {
+      await controller.waitIdle(120_000);
+      await new Promise((r) => setTimeout(r, 2000));
+      const now = (await cluster().writeRequests(CONTROLLER_USER)).length;
+      const stable = now === writes && controller.queue.idle();
+      writes = now;
+      return stable;
+    },
+    120_000,
+  );
+  assert.ok(
+    (await cluster().writeRequests(CONTROLLER_USER)).some((w) => w.resource === 'statefulsets' && w.code < 300),
+    'the controller did write StatefulSets before',
+  );
+  controller.resyncAll();
+  assert.ok(controller.queue.length + controller.queue.inFlight >= 1);
+  await controller.waitIdle(120_000);
+  await new Promise((r) => setTimeout(r, 1000));
+  const after = await cluster().writeRequests(CONTROLLER_USER);
+  assert.equal(after.length, writes, `writes during resync: ${JSON.stringify(after.slice(writes))}`);
 }
 
 describe('StatefulSetGrid controller (in process)', () => {
@@ -229,34 +297,79 @@ describe('StatefulSetGrid controller (in process)', () => {
   });
 
   test('a forced resync of a settled StatefulSetGrid makes no write request', async () => {
-    let writes = -1;
-    await until(
-      'controller writes stable',
-      async () => {
-        await controller.waitIdle(120_000);
-        await new Promise((r) => setTimeout(r, 2000));
-        const now = (await cluster().writeRequests(CONTROLLER_USER)).length;
-        const stable = now === writes && controller.queue.idle();
-        writes = now;
-        return stable;
-      },
-      120_000,
-    );
-    assert.ok(
-      (await cluster().writeRequests(CONTROLLER_USER)).some((w) => w.resource === 'statefulsets' && w.code < 300),
-      'the controller did write StatefulSets before',
-    );
-    controller.resyncAll();
-    assert.ok(controller.queue.length + controller.queue.inFlight >= 1);
-    await controller.waitIdle(120_000);
-    await new Promise((r) => setTimeout(r, 1000));
-    const after = await cluster().writeRequests(CONTROLLER_USER);
-    assert.equal(after.length, writes, `writes during resync: ${JSON.stringify(after.slice(writes))}`);
+    await assertResyncWritesNothing();
   });
 
   test('deleting the grid deletes its StatefulSets', async () => {
     await admin.delete(STSG('db'));
     // kube-controller-manager's garbage collector deletes them; it takes tens of seconds on a busy machine.
     await until('StatefulSets gone', async () => (await listStatefulSets('db')).length === 0, 180_000, explain);
+  });
+
+  test("volumeClaimTemplates: each unit's pod gets its own claim, bound to a volume of its own unit", async () => {
+    // One static volume per unit (c is for the next test), bound when the unit's pod is scheduled.
+    await cluster().apply([unitLocalStorageClass(), ...['a', 'b', 'c'].map((unit) => unitLocalVolume('zone', unit)), dataGrid]);
+    for (const unit of ['a', 'b']) {
+      const claim = await until(
+        `claim data-data-${unit}-0 bound`,
+        async () => {
+          const c = await readClaim(`data-data-${unit}-0`);
+          return c?.status?.phase === 'Bound' && c;
+        },
+        180_000,
+        explainStorage,
+      );
+      // The scheduler placed the pod in its unit, and the volume binder picked the volume whose node affinity is that unit.
+      assert.equal(claim.spec.volumeName, `unit-${unit}`);
+      assert.equal(claim.metadata.labels?.app, 'data');
+      const pod = await until(
+        `pod data-${unit}-0 Ready`,
+        async () => {
+          const p = await admin.get<Obj>(`/api/v1/namespaces/${ns}/pods/data-${unit}-0`).catch(() => undefined);
+          return p?.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True') && p;
+        },
+        120_000,
+        explainStorage,
+      );
+      assert.equal(unitOfNode[pod.spec.nodeName], unit, `data-${unit}-0 on ${pod.spec.nodeName}`);
+      assert.deepEqual(pod.spec.volumes.find((v: { name: string }) => v.name === 'data')?.persistentVolumeClaim, {
+        claimName: `data-data-${unit}-0`,
+      });
+    }
+    const claims = await admin.get<{ items: Obj[] }>(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, { labelSelector: 'app=data' });
+    assert.deepEqual(claims.items.map((c) => c.metadata.name).sort(), ['data-data-a-0', 'data-data-b-0']);
+    // The apiserver fills in the claim templates (volumeMode, status): a settled grid is still not rewritten.
+    await assertResyncWritesNothing();
+  });
+
+  test("a unit that disappears: its StatefulSet is deleted, and with whenDeleted: Delete its claim too; the new unit's claim binds there", async () => {
+    // whenDeleted: Delete: the StatefulSet controller made each claim owned by its StatefulSet.
+    const owner = (await readClaim('data-data-b-0'))?.metadata.ownerReferences?.find((r: { kind: string }) => r.kind === 'StatefulSet');
+    assert.equal(owner?.name, 'data-b');
+    // s-b, unit b's only node, moves to unit c.
+    await cluster().kubectl(['label', 'node', 's-b', 'zone=c', '--overwrite']);
+    unitOfNode['s-b'] = 'c';
+    await until(
+      'StatefulSets data-a and data-c only',
+      async () => JSON.stringify((await listStatefulSets('data')).map((s) => s.metadata.name)) === '["data-a","data-c"]',
+      60_000,
+      explainStorage,
+    );
+    // The StatefulSet controller made the claim owned by its StatefulSet (whenDeleted: Delete), so the garbage collector deletes it.
+    await until('claim data-data-b-0 deleted', async () => (await readClaim(`data-data-b-0`)) === undefined, 180_000, explainStorage);
+    const claim = await until(
+      'claim data-data-c-0 bound',
+      async () => {
+        const c = await readClaim(`data-data-c-0`);
+        return c?.status?.phase === 'Bound' && c;
+      },
+      180_000,
+      explainStorage,
+    );
+    assert.equal(claim.spec.volumeName, 'unit-c');
+    // The claim of the unit that stayed is untouched.
+    const kept = (await readClaim('data-data-a-0'))!;
+    assert.equal(kept.status.phase, 'Bound');
+    assert.equal(kept.spec.volumeName, 'unit-a');
   });
 });

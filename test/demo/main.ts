@@ -1,8 +1,9 @@
 // `npm run demo`: ServiceGroup on the embedded local cluster. Starts the control plane with
 // simulated nodes in two NodeUnits, installs the CRDs and the RBAC of the install manifests, runs
-// the controller and, per node, a wrapper and a real kube-proxy pointed at it; applies the seed's
-// wordpress + mysql grids; shows what each node routes to; then moves one node to the other
-// NodeUnit and shows the view follow. `--once` runs the story without a live view, prints the
+// the controller and, per node, a wrapper, a real kube-proxy and a real CoreDNS pointed at it;
+// applies the seed's wordpress + mysql grids and mysql as a StatefulSetGrid; shows what each node
+// routes to and what its DNS answers; then moves one node to the other NodeUnit and shows the view
+// follow. `--once` runs the story without a live view, prints the
 // facts it checked and exits non-zero if any failed.
 import { parseArgs } from 'node:util';
 import { startCluster } from '../cluster/cluster.ts';

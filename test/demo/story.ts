@@ -3,11 +3,14 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
-import { LABEL_UNIT } from '../../controllers/api/v1alpha1.ts';
+import { LABEL_GRID, LABEL_UNIT } from '../../controllers/api/v1alpha1.ts';
+import { sharedServiceName, unitStatefulSetName } from '../../controllers/render/names.ts';
 import { type Cluster, freePort } from '../cluster/cluster.ts';
 import type { KubeProxy } from '../cluster/kube-proxy.ts';
 import { type Component, waitFor } from '../cluster/processes.ts';
 import { installCrds, installRbac } from '../controllers-helpers.ts';
+import { CLUSTER_DOMAIN, type RunningCoreDNS, resolveA, startCoreDNS } from '../coredns.ts';
+import { unitLocalStorageClass, unitLocalVolume } from '../storage.ts';
 import { httpText, installWrapperRbac, type RunningWrapper, startWrapper } from '../wrapper-harness.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -20,11 +23,21 @@ const NAMESPACE = 'default';
 /** The template change the demo rolls out site by site: zone-b first, then zone-a, one unit at a time. */
 const ROLLOUT_WAVES = [[UNITS[1]!], [UNITS[0]!]];
 const ROLLOUT_ANNOTATION = 'demo.servicegroup.io/revision';
+/** examples/mysql-statefulset runs in a namespace of its own, beside the wordpress pair's mysql. */
+const STATEFUL_NAMESPACE = 'stateful';
+const STATEFUL_GRID = 'mysql';
+const STATEFUL_SERVICE = sharedServiceName(STATEFUL_GRID);
+/** The names each node's CoreDNS is asked: pod 0 by its unit-free name, and the headless Service. */
+const POD0_NAME = `${STATEFUL_GRID}-0.${STATEFUL_SERVICE}`;
+const DNS_NAMES = [POD0_NAME, STATEFUL_SERVICE];
+const fqdn = (name: string) => `${name}.${STATEFUL_NAMESPACE}.svc.${CLUSTER_DOMAIN}`;
 
 interface NodeParts {
   name: string;
   wrapper: RunningWrapper;
   proxy?: KubeProxy;
+  /** The node's CoreDNS, reading the cluster through the node's wrapper (examples/edge-dns). */
+  dns: RunningCoreDNS;
 }
 
 interface Endpoint {
@@ -75,9 +88,10 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
   const nodes: NodeParts[] = [];
   for (const name of NODES) {
     const wrapper = await startWrapper(cluster, { nodeName: name, kubeconfig: wrapperKubeconfig });
-    nodes.push({ name, wrapper });
+    nodes.push({ name, wrapper, dns: await startCoreDNS(cluster, { nodeName: name, wrapperURL: wrapper.url }) });
   }
   log(`one application-grid-wrapper per node: ${nodes.map((n) => `${n.name} ${n.wrapper.url}`).join(', ')}`);
+  log(`one CoreDNS per node reading through its wrapper (examples/edge-dns): ${nodes.map((n) => `${n.name} ${n.dns.server}`).join(', ')}`);
   if (opts.kubeProxy) {
     for (const n of nodes) n.proxy = await cluster.startKubeProxy({ nodeName: n.name, target: n.wrapper.url });
     log('one kube-proxy per node, each in its own network namespace with --master pointing at its wrapper');
@@ -86,6 +100,26 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
   const grids = await readFile(join(root, 'examples/wordpress/grid.yaml'), 'utf8');
   await cluster.apply(grids);
   log('applied examples/wordpress/grid.yaml (DeploymentGrid + ServiceGrid for wordpress and mysql)');
+
+  // This cluster has no provisioner: one local volume per NodeUnit, through a default StorageClass
+  // that binds a claim once its pod is scheduled, so each unit's claim gets its own unit's volume.
+  await cluster.apply([
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: STATEFUL_NAMESPACE } },
+    unitLocalStorageClass({ isDefault: true }),
+    ...UNITS.map((u) => unitLocalVolume(KEY, u, 'demo')),
+  ]);
+  const applied = await cluster.kubectl([
+    'apply',
+    '--server-side',
+    '-n',
+    STATEFUL_NAMESPACE,
+    '-f',
+    join(root, 'examples/mysql-statefulset/grid.yaml'),
+  ]);
+  if (applied.code !== 0) throw new Error(`kubectl apply examples/mysql-statefulset/grid.yaml: ${applied.stderr}`);
+  log(
+    `applied examples/mysql-statefulset/grid.yaml in namespace ${STATEFUL_NAMESPACE} (StatefulSetGrid + headless ServiceGrid mysql; one local volume per NodeUnit for the claims)`,
+  );
 
   const unitOf = async () => {
     const list = await core.listNode();
@@ -141,11 +175,28 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
     }
     const deployments = (await apps.listNamespacedDeployment({ namespace: NAMESPACE })).items;
     const pods = (await core.listNamespacedPod({ namespace: NAMESPACE })).items;
+    const statefulSets = (await apps.listNamespacedStatefulSet({ namespace: STATEFUL_NAMESPACE })).items;
+    const statefulPods = (await core.listNamespacedPod({ namespace: STATEFUL_NAMESPACE })).items;
+    const claims = (await core.listNamespacedPersistentVolumeClaim({ namespace: STATEFUL_NAMESPACE })).items;
+    // What each node's CoreDNS answers for the StatefulSetGrid's names.
+    const dns = new Map<string, Map<string, string[]>>();
+    for (const n of nodes) {
+      const answers = new Map<string, string[]>();
+      for (const name of DNS_NAMES) answers.set(name, await resolveA(n.dns.server, fqdn(name)));
+      dns.set(n.name, answers);
+    }
     const nodeUnits = (await cluster.kubectl(['get', 'nodeunits'])).stdout.trimEnd();
     const grids = (await cluster.kubectl(['get', 'dg', '-n', NAMESPACE])).stdout.trimEnd();
-    return { units, perNode, deployments, pods, nodeUnits, grids };
+    const statefulGrids = (await cluster.kubectl(['get', 'stsg', '-n', STATEFUL_NAMESPACE])).stdout.trimEnd();
+    return { units, perNode, deployments, pods, statefulSets, statefulPods, claims, dns, nodeUnits, grids, statefulGrids };
   };
   type Snapshot = Awaited<ReturnType<typeof snapshot>>;
+
+  /** The pods of one StatefulSet, by their `<statefulset>-<ordinal>` names. */
+  const statefulPodsOf = (s: Snapshot, statefulSet: string) =>
+    s.statefulPods
+      .filter((p) => p.metadata?.labels?.[LABEL_GRID] === STATEFUL_GRID && new RegExp(`^${statefulSet}-\\d+$`).test(p.metadata?.name ?? ''))
+      .sort((a, b) => (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''));
 
   const render = (s: Snapshot): string => {
     const ipList = (eps: { ip: string; node: string }[]) =>
@@ -153,7 +204,17 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
         .map((e) => e.ip)
         .sort()
         .join(' ') || '(none)';
-    const lines: string[] = ['$ kubectl get nodeunits', s.nodeUnits, '', '$ kubectl get dg', s.grids, ''];
+    const lines: string[] = [
+      '$ kubectl get nodeunits',
+      s.nodeUnits,
+      '',
+      '$ kubectl get dg',
+      s.grids,
+      '',
+      `$ kubectl get stsg -n ${STATEFUL_NAMESPACE}`,
+      s.statefulGrids,
+      '',
+    ];
     const unitValues = [...new Set(s.units.values())].filter(Boolean).sort();
     for (const unit of unitValues) {
       const members = [...s.units].filter(([, u]) => u === unit).map(([n]) => n);
@@ -165,6 +226,34 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
         const where = pods.map((p) => `${p.status?.podIP ?? '-'}@${p.spec?.nodeName ?? '-'}`).join(' ');
         lines.push(`  ${(d.metadata?.name ?? '').padEnd(22)} ${d.status?.readyReplicas ?? 0}/${d.spec?.replicas ?? 0} ready   ${where}`);
       }
+      for (const set of s.statefulSets.filter((x) => x.metadata?.labels?.[LABEL_UNIT] === unit)) {
+        const name = set.metadata?.name ?? '';
+        const where = statefulPodsOf(s, name)
+          .map((p) => {
+            const claims = (p.spec?.volumes ?? []).flatMap((v) => (v.persistentVolumeClaim ? [v.persistentVolumeClaim.claimName] : []));
+            const bound = claims.map((c) => `${c} ${s.claims.find((x) => x.metadata?.name === c)?.status?.phase ?? 'missing'}`);
+            return `${p.metadata?.name} ${p.status?.podIP ?? '-'}@${p.spec?.nodeName ?? '-'}${bound.length ? ` (claim ${bound.join(', ')})` : ''}`;
+          })
+          .join(' ');
+        lines.push(
+          `  ${`${STATEFUL_NAMESPACE}/${name}`.padEnd(22)} ${set.status?.readyReplicas ?? 0}/${set.spec?.replicas ?? 0} ready   ${where}`,
+        );
+      }
+    }
+    lines.push('');
+    lines.push(
+      `DNS on each node: its own CoreDNS (examples/edge-dns) reading the cluster through that node's wrapper, asked`,
+      `${DNS_NAMES.map((n) => `${n}.${STATEFUL_NAMESPACE}`).join(' and ')}: the same names on every node, answered with the node's own`,
+      `NodeUnit's mysql (a CoreDNS reading the apiserver would answer ${STATEFUL_SERVICE} with every unit's pods).`,
+      `  ${'node'.padEnd(15)} ${'unit'.padEnd(8)} ${POD0_NAME.padEnd(34)} ${STATEFUL_SERVICE}`,
+    );
+    const podNamed = (ip: string) => s.statefulPods.find((p) => p.status?.podIP === ip)?.metadata?.name ?? '?';
+    for (const n of nodes) {
+      const answers = s.dns.get(n.name);
+      const shown = (name: string) => (answers?.get(name) ?? []).map((ip) => `${ip} (${podNamed(ip)})`).join(' ') || '(none)';
+      lines.push(
+        `  ${n.name.padEnd(15)} ${(s.units.get(n.name) ?? '').padEnd(8)} ${shown(POD0_NAME).padEnd(34)} ${shown(STATEFUL_SERVICE)}`,
+      );
     }
     lines.push('');
     for (const service of SERVICES) {
@@ -204,6 +293,44 @@ export async function startDemo(cluster: Cluster, opts: { kubeProxy: boolean; lo
           detail: d ? `${d.metadata?.name} ${d.status?.readyReplicas ?? 0}/${d.spec?.replicas}` : 'no Deployment',
         });
       }
+    }
+    for (const unit of unitValues) {
+      const name = unitStatefulSetName(STATEFUL_GRID, unit);
+      const set = s.statefulSets.find((x) => x.metadata?.name === name);
+      const pods = statefulPodsOf(s, name);
+      // The StatefulSet controller names each pod's claim `<template>-<pod>`.
+      const templates = (set?.spec?.volumeClaimTemplates ?? []).map((t) => t.metadata?.name ?? '');
+      const claims = pods.flatMap((p) => templates.map((t) => `${t}-${p.metadata?.name}`));
+      const bound = claims.filter((c) => s.claims.find((x) => x.metadata?.name === c)?.status?.phase === 'Bound');
+      out.push({
+        fact: `NodeUnit ${unit} runs StatefulSet ${name} with all replicas ready, each pod's claim bound`,
+        ok: !!set && (set.status?.readyReplicas ?? 0) === set.spec?.replicas && claims.length > 0 && bound.length === claims.length,
+        detail: set ? `${set.status?.readyReplicas ?? 0}/${set.spec?.replicas} ready, claims bound [${bound.join(' ')}]` : 'no StatefulSet',
+      });
+    }
+    for (const n of nodes) {
+      const myUnit = s.units.get(n.name) ?? '';
+      // Pod 0 of the node's unit, as long as it runs on a node of that unit (a StatefulSet's pods
+      // stay where they run when their node moves to another unit).
+      const pod0Name = `${unitStatefulSetName(STATEFUL_GRID, myUnit)}-0`;
+      const pod0 = s.statefulPods.find((p) => p.metadata?.name === pod0Name);
+      const pod0Here = pod0 && s.units.get(pod0.spec?.nodeName ?? '') === myUnit;
+      const answer = s.dns.get(n.name)?.get(POD0_NAME) ?? [];
+      out.push({
+        fact: `${n.name} (${myUnit}): DNS answers ${POD0_NAME} with its own NodeUnit's pod ${pod0Name}`,
+        ok: !!pod0?.status?.podIP && JSON.stringify(answer) === JSON.stringify(pod0Here ? [pod0.status.podIP] : []),
+        detail: `answer [${answer.join(' ')}], ${pod0Name} ${pod0?.status?.podIP ?? '-'}@${pod0?.spec?.nodeName ?? '-'}`,
+      });
+      const ownPods = s.statefulPods
+        .filter((p) => p.status?.podIP && s.units.get(p.spec?.nodeName ?? '') === myUnit)
+        .map((p) => p.status!.podIP!)
+        .sort();
+      const sharedAnswer = s.dns.get(n.name)?.get(STATEFUL_SERVICE) ?? [];
+      out.push({
+        fact: `${n.name} (${myUnit}): DNS answers ${STATEFUL_SERVICE} with its own NodeUnit's mysql pods only`,
+        ok: ownPods.length > 0 && JSON.stringify(sharedAnswer) === JSON.stringify(ownPods),
+        detail: `answer [${sharedAnswer.join(' ')}], own unit's pods [${ownPods.join(' ')}]`,
+      });
     }
     for (const n of nodes) {
       const myUnit = s.units.get(n.name);
@@ -292,6 +419,8 @@ ServiceGroup demo is running. Use the cluster yourself:
   kubectl get nodeunits -o wide                   # the sites: members, readiness, grids
   kubectl apply -f examples/echo/grid.yaml        # your own grids
   kubectl -s ${nodes[0]!.wrapper.url} get endpointslices -o yaml   # what ${nodes[0]!.name}'s wrapper serves
+  kubectl get stsg,statefulsets,pvc -n ${STATEFUL_NAMESPACE} -o wide   # the mysql StatefulSet per NodeUnit and its claims
+  dig @${nodes[0]!.dns.server.split(':')[0]} -p ${nodes[0]!.dns.server.split(':')[1]} ${fqdn(POD0_NAME)} +short   # ${nodes[0]!.name}'s DNS: its unit's mysql pod 0
 
 Component logs: ${cluster.logDir}. Ctrl-C stops everything.
 `,
@@ -306,7 +435,8 @@ Component logs: ${cluster.logDir}. Ctrl-C stops everything.
           if (!f.ok) failed++;
         }
       };
-      report('grids applied', await settle('every NodeUnit running and every node isolated'));
+      // The first settle includes binding each unit's claim and starting its mysql StatefulSet.
+      report('grids applied', await settle('every NodeUnit running and every node isolated', 180_000));
       const target = await relabel();
       log(`moved ${MOVED_NODE} to NodeUnit ${target}`);
       const after = await settle(`the view to follow ${MOVED_NODE} into ${target}`);
@@ -352,7 +482,7 @@ Component logs: ${cluster.logDir}. Ctrl-C stops everything.
         const note = rolled
           ? `rolling a wordpress template change out one NodeUnit at a time (${ROLLOUT_WAVES.map((w) => w.join(',')).join(' then ')}): see ROLLOUT`
           : moved
-            ? `moved ${MOVED_NODE} to ${KEY}=${moved}: its wrapper and kube-proxy now hold ${moved}'s endpoints`
+            ? `moved ${MOVED_NODE} to ${KEY}=${moved}: its wrapper, kube-proxy and DNS now hold ${moved}'s endpoints`
             : `in ${Math.max(0, Math.ceil((relabelAfterMs - (Date.now() - started)) / 1000))} s the demo moves ${MOVED_NODE} to the other NodeUnit`;
         process.stdout.write(
           `\x1b[2J\x1b[H${new Date().toISOString()}  ${note}\n\n${body}\n(Ctrl-C stops; kubectl usage printed above the view: scroll up)\n`,
@@ -363,6 +493,7 @@ Component logs: ${cluster.logDir}. Ctrl-C stops everything.
 
     async stop() {
       await Promise.all(nodes.map((n) => n.proxy?.stop()));
+      await Promise.all(nodes.map((n) => n.dns.stop()));
       await Promise.all(nodes.map((n) => n.wrapper.stop()));
       await controller.stop();
     },
