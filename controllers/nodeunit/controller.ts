@@ -11,6 +11,8 @@ import type { ReflectorOptions } from '../../kube/reflector.ts';
 import { namespaceTopologyKeysOf, type TopologyKeys, topologyKeysOf } from '../../wrapper/filter.ts';
 import { matchesLabels } from '../../wrapper/selectors.ts';
 import {
+  ANNOTATION_TOPOLOGY_KEYS,
+  ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE,
   GROUP,
   KIND_DEPLOYMENT_GRID,
   KIND_SERVICE_GRID,
@@ -94,6 +96,19 @@ function topologyOnce(obj: KubeObject, parse: (o: never) => TopologyKeys): Topol
   return keys;
 }
 
+/**
+ * The parts of a Service or Namespace the NodeUnit rules read: its name and its topology
+ * annotations. Other annotations (a client's last-applied configuration is often the largest
+ * part of an object) are not kept.
+ */
+function topologyView(obj: KubeObject): KubeObject {
+  const { name, namespace, uid, resourceVersion, annotations } = obj.metadata;
+  const kept: Record<string, string> = {};
+  for (const k of [ANNOTATION_TOPOLOGY_KEYS, ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE])
+    if (annotations && Object.hasOwn(annotations, k)) kept[k] = annotations[k]!;
+  return { metadata: { name, namespace, uid, resourceVersion, ...(Object.keys(kept).length ? { annotations: kept } : {}) } };
+}
+
 function push<T>(m: Map<string, T[]>, key: string, value: T): void {
   const list = m.get(key);
   if (list) list.push(value);
@@ -127,9 +142,9 @@ export class NodeUnitController {
     // Labels, our annotation and readiness are all a sync reads of a Node; its status (images,
     // addresses, capacity) is most of its size.
     this.nodes = informer(NODES, { keep: slimNode });
-    // Only annotations matter for these two: metadata is enough.
-    this.services = informer(SERVICES, { metadataOnly: true });
-    this.namespaces = informer(NAMESPACES, { metadataOnly: true });
+    // Only topology annotations matter for these two: metadata is enough, and of it only those.
+    this.services = informer(SERVICES, { metadataOnly: true, keep: topologyView });
+    this.namespaces = informer(NAMESPACES, { metadataOnly: true, keep: topologyView });
     this.own = [this.units, this.nodes, this.services, this.namespaces];
 
     const wake = () => this.queue.add(SYNC_KEY);

@@ -4,6 +4,7 @@
 // live object may never literally cover the desired one: after each apply we remember what the
 // server made of it, and an object still looking exactly like that has not drifted.
 
+import { createHash } from 'node:crypto';
 import type { KubeObject } from '../../kube/objects.ts';
 import { stableStringify } from '../render/common.ts';
 
@@ -43,13 +44,18 @@ function managedView(desired: KubeObject, obj: KubeObject): unknown {
   };
 }
 
+/** A digest of the view rather than its text: one is kept per rendered object for the process's life. */
+function fingerprint(view: unknown): string {
+  return createHash('sha256').update(stableStringify(view)).digest('base64');
+}
+
 export class DriftDetector {
   /** uid → fingerprint of the managed view right after our last apply. */
   private readonly applied = new Map<string, string>();
 
   recordApplied(desired: KubeObject, result: KubeObject): void {
     const uid = result.metadata?.uid as string | undefined;
-    if (uid) this.applied.set(uid, stableStringify(managedView(desired, result)));
+    if (uid) this.applied.set(uid, fingerprint(managedView(desired, result)));
   }
 
   forget(uid: string | undefined): void {
@@ -60,7 +66,7 @@ export class DriftDetector {
   drifted(desired: KubeObject, live: KubeObject): boolean {
     const view = managedView(desired, live);
     const uid = live.metadata?.uid as string | undefined;
-    if (uid && this.applied.get(uid) === stableStringify(view)) return false;
+    if (uid && this.applied.get(uid) === fingerprint(view)) return false;
     return !covers(managedView(desired, desired), view);
   }
 }
