@@ -29,4 +29,5 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./
 USER 65532:65532
 ENTRYPOINT []
-CMD ["node", "controllers/main.js"]
+# The controller's Node flags, as its Deployment sets them (examples/install/controller.yaml says why).
+CMD ["node", "--max-semi-space-size=1", "--optimize-for-size", "--max-opt=1", "--max-old-space-size=384", "controllers/main.js"]

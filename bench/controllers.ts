@@ -19,11 +19,18 @@
 //                 status are left out
 //   --units 200 --rounds 3 --grids 100 --steady-units 20 --steady-seconds 120 --resync 60s
 //   --reactions 3 --wait-seconds 300 --out f.json
+//   --as-image    this project's controller as the image starts it (the image assembled from the
+//                 Dockerfile, the install manifest's command, args and env on its plain JavaScript)
+//                 rather than the TypeScript sources with the default command; see startAsImage.
 import { execFileSync } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
 import { loadavg } from 'node:os';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Cluster, startCluster } from '../test/cluster/cluster.ts';
+import { type AssembledImage, assembleImage } from '../test/cluster/dockerfile.ts';
 import { CONTROLLER_USER, installCrds, installRbac } from '../test/controllers-helpers.ts';
+import { manifestContainer, startContainer } from '../test/image-harness.ts';
 import {
   apiserverEndpoint,
   DEFAULT_CONTROLLER_CMD,
@@ -57,6 +64,7 @@ const { values } = parseArgs({
     'controller-cmd': { type: 'string' },
     'no-readyz': { type: 'boolean', default: false },
     'no-status': { type: 'boolean', default: false },
+    'as-image': { type: 'boolean', default: false },
     out: { type: 'string' },
   },
 });
@@ -74,6 +82,7 @@ const N = {
 };
 if (N.grids % 2) throw new Error(`--grids: an even number expected (half DeploymentGrids, half ServiceGrids), got ${N.grids}`);
 const withStatus = !values['no-status'];
+if (values['as-image'] && values['controller-cmd']) throw new Error('--as-image and --controller-cmd: one or the other');
 
 const GRIDS_API = '/apis/servicegroup.io/v1alpha1';
 const LABEL_GRID = 'servicegroup.io/grid';
@@ -331,6 +340,61 @@ function statusSettled(g: any, units: number): boolean {
 // ---------------------------------------------------------------------------------------------
 // The controller process.
 
+/** The image, assembled once per run when --as-image is given. */
+let image: AssembledImage | undefined;
+let imageStarts = 0;
+/** The argv the image's controller was last started with (reported with the results). */
+let imageArgv: string | undefined;
+
+/**
+ * The controller as its Deployment starts the image (examples/install/controller.yaml: command,
+ * args, env values, readiness probe) on the assembled image's plain JavaScript, with two args
+ * changed for the benchmark: --leader-elect=false (Lease renewals would count as steady-state
+ * writes) and --resync-period from --resync. Ready when the manifest's readiness probe answers.
+ */
+async function startAsImage(cluster: Cluster, built: AssembledImage, kubeconfig: string, resyncSeconds: number): Promise<ProgramUnderTest> {
+  const container = await manifestContainer('controller.yaml');
+  const overrides: Record<string, string> = { '--leader-elect': 'false', '--resync-period': goDuration(resyncSeconds) };
+  const args = (container.args ?? []).map((a) => {
+    const flag = a.split('=')[0]!;
+    return flag in overrides ? `${flag}=${overrides[flag]}` : a;
+  });
+  const started = await startContainer(
+    cluster,
+    built,
+    `controller-image-${++imageStarts}`,
+    { ...container, args },
+    { KUBECONFIG: kubeconfig },
+  );
+  const c = started.component;
+  const metricsPort = started.ports.get(container.ports?.find((p) => p.name === 'metrics')?.containerPort ?? -1);
+  imageArgv = started.argv.join(' ');
+  console.error(`[bench] controller started as the image starts it: ${imageArgv}`);
+  return {
+    url: new URL(started.readyUrl).origin,
+    pid: c.child.pid,
+    metricsUrl: metricsPort ? `http://127.0.0.1:${metricsPort}/metrics` : undefined,
+    tail: () => c.tail(),
+    isRunning: () => c.isRunning(),
+  };
+}
+
+/** Node.js heap figures from the controller's own metrics (prom-client's runtime metrics), in MiB. */
+async function heapFigures(c: ProgramUnderTest): Promise<Record<string, number> | undefined> {
+  if (!c.metricsUrl) return undefined;
+  const r = await request({ url: c.metricsUrl }, 'GET', '').catch(() => undefined);
+  if (r?.status !== 200) return undefined;
+  const out: Record<string, number> = {};
+  for (const line of r.body.split('\n')) {
+    const m =
+      /^(nodejs_heap_size_used_bytes|nodejs_heap_size_total_bytes|nodejs_external_memory_bytes|nodejs_heap_space_size_used_bytes\{space="(\w+)"\}) (\S+)/.exec(
+        line,
+      );
+    if (m) out[m[2] ? `heap space ${m[2]}` : m[1]!.replace(/^nodejs_|_bytes$/g, '')] = Number(m[3]) / 2 ** 20;
+  }
+  return Object.keys(out).length ? out : undefined;
+}
+
 const WARMUP_NS = 'warmup';
 const WARMUP_KEY = 'bench-warmup';
 let warmups = 0;
@@ -341,7 +405,9 @@ let warmups = 0;
  * its Deployment are removed again before anything is measured.
  */
 async function startController(cluster: Cluster, kubeconfig: string, resyncSeconds: number): Promise<ProgramUnderTest> {
-  const c = await startControllerUnderTest(cluster, { cmd: values['controller-cmd'], kubeconfig, resyncSeconds });
+  const c = image
+    ? await startAsImage(cluster, image, kubeconfig, resyncSeconds)
+    : await startControllerUnderTest(cluster, { cmd: values['controller-cmd'], kubeconfig, resyncSeconds });
   if (!values['no-readyz']) {
     const deadline = Date.now() + N.waitMs;
     while (Date.now() < deadline && c.isRunning?.() !== false) {
@@ -480,6 +546,16 @@ async function main() {
     const version = await requestOk<{ gitVersion: string }>(api, 'GET', '/version');
     await installCrds(cluster);
     const kubeconfig = await installRbac(cluster);
+    if (values['as-image']) {
+      const t0 = performance.now();
+      image = await assembleImage({
+        dockerfile: join(root, 'Dockerfile'),
+        context: root,
+        dir: await mkdtemp(join(cluster.dir, 'image-')),
+        toolsPath: dirname(process.execPath),
+      });
+      console.error(`[bench] image assembled in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+    }
     // Who the bench is in the audit log: the user of a write it makes now.
     await createNamespace(STEADY_NS);
     const benchUser = (await cluster.writeRequests()).find((e) => e.resource === 'namespaces' && e.name === STEADY_NS)?.user ?? '';
@@ -551,6 +627,7 @@ async function main() {
     const steadyCpu = pid ? (procStats(pid).cpuSeconds - cpuA) / windowSeconds : undefined;
     const after = await snapshot(cluster);
     const reconcilesAfter = await reconcileCount(controller);
+    const heapMiB = await heapFigures(controller);
     const steadyWrites = writesBetween(before, after, benchUser);
     const steady = {
       settleMs,
@@ -560,6 +637,8 @@ async function main() {
       cpu: steadyCpu,
       rssMiB: pid ? rss[rss.length - 1] : undefined,
       rssMaxMiB: pid ? Math.max(...rss) : undefined,
+      rssMedianMiB: pid ? median(rss) : undefined,
+      heapMiB,
       reconcilesInWindow: reconcilesBefore !== undefined && reconcilesAfter !== undefined ? reconcilesAfter - reconcilesBefore : undefined,
     };
     seen.close();
@@ -616,7 +695,7 @@ async function main() {
       statusMs: med(reactions.map((r) => r.statusMs)),
       writes: med(reactions.map((r) => r.writes.controller)),
     };
-    const cmd = values['controller-cmd'] ?? DEFAULT_CONTROLLER_CMD;
+    const cmd = values['controller-cmd'] ?? imageArgv ?? DEFAULT_CONTROLLER_CMD;
     const ours = !values['controller-cmd'];
     let commit = 'unknown';
     try {
@@ -646,7 +725,16 @@ async function main() {
           '0',
         ],
         ['   controller CPU over the window', f(steady.cpu === undefined ? undefined : steady.cpu * 100, '% of a core', 2), ''],
-        ['   controller RSS (end of window / max)', `${f(steady.rssMiB, 'MiB', 1)} / ${f(steady.rssMaxMiB, 'MiB', 1)}`, ''],
+        [
+          `   controller RSS over the window (median / max / end)${image ? ', started as the image starts it' : ''}`,
+          `${f(steady.rssMedianMiB, 'MiB', 1)} / ${f(steady.rssMaxMiB, 'MiB', 1)} / ${f(steady.rssMiB, 'MiB', 1)}`,
+          image ? '≤ 80 MiB' : '',
+        ],
+        [
+          '   controller V8 heap used / total at the end of the window',
+          `${f(heapMiB?.heap_size_used, 'MiB', 1)} / ${f(heapMiB?.heap_size_total, 'MiB', 1)}`,
+          '',
+        ],
         [
           `6. reaction: new unit → ${half} Deployments + ${half} Services (median of ${reactions.length}: ${all(reactions.map((r) => r.ms))} ms)`,
           f(react.ms, 'ms'),
@@ -686,7 +774,7 @@ async function main() {
       steady,
       reaction: { median: react, reactions },
       watchesReopened,
-      options: { readyz: !values['no-readyz'], status: withStatus },
+      options: { readyz: !values['no-readyz'], status: withStatus, asImage: !!image },
       loadAverage1m: { before: loadBefore, after: loadavg()[0] },
     });
   } finally {

@@ -277,7 +277,7 @@ function fill(template: string, vars: Record<string, string>): string {
 }
 
 // The wrapper as its DaemonSet runs it (examples/install/wrapper.yaml), Node flags included.
-export const DEFAULT_WRAPPER_CMD = `${process.execPath} --max-semi-space-size=1 ${join(root, 'wrapper/main.ts')} --listen={listen} --node-name={node} --kubeconfig={kubeconfig} --metrics-bind-address={metrics} --state-dir={state} --log-level=warn`;
+export const DEFAULT_WRAPPER_CMD = `${process.execPath} --max-semi-space-size=1 --no-opt ${join(root, 'wrapper/main.ts')} --listen={listen} --node-name={node} --kubeconfig={kubeconfig} --metrics-bind-address={metrics} --state-dir={state} --log-level=warn`;
 export const DEFAULT_CONTROLLER_CMD = `${process.execPath} ${join(root, 'controllers/main.ts')} --kubeconfig={kubeconfig} --metrics-bind-address={metrics} --health-probe-bind-address={metrics} --leader-elect=false --resync-period={resync} --log-level=warn`;
 
 /**

@@ -3,6 +3,7 @@
 // scripts that take them, so another implementation can be measured on the same harness:
 //   --wrapper-cmd / --wrapper-url        wrapper benchmarks (see bench/wrapper-latency.ts)
 //   --controller-cmd, --no-readyz, --no-status   controller benchmark (see bench/controllers.ts)
+//   --as-image                           this project's controller as the image starts it (bench/controllers.ts)
 //   npm run bench [-- --only wrapper-latency,controllers] [--out-dir bench-results]
 import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
@@ -20,19 +21,21 @@ const { values } = parseArgs({
     'controller-cmd': { type: 'string' },
     'no-readyz': { type: 'boolean' },
     'no-status': { type: 'boolean' },
+    'as-image': { type: 'boolean' },
   },
 });
 
-type Passed = 'wrapper-cmd' | 'wrapper-url' | 'controller-cmd' | 'no-readyz' | 'no-status';
+type Passed = 'wrapper-cmd' | 'wrapper-url' | 'controller-cmd' | 'no-readyz' | 'no-status' | 'as-image';
 
 const benchmarks: { name: string; passes: Passed[] }[] = [
   { name: 'cluster-start', passes: [] },
   { name: 'wrapper-latency', passes: ['wrapper-cmd', 'wrapper-url'] },
   { name: 'wrapper-scale', passes: ['wrapper-cmd', 'wrapper-url'] },
-  { name: 'wrapper-nodes', passes: [] },
+  { name: 'wrapper-nodes', passes: ['wrapper-cmd'] },
+  { name: 'wrapper-cpu', passes: [] },
   { name: 'wrapper-watches', passes: ['wrapper-cmd', 'wrapper-url'] },
   { name: 'wrapper-state', passes: ['wrapper-cmd'] },
-  { name: 'controllers', passes: ['controller-cmd', 'no-readyz', 'no-status'] },
+  { name: 'controllers', passes: ['controller-cmd', 'no-readyz', 'no-status', 'as-image'] },
   { name: 'startup', passes: [] },
 ];
 const only = values.only?.split(',');

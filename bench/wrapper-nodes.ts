@@ -7,7 +7,14 @@
 // node relabel until a watcher of the wrapper holds the corrected slices. The controller's RSS and
 // CPU at each node count too.
 //   --nodes 1000,5000,10000 --units 50 --services 5000 --endpoints-per-service 4 --images 40
-//   --update-period-seconds 60 --window-seconds 60 --relabels 4 --modes nodes,nodeunits --out f.json
+//   --update-period-seconds 60 --window-seconds 60 --relabels 4 --modes nodes,nodeunits
+//   --nodes-mode-up-to 5000 (membership `nodes` only up to this node count; its cost is the one that grows)
+//   --wrapper-cmd '<cmd with {listen} {node} {kubeconfig} {metrics} {state}>' (--membership=<mode> is appended)
+//   --controller-cmd '<cmd with {kubeconfig} {metrics} {resyncSeconds}>'   --out f.json
+// The nodes are plain Node objects whose status the benchmark itself updates, as kubelets would:
+// no kubelet or kwok runs, so there are no node Leases (kube-node-lease) either. At 10,000 nodes a
+// Lease renewal every 10 s per node would be ~1,000 writes/s, more than this apiserver takes on two
+// shared cores, and Leases are not what the wrapper reads: only Node and NodeUnit traffic is.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { type Cluster, startCluster } from '../test/cluster/cluster.ts';
@@ -42,6 +49,9 @@ const { values } = parseArgs({
     'window-seconds': { type: 'string', default: '60' },
     relabels: { type: 'string', default: '4' },
     modes: { type: 'string', default: 'nodes,nodeunits' },
+    'nodes-mode-up-to': { type: 'string' },
+    'wrapper-cmd': { type: 'string' },
+    'controller-cmd': { type: 'string' },
     out: { type: 'string' },
   },
 });
@@ -69,6 +79,7 @@ const P = {
   windowS: positive('window-seconds'),
   relabels: positive('relabels'),
   modes: String(values.modes).split(','),
+  nodesModeUpTo: values['nodes-mode-up-to'] === undefined ? Number.POSITIVE_INFINITY : positive('nodes-mode-up-to'),
 };
 for (const m of P.modes) if (m !== 'nodes' && m !== 'nodeunits') throw new Error(`--modes entries must be nodes or nodeunits, got ${m}`);
 
@@ -131,17 +142,40 @@ function slice(s: number, nodes: number) {
 /** Bytes a process read through system calls (sockets included) since it started. */
 const bytesRead = (pid: number) => Number(/^rchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? 0);
 
+/** The wrapper's count of objects received from upstream (undefined when it does not export it). */
+async function objectsReceived(metricsUrl: string | undefined): Promise<number | undefined> {
+  if (!metricsUrl) return undefined;
+  const m = await request({ url: metricsUrl }, 'GET', '').catch(() => ({ body: '' }));
+  const samples = [...m.body.matchAll(/^servicegroup_wrapper_upstream_objects_received_total\{[^}]*\} (\S+)$/gm)];
+  return samples.length ? samples.reduce((n, s) => n + Number(s[1]), 0) : undefined;
+}
+
+/**
+ * At most this many status updates in flight. The benchmark's own requests (the relabels it times)
+ * share its connections to the apiserver: an unbounded generator that outruns the apiserver (it
+ * did at 5,000 nodes on two shared cores) queues thousands of updates in front of them and grows
+ * without end. A beat that finds them all busy is skipped and counted.
+ */
+const HEARTBEATS_IN_FLIGHT = 16;
+
 /** Updates every node's status once per period, spread evenly, until stopped. */
-function kubeletHeartbeats(api: Endpoint, nodes: number): { stop(): Promise<void>; sent: () => number } {
+function kubeletHeartbeats(api: Endpoint, nodes: number): { stop(): Promise<void>; sent: () => number; skipped: () => number } {
   let stopped = false;
   let sent = 0;
+  let skipped = 0;
+  let inFlight = 0;
   const started = performance.now();
   const run = (async () => {
     for (let k = 0; !stopped; k++) {
       const due = started + (k * P.updatePeriodS * 1000) / nodes;
       const wait = due - performance.now();
       if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+      if (inFlight >= HEARTBEATS_IN_FLIGHT) {
+        skipped++;
+        continue;
+      }
       const i = k % nodes;
+      inFlight++;
       void requestOk(
         api,
         'PATCH',
@@ -150,11 +184,13 @@ function kubeletHeartbeats(api: Endpoint, nodes: number): { stop(): Promise<void
         'application/merge-patch+json',
       )
         .then(() => sent++)
-        .catch(() => {});
+        .catch(() => {})
+        .finally(() => inFlight--);
     }
   })();
   return {
     sent: () => sent,
+    skipped: () => skipped,
     stop: async () => {
       stopped = true;
       await run;
@@ -166,6 +202,8 @@ interface ModeFigures {
   mode: string;
   nodes: number;
   bytesPerMinute: number;
+  /** Objects the wrapper received from the apiserver per minute (list items and watch events). */
+  upstreamEventsPerMinute: number | undefined;
   rssMiB: number;
   relabelMedianMs: number;
   reactions: number[];
@@ -174,7 +212,7 @@ interface ModeFigures {
 async function measureWrapper(cluster: Cluster, kubeconfig: string, mode: string, nodes: number): Promise<ModeFigures> {
   const api = apiserverEndpoint(cluster);
   const wrapper = await startWrapperUnderTest(cluster, {
-    cmd: `${DEFAULT_WRAPPER_CMD} --membership=${mode}`,
+    cmd: `${values['wrapper-cmd'] ?? DEFAULT_WRAPPER_CMD} --membership=${mode}`,
     nodeName: nodeName(0),
     kubeconfig,
     name: `wrapper-${mode}-${nodes}`,
@@ -204,9 +242,14 @@ async function measureWrapper(cluster: Cluster, kubeconfig: string, mode: string
     await watch.opened;
     await new Promise((r) => setTimeout(r, 5_000));
     const before = bytesRead(pid);
+    const receivedBefore = await objectsReceived(wrapper.metricsUrl);
     const t = performance.now();
     await new Promise((r) => setTimeout(r, P.windowS * 1000));
-    const bytesPerMinute = ((bytesRead(pid) - before) / ((performance.now() - t) / 1000)) * 60;
+    const minutes = (performance.now() - t) / 60_000;
+    const bytesPerMinute = (bytesRead(pid) - before) / minutes;
+    const receivedAfter = await objectsReceived(wrapper.metricsUrl);
+    const upstreamEventsPerMinute =
+      receivedBefore === undefined || receivedAfter === undefined ? undefined : (receivedAfter - receivedBefore) / minutes;
     const rssMiB = procStats(pid).rssMiB;
 
     // A node of the wrapper's unit moves to the next unit and back; its slices must follow.
@@ -256,7 +299,7 @@ async function measureWrapper(cluster: Cluster, kubeconfig: string, mode: string
       reactions.push(performance.now() - started);
     }
     watch.close();
-    return { mode, nodes, bytesPerMinute, rssMiB, relabelMedianMs: median(reactions), reactions };
+    return { mode, nodes, bytesPerMinute, upstreamEventsPerMinute, rssMiB, relabelMedianMs: median(reactions), reactions };
   } finally {
     process.kill(pid, 'SIGTERM');
   }
@@ -294,7 +337,7 @@ async function atScale(nodes: number) {
     t = performance.now();
     // The resync period in plain seconds: this controller's flag parser takes `600s`, not Go's `10m0s`.
     const controller = await startControllerUnderTest(cluster, {
-      cmd: DEFAULT_CONTROLLER_CMD.replace('{resync}', '{resyncSeconds}s'),
+      cmd: values['controller-cmd'] ?? DEFAULT_CONTROLLER_CMD.replace('{resync}', '{resyncSeconds}s'),
       kubeconfig: controllerKubeconfig,
       resyncSeconds: 600,
     });
@@ -312,9 +355,15 @@ async function atScale(nodes: number) {
     const controllerCpu = await cpuOver(controller.pid!, 10_000);
     const controllerRssMiB = procStats(controller.pid!).rssMiB;
     const wrappers: ModeFigures[] = [];
-    for (const mode of P.modes) wrappers.push(await measureWrapper(cluster, wrapperKubeconfig, mode, nodes));
+    for (const mode of P.modes) {
+      if (mode === 'nodes' && nodes > P.nodesModeUpTo) continue;
+      wrappers.push(await measureWrapper(cluster, wrapperKubeconfig, mode, nodes));
+    }
     await heartbeats.stop();
-    return { nodes, controllerSyncMs, controllerCpu, controllerRssMiB, statusUpdatesSent: heartbeats.sent(), wrappers };
+    const statusUpdatesSent = heartbeats.sent();
+    const statusUpdatesSkipped = heartbeats.skipped();
+    console.error(`[bench] ${nodes} nodes: ${statusUpdatesSent} status updates sent, ${statusUpdatesSkipped} skipped (apiserver behind)`);
+    return { nodes, controllerSyncMs, controllerCpu, controllerRssMiB, statusUpdatesSent, statusUpdatesSkipped, wrappers };
   } finally {
     await cluster.stop();
   }
@@ -327,11 +376,15 @@ async function main() {
   // others keep their figures.
   for (const n of P.nodeCounts) {
     try {
-      results.push(await atScale(n));
+      const r = await atScale(n);
+      results.push(r);
+      console.error(`[bench] ${n} nodes: ${JSON.stringify(r)}`);
     } catch (err) {
       console.error(`[bench] ${n} nodes failed: ${(err as Error).message}`);
       failures.push({ nodes: n, error: (err as Error).message });
     }
+    // Written after every node count: a long run stopped midway keeps what it measured.
+    writeJson(values.out, { benchmark: 'wrapper-nodes', machine: machine(), date: new Date().toISOString(), params: P, results, failures });
   }
   const rows: string[][] = [];
   for (const r of results) {
@@ -340,6 +393,7 @@ async function main() {
         String(r.nodes),
         w.mode,
         `${(w.bytesPerMinute / 1048576).toFixed(2)} MiB`,
+        w.upstreamEventsPerMinute === undefined ? 'n/a' : w.upstreamEventsPerMinute.toFixed(0),
         `${w.rssMiB.toFixed(1)} MiB`,
         `${w.relabelMedianMs.toFixed(0)} ms`,
       ]);
@@ -347,30 +401,31 @@ async function main() {
       String(r.nodes),
       'controller',
       '',
+      '',
       `${r.controllerRssMiB.toFixed(1)} MiB`,
       `CPU ${(r.controllerCpu * 100).toFixed(1)} % of a core`,
     ]);
   }
-  const growth: Record<string, { bytesPerMinute: number; rss: number }> = {};
-  if (results.length > 1) {
-    const first = results[0]!;
-    const last = results.at(-1)!;
-    for (const mode of P.modes) {
-      const a = first.wrappers.find((w) => w.mode === mode)!;
-      const b = last.wrappers.find((w) => w.mode === mode)!;
-      growth[mode] = { bytesPerMinute: b.bytesPerMinute / a.bytesPerMinute - 1, rss: b.rssMiB / a.rssMiB - 1 };
-      rows.push([
-        `${first.nodes}→${last.nodes}`,
-        `${mode} growth`,
-        `${(growth[mode].bytesPerMinute * 100).toFixed(0)} %`,
-        `${(growth[mode].rss * 100).toFixed(0)} %`,
-        '',
-      ]);
-    }
+  const growth: Record<string, { from: number; to: number; bytesPerMinute: number; rss: number }> = {};
+  for (const mode of P.modes) {
+    // From the smallest to the largest node count this mode was measured at.
+    const measured = results.flatMap((r) => r.wrappers.filter((w) => w.mode === mode));
+    if (measured.length < 2) continue;
+    const a = measured[0]!;
+    const b = measured.at(-1)!;
+    growth[mode] = { from: a.nodes, to: b.nodes, bytesPerMinute: b.bytesPerMinute / a.bytesPerMinute - 1, rss: b.rssMiB / a.rssMiB - 1 };
+    rows.push([
+      `${a.nodes}→${b.nodes}`,
+      `${mode} growth`,
+      `${(growth[mode].bytesPerMinute * 100).toFixed(0)} %`,
+      '',
+      `${(growth[mode].rss * 100).toFixed(0)} %`,
+      '',
+    ]);
   }
   printTable(
     `one wrapper vs node count: ${P.units} NodeUnits, ${P.services} Services, ${P.services * P.eps} endpoints, ${P.images} images per node, each node's status updated every ${P.updatePeriodS} s (${machine()})`,
-    ['nodes', 'membership', 'read from apiserver / min', 'RSS', 'relabel → watcher corrected'],
+    ['nodes', 'membership', 'read from apiserver / min', 'upstream objects / min', 'RSS', 'relabel → watcher corrected'],
     rows,
   );
   console.log(

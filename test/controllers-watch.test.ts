@@ -75,6 +75,14 @@ describe('controller watches', () => {
       async () => output.join('').slice(-3000),
     );
 
+    // Quiet first: the writes that follow the render (the grid's status, the discovered NodeUnit
+    // and its status) are done, so no request of the controller is in flight when the link hangs.
+    await until('the grid status and the NodeUnit of zone=a are written', async () => {
+      const g = await admin.get<Obj>(`/apis/servicegroup.io/v1alpha1/namespaces/${ns}/deploymentgrids/web`);
+      const u = await admin.get<Obj>('/apis/servicegroup.io/v1alpha1/nodeunits/zone.a').catch(() => undefined);
+      return g.status?.observedGeneration === g.metadata.generation && g.status?.totalUnits === 1 && u?.status?.nodeCount === 1;
+    });
+
     relay.hang();
     const dialledBefore = relay.accepted;
     const changedAt = Date.now();
@@ -82,10 +90,11 @@ describe('controller watches', () => {
 
     // Without an idle timeout nothing would make the controller dial while its connections are
     // silent: it has no pending request, leader election is off and no resync is due.
-    await until('the controller gives up its silent connections and dials again', async () => relay.accepted > dialledBefore, 60_000);
+    const idleLine = new RegExp(`no data from the apiserver for ${IDLE_SECONDS * 1000} ms`);
+    await until('the controller gives up its silent watches', async () => idleLine.test(output.join('')), 60_000);
+    await until('and dials again', async () => relay.accepted > dialledBefore, 60_000);
     const noticedMs = Date.now() - changedAt;
     console.error(`[watch] new connection ${noticedMs} ms into the hang (idle timeout ${IDLE_SECONDS}s)`);
-    assert.match(output.join(''), new RegExp(`no data from the apiserver for ${IDLE_SECONDS * 1000} ms`));
     assert.equal(await replicasOfUnit(), 1, 'nothing reached the apiserver from the controller during the hang');
 
     relay.restore();

@@ -6,6 +6,7 @@ import { after, test } from 'node:test';
 import { pino } from 'pino';
 import { ANNOTATION_TOPOLOGY_KEYS } from '../controllers/api/v1alpha1.ts';
 import { apiVersionOf, type KubeObject } from '../kube/objects.ts';
+import { liveBytes } from '../test/live-memory.ts';
 import { DurableView } from './durable-view.ts';
 import { SERVED_RESOURCES } from './resources.ts';
 import { RvClock } from './rv-clock.ts';
@@ -130,4 +131,26 @@ test('with NodeUnit membership, the NodeUnits are saved and a restore places the
   assert.ok(second.durable.restore());
   assert.deepEqual(ips(second.served.endpointslices.get('ns/web-1')), ['10.0.0.1', '10.0.0.2'], 'a2 is still known to be in unit a');
   second.durable.stop();
+});
+
+test('a restored state is not kept twice: what restore() returns holds no parsed objects', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'durable-view-'));
+  dirs.push(dir);
+  // 1,000 Services of 10 KB each (served as they come): 10 MB of state.
+  const note = 'n'.repeat(10_000);
+  const store = new StateStore({ dir, node: 'a1', log, resources: RESOURCES });
+  const saved: [string, string][] = Array.from({ length: 1_000 }, (_, i) => [
+    'services',
+    JSON.stringify({ metadata: { name: `s-${i}`, namespace: 'ns', annotations: { note } } }),
+  ]);
+  assert.equal(await store.save({}, saved), true);
+  saved.length = 0;
+  const before = await liveBytes();
+  const restoredView = setup(dir);
+  const restored = restoredView.durable.restore();
+  const grown = (await liveBytes()) - before;
+  assert.equal(restoredView.served.services.count, 1_000);
+  assert.equal(restored?.objects, 1_000);
+  // The served copy is the state's size; the parsed objects would be as much again.
+  assert.ok(grown < 15 * 1048576, `${(grown / 1048576).toFixed(1)} MiB live after restoring 10 MB of Services`);
 });

@@ -26,6 +26,13 @@ const metadataOfKey = (key: string) => {
   return slash < 0 ? { name: key } : { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
 };
 
+/** A saved state the view was rebuilt from: where, its header, how many objects. */
+export interface RestoredState {
+  file: string;
+  header: SavedState['header'];
+  objects: number;
+}
+
 export interface DurableViewOptions {
   view: NodeUnitView;
   /** Undefined: nothing is saved or restored (no state directory). */
@@ -34,6 +41,7 @@ export interface DurableViewOptions {
   /** At most one snapshot per interval. */
   snapshotIntervalMs: number;
   resources: readonly string[];
+  metrics?: { received(resource: string): void };
 }
 
 export class DurableView {
@@ -41,6 +49,7 @@ export class DurableView {
   private readonly store: StateStore | undefined;
   private readonly log: Logger;
   private readonly scheduler: SnapshotScheduler | undefined;
+  private readonly metrics: DurableViewOptions['metrics'];
   /** Keys restored from the saved state that no upstream list has confirmed yet, per resource. */
   private readonly unconfirmed = new Map<string, Set<string>>();
   /** Resources whose last upstream list or watch failed (none listed yet counts as down). */
@@ -68,11 +77,16 @@ export class DurableView {
     this.log = o.log;
     this.down = new Set(o.resources);
     this.resources = o.resources;
+    this.metrics = o.metrics;
     this.scheduler = o.store ? new SnapshotScheduler(o.snapshotIntervalMs, () => this.snapshot()) : undefined;
   }
 
-  /** Rebuilds the view from the newest valid saved state; undefined when there is none. */
-  restore(): SavedState | undefined {
+  /**
+   * Rebuilds the view from the newest valid saved state; undefined when there is none. Returns
+   * what was restored, not the parsed objects: once in the view they are garbage, and a caller
+   * holding them would keep a second copy of the whole state for the life of the process.
+   */
+  restore(): RestoredState | undefined {
     const state = this.store?.load();
     if (!state) return undefined;
     for (const { resource, object } of state.objects) {
@@ -86,16 +100,18 @@ export class DurableView {
     this.restored = state.header;
     this.complete = true;
     this.restoredWrittenAt = Date.parse(state.header.writtenAt);
-    return state;
+    return { file: state.file, header: state.header, objects: state.objects.length };
   }
 
   upsert(resource: string, obj: KubeObject): void {
+    this.metrics?.received(resource);
     this.unconfirmed.get(resource)?.delete(objectKey(obj));
     this.view.upsert(resource, obj);
     this.scheduler?.changed();
   }
 
   delete(resource: string, obj: KubeObject): void {
+    this.metrics?.received(resource);
     this.unconfirmed.get(resource)?.delete(objectKey(obj));
     this.view.delete(resource, obj);
     this.scheduler?.changed();

@@ -111,6 +111,7 @@ const durable = new DurableView({
   log: log.child({ component: 'state' }),
   snapshotIntervalMs: flags['state-interval'],
   resources: upstreamResources,
+  metrics,
 });
 const restoreStarted = performance.now();
 const restored = durable.restore();
@@ -120,7 +121,7 @@ if (restored) {
       file: restored.file,
       generation: restored.header.generation,
       writtenAt: restored.header.writtenAt,
-      objects: restored.objects.length,
+      objects: restored.objects,
       restoreMs: Math.round(performance.now() - restoreStarted),
     },
     'serving the saved state until the apiserver answers',

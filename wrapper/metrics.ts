@@ -55,6 +55,16 @@ export class WrapperMetrics implements ServedMetrics, ReflectorMetrics, ViewMetr
   watchers(resource: string, delta: number): void {
     this.add('servicegroup_wrapper_watchers', 'gauge', 'Open watches.', { resource }, delta);
   }
+  /** One object from upstream: a list item or a watch event. */
+  received(resource: string): void {
+    this.add(
+      'servicegroup_wrapper_upstream_objects_received_total',
+      'counter',
+      'Objects received from the apiserver (list items and watch events): what the cluster costs this node.',
+      { resource },
+      1,
+    );
+  }
   relist(resource: string): void {
     this.add(
       'servicegroup_wrapper_upstream_relists_total',

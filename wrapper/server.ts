@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { KubeClient } from '../kube/client.ts';
 import { TEXT_CONTENT_TYPE } from '../kube/metrics-text.ts';
 import { apiVersionOf, groupVersionPath } from '../kube/objects.ts';
+import { chunksOf } from './chunks.ts';
 import {
   checkEventBody,
   EVENT_API_PREFIXES,
@@ -288,7 +289,8 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
             .type('application/json')
             .send(tableOfEncoded(spec, items, resourceVersion, { version: tableVersion, includeObject }));
         }
-        // The items are already JSON: the list is assembled from their bytes, never re-encoded.
+        // The items are already JSON: the list is assembled from their bytes, never re-encoded,
+        // and streamed in chunks rather than joined into one copy of the whole list.
         const parts: Buffer[] = [
           Buffer.from(`{"kind":"${listKind}","apiVersion":"${apiVersion}","metadata":{"resourceVersion":"${resourceVersion}"},"items":[`),
         ];
@@ -297,7 +299,7 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
           parts.push(item);
         }
         parts.push(LIST_END);
-        return reply.type('application/json').send(Buffer.concat(parts));
+        return reply.type('application/json').send(Readable.from(chunksOf(parts, 64 * 1024)));
       }
 
       // Watch: start "at exact" from a given resourceVersion, else from the current state.

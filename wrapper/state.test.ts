@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { pino } from 'pino';
+import { liveBytes } from '../test/live-memory.ts';
 import { RvClock } from './rv-clock.ts';
 import { decodeState, encodeState, SnapshotScheduler, StateStore } from './state.ts';
 
@@ -195,4 +196,36 @@ test('the scheduler coalesces changes into one snapshot per interval and retries
   await s.flush();
   assert.equal(writes, 2);
   s.stop();
+});
+
+test('the resource names of a decoded state do not keep its body text alive', async () => {
+  const before = await liveBytes();
+  // 20 MiB of objects under a resource name long enough that a slice of the text would share it.
+  const decodedNames = () => {
+    const big = 'x'.repeat(10_000);
+    const parts: [string, string][] = Array.from({ length: 2_000 }, (_, i) => [
+      'endpointslices',
+      JSON.stringify({ metadata: { name: `s-${i}`, namespace: 'ns' }, big }),
+    ]);
+    const state = decodeState(encodeState('n1', 1, {}, parts), 'n1', 'f', new Set(['endpointslices']));
+    return state.objects.map((o) => o.resource);
+  };
+  const names = decodedNames();
+  const grown = (await liveBytes()) - before;
+  assert.equal(names.length, 2_000);
+  assert.ok(grown < 4 * 1048576, `${(grown / 1048576).toFixed(1)} MiB kept alive by 2,000 resource names`);
+});
+
+test('a snapshot is written in parts: the same bytes as the joined encoding', async () => {
+  const dir = tempDir();
+  const store = new StateStore({ dir, node: 'n1', log: recordingLog().log, resources: RESOURCES });
+  const many: [string, string | Buffer][] = Array.from({ length: 3_000 }, (_, i) =>
+    i % 2 ? ['services', JSON.stringify(svc(`s-${i}`))] : ['services', Buffer.from(JSON.stringify(svc(`b-${i}`)))],
+  );
+  assert.equal(await store.save({ lastContact: 1 }, many), true);
+  const written = readFileSync(join(dir, 'snapshot.1'));
+  const header = JSON.parse(written.toString('utf8', 0, written.indexOf(0x0a)));
+  const expected = encodeState('n1', 1, { lastContact: 1 }, many, new Date(header.writtenAt));
+  assert.ok(written.equals(expected), 'written file differs from the joined encoding');
+  assert.equal(store.load()?.objects.length, 3_000);
 });

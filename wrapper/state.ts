@@ -22,6 +22,7 @@ import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, 
 import { open, readdir, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { chunksOf } from './chunks.ts';
 
 export const STATE_FORMAT = 'application-grid-wrapper-state';
 export const STATE_VERSION = 1;
@@ -59,24 +60,45 @@ export interface SavedState {
 /** Why a state file cannot be used; the message names the file and the defect. */
 export class StateError extends Error {}
 
+/**
+ * A snapshot ready to be written: its parts in order and their length in bytes. The parts are the
+ * objects as the view holds them (no copy), hashed one by one: a snapshot never needs a second
+ * copy of the whole state in memory, only one chunk at a time while it is written.
+ */
+export interface EncodedState {
+  parts: (string | Buffer)[];
+  bytes: number;
+}
+
+const byteLength = (p: string | Buffer) => (typeof p === 'string' ? Buffer.byteLength(p) : p.length);
+
 /** Encodes a snapshot: header line, meta line, one `resource\tjson` line per object. */
-export function encodeState(
+export function encodeStateParts(
   node: string,
   generation: number,
   meta: StateMeta,
   objects: Iterable<[resource: string, json: string | Buffer]>,
   now = new Date(),
-): Buffer {
-  const parts: Buffer[] = [Buffer.from(`${JSON.stringify(meta)}\n`)];
-  const NL = Buffer.from('\n');
-  for (const [resource, json] of objects) {
-    parts.push(Buffer.from(`${resource}\t`), typeof json === 'string' ? Buffer.from(json) : json, NL);
-  }
-  const body = Buffer.concat(parts);
-  const fields = { format: STATE_FORMAT, version: STATE_VERSION, node, generation, writtenAt: now.toISOString(), bodyBytes: body.length };
-  const rest = Buffer.from(`${JSON.stringify(fields).slice(1)}\n`);
-  const sum = createHash('sha256').update(rest).update(body).digest('hex');
-  return Buffer.concat([Buffer.from(`${HASH_PREFIX}${sum}",`), rest, body]);
+): EncodedState {
+  const body: (string | Buffer)[] = [`${JSON.stringify(meta)}\n`];
+  for (const [resource, json] of objects) body.push(`${resource}\t`, json, '\n');
+  let bodyBytes = 0;
+  for (const p of body) bodyBytes += byteLength(p);
+  const fields = { format: STATE_FORMAT, version: STATE_VERSION, node, generation, writtenAt: now.toISOString(), bodyBytes };
+  const rest = `${JSON.stringify(fields).slice(1)}\n`;
+  const hash = createHash('sha256').update(rest);
+  for (const p of body) hash.update(p);
+  const head = `${HASH_PREFIX}${hash.digest('hex')}",`;
+  return { parts: [head, rest, ...body], bytes: byteLength(head) + byteLength(rest) + bodyBytes };
+}
+
+/** The bytes of a snapshot, joined (small states and tests). */
+export function encodeState(...args: Parameters<typeof encodeStateParts>): Buffer {
+  const { parts, bytes } = encodeStateParts(...args);
+  return Buffer.concat(
+    parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : p)),
+    bytes,
+  );
 }
 
 const HASH_PREFIX = '{"sha256":"';
@@ -132,13 +154,17 @@ export function decodeState(buf: Buffer, node: string, file: string, knownResour
     throw new StateError(`${file}: meta line is not JSON`);
   }
   const objects: SavedState['objects'] = [];
+  // The resource names handed out are the known ones, never slices of `text`: a slice would keep
+  // the whole body text alive for as long as the name is kept.
+  const names = new Map([...knownResources].map((r) => [r, r]));
   let line = 2;
   for (let start = at + 1; start < text.length; start = at + 1, line++) {
     at = text.indexOf('\n', start);
     if (at < 0) throw new StateError(`${file}: line ${line} is not terminated`);
     const tab = text.indexOf('\t', start);
-    const resource = tab > start && tab < at ? text.slice(start, tab) : '';
-    if (!knownResources.has(resource)) throw new StateError(`${file}: line ${line}: unknown resource ${JSON.stringify(resource)}`);
+    const named = tab > start && tab < at ? text.slice(start, tab) : '';
+    const resource = names.get(named);
+    if (resource === undefined) throw new StateError(`${file}: line ${line}: unknown resource ${JSON.stringify(named)}`);
     let object: SavedState['objects'][number]['object'];
     try {
       object = JSON.parse(text.slice(tab + 1, at));
@@ -164,11 +190,11 @@ const fsyncDir = async (dir: string) => {
  * Replaces `dir/name` with `data` so that a crash at any moment leaves either the old or the new
  * content under that name: temporary file, fsync, rename, fsync of the directory.
  */
-export async function writeFileDurably(dir: string, name: string, data: Buffer): Promise<void> {
+export async function writeFileDurably(dir: string, name: string, data: Buffer | EncodedState): Promise<void> {
   const tmp = join(dir, `${name}.tmp`);
   const f = await open(tmp, 'w', 0o600);
   try {
-    await f.writeFile(data);
+    await f.writeFile(Buffer.isBuffer(data) ? data : chunksOf(data.parts));
     await f.sync();
   } catch (err) {
     await f.close().catch(() => {});
@@ -303,7 +329,9 @@ export class StateStore {
     const started = performance.now();
     const generation = this.nextGeneration;
     try {
-      const data = encodeState(this.node, generation, meta, objects);
+      // The objects are taken now, in one synchronous pass, so the view may change while the
+      // chunks are written.
+      const data = encodeStateParts(this.node, generation, meta, objects);
       await writeFileDurably(this.dir, `snapshot.${generation}`, data);
       this.nextGeneration++;
       const keep = generation - 1;
@@ -312,10 +340,10 @@ export class StateStore {
         if (g !== undefined && Number(g) < keep) await unlink(join(this.dir, name)).catch(() => {});
       }
       const seconds = (performance.now() - started) / 1000;
-      this.metrics?.stateWritten(data.length, seconds);
+      this.metrics?.stateWritten(data.bytes, seconds);
       if (this.failing) this.log.info({ dir: this.dir, generation }, 'saving state works again');
       this.failing = undefined;
-      this.log.debug({ generation, bytes: data.length, seconds }, 'state saved');
+      this.log.debug({ generation, bytes: data.bytes, seconds }, 'state saved');
       return true;
     } catch (err) {
       this.metrics?.stateWriteFailed();

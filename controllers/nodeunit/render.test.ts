@@ -19,6 +19,7 @@ import {
   planDiscovered,
   resolveClaims,
   selectorRequirements,
+  statusPatch,
   valuesByKey,
 } from './render.ts';
 
@@ -288,5 +289,18 @@ describe('NodeUnit status', () => {
     u.status = { ...first, conditions: first.conditions!.map((c) => ({ ...c, lastTransitionTime: '2020-01-01T00:00:00Z' as never })) };
     const again = nodeUnitStatus(u, [node('n1')], [], undefined);
     assert.deepEqual(again, u.status);
+  });
+});
+
+describe('statusPatch', () => {
+  it('sends only the fields that changed, nulls the ones that went away, and nothing when equal', () => {
+    const old = { nodes: ['a', 'b'], nodeCount: 2, readyNodes: 2, gridCount: 1, grids: [{ kind: 'ServiceGrid', name: 'g' }] };
+    const next = { nodes: ['a'], nodeCount: 1, readyNodes: 1, gridCount: 1, grids: [{ name: 'g', kind: 'ServiceGrid' }] };
+    assert.deepEqual(statusPatch(old, next), { nodes: ['a'], nodeCount: 1, readyNodes: 1 });
+    assert.deepEqual(statusPatch({ ...old, observedGeneration: 3 }, { ...old, observedGeneration: undefined }), {
+      observedGeneration: null,
+    });
+    assert.deepEqual(statusPatch({}, { nodeCount: 0 }), { nodeCount: 0 });
+    assert.equal(statusPatch(old, { ...old, grids: [{ name: 'g', kind: 'ServiceGrid' }] }), undefined);
   });
 });

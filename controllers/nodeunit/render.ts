@@ -18,6 +18,7 @@ import {
   type NodeUnitStatus,
 } from '../api/v1alpha1.ts';
 import { condition } from '../reconcile/conditions.ts';
+import { stableStringify } from '../render/common.ts';
 import { assignNames, unitNamePart } from '../render/names.ts';
 
 /** Longest DNS label: each of the two parts of a NodeUnit name. */
@@ -312,4 +313,16 @@ export function nodeUnitStatus(
     gridCount: grids.length,
     conditions,
   };
+}
+
+/**
+ * The merge patch that turns a unit's status `old` into `next`: only the fields that differ (a
+ * field `next` lacks is nulled), or undefined when nothing does. A relabel then sends the member
+ * list and counts of a unit, not the rest of its status.
+ */
+export function statusPatch(old: Record<string, unknown>, next: Record<string, unknown>): Record<string, unknown> | undefined {
+  const patch: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(old)) if (v !== undefined && next[k] === undefined) patch[k] = null;
+  for (const [k, v] of Object.entries(next)) if (v !== undefined && stableStringify(old[k]) !== stableStringify(v)) patch[k] = v;
+  return Object.keys(patch).length ? patch : undefined;
 }

@@ -9,6 +9,7 @@ import type { ReflectorOptions } from '../../kube/reflector.ts';
 import { KIND_DEPLOYMENT_GRID, KIND_SERVICE_GRID, KIND_STATEFULSET_GRID, LABEL_GRID, LABEL_UNIT } from '../api/v1alpha1.ts';
 import type { ControllerMetrics } from '../metrics.ts';
 import { BlockerWatches } from './blockers.ts';
+import { podView } from './cache-views.ts';
 import { CONTROLLER_WRITE_CONCURRENCY, Semaphore } from './concurrency.ts';
 import { deploymentGridParts } from './deploymentgrid.ts';
 import { DriftDetector } from './drift.ts';
@@ -121,8 +122,9 @@ export class GridController {
     this.statefulSets = informer(STATEFULSETS, { labelSelector: LABEL_GRID });
     this.services = informer(SERVICES, { labelSelector: LABEL_GRID });
     this.endpointSlices = informer(ENDPOINT_SLICES, { labelSelector: LABEL_GRID });
-    // Pods of rendered workloads only (their templates carry both labels), for misplaced pods.
-    this.pods = informer(PODS, { labelSelector: `${LABEL_GRID},${LABEL_UNIT}` });
+    // Pods of rendered workloads only (their templates carry both labels), for misplaced pods;
+    // of each, only what that check reads.
+    this.pods = informer(PODS, { labelSelector: `${LABEL_GRID},${LABEL_UNIT}`, keep: podView });
     this.informers = [
       this.deploymentGrids,
       this.serviceGrids,

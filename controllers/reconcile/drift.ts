@@ -4,6 +4,7 @@
 // live object may never literally cover the desired one: after each apply we remember what the
 // server made of it, and an object still looking exactly like that has not drifted.
 
+import { createHash } from 'node:crypto';
 import type { KubeObject } from '../../kube/objects.ts';
 import { ANNOTATION_RENDER_HASH } from '../api/v1alpha1.ts';
 import { stableStringify } from '../render/common.ts';
@@ -44,6 +45,11 @@ function managedView(desired: KubeObject, obj: KubeObject): unknown {
   };
 }
 
+/** A digest of the view rather than its text: one is kept per rendered object for the process's life. */
+function fingerprint(view: unknown): string {
+  return createHash('sha256').update(stableStringify(view)).digest('base64');
+}
+
 export class DriftDetector {
   /** uid → fingerprint of the managed view right after our last apply. */
   private readonly applied = new Map<string, string>();
@@ -56,7 +62,7 @@ export class DriftDetector {
 
   recordApplied(desired: KubeObject, result: KubeObject): void {
     const uid = result.metadata?.uid as string | undefined;
-    if (uid) this.applied.set(uid, stableStringify(managedView(desired, result)));
+    if (uid) this.applied.set(uid, fingerprint(managedView(desired, result)));
   }
 
   forget(uid: string | undefined): void {
@@ -72,7 +78,7 @@ export class DriftDetector {
     const stamp = uid && hash && live.metadata?.resourceVersion ? `${live.metadata.resourceVersion} ${hash}` : undefined;
     if (stamp && this.clean.get(uid!) === stamp) return false;
     const view = managedView(desired, live);
-    const drifted = !(uid && this.applied.get(uid) === stableStringify(view)) && !covers(managedView(desired, desired), view);
+    const drifted = !(uid && this.applied.get(uid) === fingerprint(view)) && !covers(managedView(desired, desired), view);
     if (stamp && !drifted) this.clean.set(uid!, stamp);
     return drifted;
   }
