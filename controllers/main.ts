@@ -132,6 +132,7 @@ async function startController(): Promise<void> {
     deploymentGrids: controller.deploymentGrids,
     serviceGrids: controller.serviceGrids,
     statefulSetGrids: controller.statefulSetGrids,
+    nodes: controller.nodes,
     resyncPeriodMs: flags['resync-period'],
     watchIdleTimeoutMs: flags['watch-idle-timeout'],
   });

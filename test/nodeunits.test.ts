@@ -6,7 +6,8 @@ import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { NodeUnitController } from '../controllers/nodeunit/controller.ts';
 import { nodeUnitName } from '../controllers/nodeunit/render.ts';
-import { DEPLOYMENT_GRIDS, SERVICE_GRIDS, STATEFULSET_GRIDS } from '../controllers/reconcile/resources.ts';
+import { slimNode } from '../controllers/reconcile/cache-views.ts';
+import { DEPLOYMENT_GRIDS, NODES, SERVICE_GRIDS, STATEFULSET_GRIDS } from '../controllers/reconcile/resources.ts';
 import { KubeClient } from '../kube/client.ts';
 import { Informer } from '../kube/informer.ts';
 import { loadKubeconfig } from '../kube/kubeconfig.ts';
@@ -90,6 +91,7 @@ describe('NodeUnit controller', () => {
       const client = clientFor(saKubeconfig);
       const log = pino({ level: process.env.LOG_LEVEL ?? 'warn' });
       grids = [DEPLOYMENT_GRIDS, SERVICE_GRIDS, STATEFULSET_GRIDS].map((r) => new Informer<KubeObject>(client, r, log));
+      grids.push(new Informer<KubeObject>(client, NODES, log, { keep: slimNode }));
       for (const g of grids) g.start();
       controller = new NodeUnitController({
         client,
@@ -97,6 +99,7 @@ describe('NodeUnit controller', () => {
         deploymentGrids: grids[0]!,
         serviceGrids: grids[1]!,
         statefulSetGrids: grids[2]!,
+        nodes: grids[3]!,
         resyncPeriodMs: 0,
       });
       await controller.start();

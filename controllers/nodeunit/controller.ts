@@ -56,6 +56,8 @@ export interface NodeUnitControllerOptions {
   deploymentGrids: Informer<KubeObject>;
   serviceGrids: Informer<KubeObject>;
   statefulSetGrids: Informer<KubeObject>;
+  /** The Node cache (shared with the grid controller), kept with `slimNode`. */
+  nodes: Informer<KubeObject>;
   /** Re-sync this often (0: never). */
   resyncPeriodMs?: number;
   /** A watch silent this long is taken for a dead connection and re-opened (default: the reflector's). */
@@ -72,16 +74,6 @@ function nodeView(node: NodeObject): NodeView {
     labels: node.metadata.labels ?? {},
     ready: isNodeReady(node),
     ownedLabels: ownedLabelKeys(node.metadata.annotations),
-  };
-}
-
-/** The parts of a Node the NodeUnit rules read (see nodeView). */
-function slimNode(node: KubeObject): KubeObject {
-  const { name, uid, resourceVersion, labels, annotations, deletionTimestamp } = node.metadata;
-  const ready = (node as NodeObject).status?.conditions?.filter((c) => c.type === 'Ready');
-  return {
-    metadata: { name, uid, resourceVersion, labels, annotations, ...(deletionTimestamp ? { deletionTimestamp } : {}) },
-    status: { conditions: ready ?? [] },
   };
 }
 
@@ -139,13 +131,12 @@ export class NodeUnitController {
     const informer = (r: Resource, options: ReflectorOptions = {}) =>
       new Informer<KubeObject>(opts.client, r, opts.log, { watchIdleTimeoutMs: opts.watchIdleTimeoutMs, ...options });
     this.units = informer(NODE_UNITS);
-    // Labels, our annotation and readiness are all a sync reads of a Node; its status (images,
-    // addresses, capacity) is most of its size.
-    this.nodes = informer(NODES, { keep: slimNode });
+    // The grid controller's Node cache (kept with slimNode: labels, annotations, readiness).
+    this.nodes = opts.nodes;
     // Only topology annotations matter for these two: metadata is enough, and of it only those.
     this.services = informer(SERVICES, { metadataOnly: true, keep: topologyView });
     this.namespaces = informer(NAMESPACES, { metadataOnly: true, keep: topologyView });
-    this.own = [this.units, this.nodes, this.services, this.namespaces];
+    this.own = [this.units, this.services, this.namespaces];
 
     const wake = () => this.queue.add(SYNC_KEY);
     this.units.on((type, obj, old) => {
@@ -196,7 +187,8 @@ export class NodeUnitController {
 
   async start(): Promise<void> {
     for (const i of this.own) i.start();
-    await Promise.all([...this.own, this.opts.deploymentGrids, this.opts.serviceGrids, this.opts.statefulSetGrids].map((i) => i.synced));
+    const shared = [this.opts.nodes, this.opts.deploymentGrids, this.opts.serviceGrids, this.opts.statefulSetGrids];
+    await Promise.all([...this.own, ...shared].map((i) => i.synced));
     this.log.info({ nodeUnits: this.units.size, nodes: this.nodes.size }, 'nodeunit caches synced');
     this.queue.add(SYNC_KEY);
     this.worker = this.work();

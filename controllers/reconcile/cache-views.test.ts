@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { podView } from './cache-views.ts';
+import { podView, slimNode } from './cache-views.ts';
 import { findMisplacedPods } from './eviction.ts';
 
 const pod = {
@@ -47,4 +47,33 @@ test('misplaced pods are found from the cached view as from the full Pod', () =>
   const full = findMisplacedPods([pod], deployments, 'zone', (n) => nodes[n]);
   assert.equal(full.length, 1);
   assert.deepEqual(strip(findMisplacedPods([podView(pod)], deployments, 'zone', (n) => nodes[n])), strip(full));
+});
+
+test('a cached Node keeps identity, labels, annotations, deletion and its Ready condition; not images, addresses or other conditions', () => {
+  const ready = { type: 'Ready', status: 'True', reason: 'KubeletReady' };
+  const node = {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: {
+      name: 'n1',
+      uid: 'u1',
+      resourceVersion: '7',
+      labels: { zone: 'a' },
+      annotations: { 'servicegroup.io/owned-labels': '["zone"]' },
+      managedFields: [{ manager: 'kubelet' }],
+      creationTimestamp: '2026-01-01T00:00:00Z',
+    },
+    spec: { podCIDR: '10.0.0.0/24' },
+    status: {
+      conditions: [{ type: 'MemoryPressure', status: 'False' }, ready],
+      images: [{ names: ['example/web:1'], sizeBytes: 1 }],
+      addresses: [{ type: 'InternalIP', address: '10.0.0.1' }],
+    },
+  };
+  assert.deepEqual(slimNode(node), {
+    metadata: { name: 'n1', uid: 'u1', resourceVersion: '7', labels: { zone: 'a' }, annotations: node.metadata.annotations },
+    status: { conditions: [ready] },
+  });
+  assert.deepEqual(slimNode({ metadata: { name: 'n2', deletionTimestamp: 'now' } }).status, { conditions: [] });
+  assert.equal(slimNode({ metadata: { name: 'n2', deletionTimestamp: 'now' } }).metadata.deletionTimestamp, 'now');
 });

@@ -18,3 +18,18 @@ export function podView(pod: KubeObject): KubeObject {
     spec: nodeName ? { nodeName } : {},
   };
 }
+
+/**
+ * The parts of a Node both controllers read: labels (units; the grid controller reads nothing
+ * else), annotations (the labels a declared NodeUnit set) and the Ready condition (NodeUnit
+ * readiness). One watch of Nodes serves both controllers; of each Node's status (images,
+ * addresses, capacity: most of its size) only the Ready condition is kept.
+ */
+export function slimNode(node: KubeObject): KubeObject {
+  const { name, uid, resourceVersion, labels, annotations, deletionTimestamp } = node.metadata;
+  const conditions = (node.status as { conditions?: { type: string }[] } | undefined)?.conditions;
+  return {
+    metadata: { name, uid, resourceVersion, labels, annotations, ...(deletionTimestamp ? { deletionTimestamp } : {}) },
+    status: { conditions: conditions?.filter((c) => c.type === 'Ready') ?? [] },
+  };
+}

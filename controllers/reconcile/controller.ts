@@ -9,7 +9,7 @@ import type { ReflectorOptions } from '../../kube/reflector.ts';
 import { KIND_DEPLOYMENT_GRID, KIND_SERVICE_GRID, KIND_STATEFULSET_GRID, LABEL_GRID, LABEL_UNIT } from '../api/v1alpha1.ts';
 import type { ControllerMetrics } from '../metrics.ts';
 import { BlockerWatches } from './blockers.ts';
-import { podView } from './cache-views.ts';
+import { podView, slimNode } from './cache-views.ts';
 import { CONTROLLER_WRITE_CONCURRENCY, Semaphore } from './concurrency.ts';
 import { deploymentGridParts } from './deploymentgrid.ts';
 import { DriftDetector } from './drift.ts';
@@ -115,8 +115,10 @@ export class GridController {
     this.deploymentGrids = informer(DEPLOYMENT_GRIDS);
     this.serviceGrids = informer(SERVICE_GRIDS);
     this.statefulSetGrids = informer(STATEFULSET_GRIDS);
-    // Units are node label values: labels are all the controller reads of a Node.
-    this.nodes = informer(NODES, { metadataOnly: true });
+    // Units are node label values: labels are all this controller reads of a Node. The NodeUnit
+    // controller shares this cache and also reads readiness, so it is a watch of whole Nodes
+    // slimmed as they arrive rather than a metadata-only one: one Node watch for both.
+    this.nodes = informer(NODES, { keep: slimNode });
     // Only labelled objects are cached; a same-name foreign object is found when a write runs into it.
     this.deployments = informer(DEPLOYMENTS, { labelSelector: LABEL_GRID });
     this.statefulSets = informer(STATEFULSETS, { labelSelector: LABEL_GRID });
