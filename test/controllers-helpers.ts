@@ -102,6 +102,27 @@ export function deploymentGrid(
   };
 }
 
+/**
+ * Waits until the controller is idle and its write count (audit log) stays the same across two
+ * looks two seconds apart: its writes have settled. Returns that count.
+ */
+export async function waitForQuietWrites(cluster: Cluster, controller: GridController, timeoutMs = 120_000): Promise<number> {
+  let writes = -1;
+  await until(
+    'controller writes stable',
+    async () => {
+      await controller.waitIdle(120_000);
+      await new Promise((r) => setTimeout(r, 2000));
+      const now = (await cluster.writeRequests(CONTROLLER_USER)).length;
+      const stable = now === writes && controller.queue.idle();
+      writes = now;
+      return stable;
+    },
+    timeoutMs,
+  );
+  return writes;
+}
+
 /** Polls `check` until it returns a value other than undefined/false; `explain` adds context to a timeout. */
 export async function until<T>(
   what: string,

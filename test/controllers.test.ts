@@ -10,7 +10,7 @@ import { CRD_FILES, fetchOpenApi, renderCrdYaml } from '../crds/generate.ts';
 import { buildCrds } from '../crds/schema.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { useCluster } from './cluster/cluster.ts';
-import { CONTROLLER_USER, getIfExists, type Obj, root, startGridController, until } from './controllers-helpers.ts';
+import { CONTROLLER_USER, getIfExists, type Obj, root, startGridController, until, waitForQuietWrites } from './controllers-helpers.ts';
 
 const cluster = useCluster({ controllerManager: true, scheduler: true, kwok: true });
 const ns = 'grids';
@@ -626,19 +626,7 @@ describe('controllers (in process)', () => {
         },
         180_000,
       );
-      let writes = -1;
-      await until(
-        'controller writes stable',
-        async () => {
-          await controller.waitIdle(120_000);
-          await new Promise((r) => setTimeout(r, 2000));
-          const now = (await cluster().writeRequests(CONTROLLER_USER)).length;
-          const stable = now === writes && controller.queue.idle();
-          writes = now;
-          return stable;
-        },
-        180_000,
-      );
+      const writes = await waitForQuietWrites(cluster(), controller, 180_000);
       const globalBefore = await cluster().writeRequestCount();
       controller.resyncAll();
       const queued = controller.queue.length + controller.queue.inFlight;

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import type { GridController } from '../controllers/reconcile/controller.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { useCluster } from './cluster/cluster.ts';
-import { CONTROLLER_USER, getIfExists, type Obj, startGridController, until } from './controllers-helpers.ts';
+import { CONTROLLER_USER, getIfExists, type Obj, startGridController, until, waitForQuietWrites } from './controllers-helpers.ts';
 import { UNIT_LOCAL_STORAGE_CLASS, unitLocalStorageClass, unitLocalVolume } from './storage.ts';
 
 const cluster = useCluster({ kwok: true, controllerManager: true, scheduler: true });
@@ -104,19 +104,7 @@ async function explainStorage(): Promise<string> {
 
 /** Waits until the controller's writes settle, forces a resync of every grid and checks it wrote nothing. */
 async function assertResyncWritesNothing(): Promise<void> {
-  let writes = -1;
-  await until(
-    'controller writes stable',
-    async () => {
-      await controller.waitIdle(120_000);
-      await new Promise((r) => setTimeout(r, 2000));
-      const now = (await cluster().writeRequests(CONTROLLER_USER)).length;
-      const stable = now === writes && controller.queue.idle();
-      writes = now;
-      return stable;
-    },
-    120_000,
-  );
+  const writes = await waitForQuietWrites(cluster(), controller);
   assert.ok(
     (await cluster().writeRequests(CONTROLLER_USER)).some((w) => w.resource === 'statefulsets' && w.code < 300),
     'the controller did write StatefulSets before',
