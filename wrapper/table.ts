@@ -6,6 +6,7 @@
 import type { KubeObject } from '../kube/objects.ts';
 import { QueryError } from './query.ts';
 import type { ResourceSpec } from './resources.ts';
+import type { WatchSink } from './watcher.ts';
 
 export type TableVersion = 'meta.k8s.io/v1' | 'meta.k8s.io/v1beta1';
 export type IncludeObject = 'None' | 'Metadata' | 'Object';
@@ -348,22 +349,12 @@ export function renderTable(spec: ResourceSpec, objects: Obj[], resourceVersion:
   };
 }
 
-/** The writable end of a watch response, as served.ts writes to it. */
-interface LineSink {
-  write(chunk: Buffer): boolean;
-  end(): void;
-  cork?(): void;
-  uncork?(): void;
-  readonly writableLength: number;
-  readonly writableEnded: boolean;
-}
-
 /**
  * A watch response in the Table form: each event's object becomes a Table of one row, the first
  * one with the column definitions. BOOKMARK and ERROR events pass unchanged. Table watches are
  * for people (`kubectl get -w`), so each event is converted per watcher rather than shared.
  */
-export function tableWatchSink(sink: LineSink, spec: ResourceSpec, opts: Omit<TableOptions, 'withColumns' | 'now'>): LineSink {
+export function tableWatchSink(sink: WatchSink, spec: ResourceSpec, opts: Omit<TableOptions, 'withColumns' | 'now'>): WatchSink {
   let withColumns = true;
   return {
     write(line: Buffer): boolean {
