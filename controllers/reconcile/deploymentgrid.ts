@@ -19,7 +19,7 @@ import { gateRollout, type UnitHealth } from '../rollout/gate.ts';
 import { ObjectsByGrid } from './by-grid.ts';
 import { condition, listSome } from './conditions.ts';
 import { type Evictor, findMisplacedPods, type MisplacedPod } from './eviction.ts';
-import type { GridKindParts, Notice, SyncView } from './grid-sync.ts';
+import { type GridKindParts, type Notice, type SyncView, workloadObjects } from './grid-sync.ts';
 import { unknownOverridesNotice } from './overrides.ts';
 import { DEPLOYMENT_GRIDS, DEPLOYMENTS, type GridObject } from './resources.ts';
 
@@ -73,14 +73,7 @@ export function deploymentGridParts(caches: DeploymentGridCaches, evictor: Evict
     objectKind: 'Deployment',
     objects: caches.deployments,
     byGrid: new ObjectsByGrid(caches.deployments),
-    render: (grid, units) =>
-      renderDeploymentGrid(grid, units).map((r) => ({
-        unit: r.unit,
-        name: r.name,
-        template: r.template,
-        desired: r.deployment as KubeObject | undefined,
-        error: r.error,
-      })),
+    render: (grid, units) => workloadObjects(renderDeploymentGrid(grid, units)),
     replacement(_unit, live, desired) {
       if (stableStringify(live.spec?.selector ?? {}) === stableStringify(desired.spec?.selector ?? {})) return undefined;
       const name = `${live.metadata!.namespace}/${live.metadata!.name}`;

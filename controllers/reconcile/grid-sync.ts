@@ -10,7 +10,7 @@ import type { KubeClient } from '../../kube/client.ts';
 import type { Informer } from '../../kube/informer.ts';
 import type { KubeObject } from '../../kube/objects.ts';
 import { REASON_APPLY_FAILED, REASON_CONFLICT } from '../api/v1alpha1.ts';
-import type { UnitError } from '../render/deployment.ts';
+import type { RenderedUnitWorkload, UnitError } from '../render/deployment.ts';
 import type { GateResult } from '../rollout/gate.ts';
 import { applyOwned, deleteOwned } from './apply.ts';
 import type { ObjectsByGrid } from './by-grid.ts';
@@ -31,6 +31,17 @@ export interface RenderedObject {
   template: string;
   desired?: KubeObject;
   error?: UnitError;
+}
+
+/** A workload renderer's units as the sync takes them (the rendered workload is the desired object). */
+export function workloadObjects<W>(units: RenderedUnitWorkload<W>[]): RenderedObject[] {
+  return units.map(({ unit, name, template, object, error }) => ({
+    unit,
+    name,
+    template,
+    desired: object as KubeObject | undefined,
+    error,
+  }));
 }
 
 export interface UnitReading {
@@ -138,8 +149,9 @@ export async function syncGrid<G extends GridObject>(
     const o = ctx.written.get(objectRef(parts.objectResource, ns, name), inCache?.metadata?.resourceVersion) ?? inCache;
     return o && isControlledBy(o, grid) ? o : undefined;
   };
-  const gate = parts.gate?.(grid, parts.render(grid, units), current);
-  const rendered = gate?.rendered ?? parts.render(grid, units);
+  const wanted = parts.render(grid, units);
+  const gate = parts.gate?.(grid, wanted, current);
+  const rendered = gate?.rendered ?? wanted;
   const problems: UnitProblem[] = [];
   const live = new Map<string, KubeObject>();
   const changes = new SyncEvents();

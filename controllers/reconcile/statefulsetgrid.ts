@@ -13,7 +13,7 @@ import {
 } from '../api/v1alpha1.ts';
 import { changedImmutableFields, renderStatefulSetGrid } from '../render/statefulset.ts';
 import { ObjectsByGrid } from './by-grid.ts';
-import type { GridKindParts } from './grid-sync.ts';
+import { type GridKindParts, workloadObjects } from './grid-sync.ts';
 import { unknownOverridesNotice } from './overrides.ts';
 import { type GridObject, STATEFULSET_GRIDS, STATEFULSETS } from './resources.ts';
 
@@ -54,14 +54,7 @@ export function statefulSetGridParts(caches: StatefulSetGridCaches): GridKindPar
     objectKind: 'StatefulSet',
     objects: caches.statefulSets,
     byGrid: new ObjectsByGrid(caches.statefulSets),
-    render: (grid, units) =>
-      renderStatefulSetGrid(grid, units).map((r) => ({
-        unit: r.unit,
-        name: r.name,
-        template: r.template,
-        desired: r.object as KubeObject | undefined,
-        error: r.error,
-      })),
+    render: (grid, units) => workloadObjects(renderStatefulSetGrid(grid, units)),
     // Never 'recreate': deleting a StatefulSet would restart its pods, and which claims to keep
     // is the user's call. The unit keeps running what it runs and its error says what to do.
     replacement(_unit, live, desired) {

@@ -20,15 +20,6 @@ export interface UnitError {
   message: string;
 }
 
-export interface RenderedUnitDeployment {
-  unit: string;
-  /** Deployment name; empty when no name could be assigned. */
-  name: string;
-  template: string;
-  deployment?: V1Deployment;
-  error?: UnitError;
-}
-
 /**
  * Applies the grid's overrides for `unit` to a copy of `spec` (a Deployment's or a StatefulSet's).
  * Throws with a message on failure.
@@ -140,17 +131,14 @@ export function renderWorkloadGrid<S extends WorkloadSpec, W>(
   });
 }
 
+export type RenderedUnitDeployment = RenderedUnitWorkload<V1Deployment>;
+
 export function renderDeploymentGrid(grid: DeploymentGrid, units: readonly string[]): RenderedUnitDeployment[] {
   // A rollout's per-unit deadline is the Deployment's own: its controller reports ProgressDeadlineExceeded.
   const deadline = grid.spec.rollout?.progressDeadlineSeconds;
   const withDeadline = (spec: V1DeploymentSpec) =>
     spec.progressDeadlineSeconds === undefined && deadline !== undefined ? { ...spec, progressDeadlineSeconds: deadline } : spec;
-  return renderWorkloadGrid<V1DeploymentSpec, V1Deployment>('Deployment', grid, units, unitDeploymentName, withDeadline).map(
-    ({ object, ...r }) => ({
-      ...r,
-      ...(object ? { deployment: object } : {}),
-    }),
-  );
+  return renderWorkloadGrid<V1DeploymentSpec, V1Deployment>('Deployment', grid, units, unitDeploymentName, withDeadline);
 }
 
 /** Units named in `overrides` that are not among `units`, with the indexes of the overrides naming them. */

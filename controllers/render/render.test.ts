@@ -134,7 +134,7 @@ describe('renderDeploymentGrid', () => {
       out.map((u) => u.unit),
       ['a', 'b'],
     );
-    const d = out[0]!.deployment!;
+    const d = out[0]!.object!;
     assert.equal(d.metadata!.name, 'web-a');
     assert.equal(d.metadata!.namespace, 'ns');
     assert.equal(d.metadata!.labels![LABEL_UNIT], 'a');
@@ -160,8 +160,8 @@ describe('renderDeploymentGrid', () => {
   it('keeps the raw value in labels and nodeSelector while the name is sanitised', () => {
     const [u] = renderDeploymentGrid(dg(), ['Zone_A']);
     assert.match(u!.name, /^web-zone-a-[0-9a-f]{8}$/);
-    assert.equal(u!.deployment!.spec!.template.spec!.nodeSelector!.zone, 'Zone_A');
-    assert.equal(u!.deployment!.spec!.template.metadata!.labels![LABEL_UNIT], 'Zone_A');
+    assert.equal(u!.object!.spec!.template.spec!.nodeSelector!.zone, 'Zone_A');
+    assert.equal(u!.object!.spec!.template.metadata!.labels![LABEL_UNIT], 'Zone_A');
   });
 
   it('does not mutate the grid', () => {
@@ -172,7 +172,7 @@ describe('renderDeploymentGrid', () => {
   });
 
   it('hash changes with the template and only with it', () => {
-    const h = (g: DeploymentGrid) => renderDeploymentGrid(g, ['a'])[0]!.deployment!.metadata!.annotations![ANNOTATION_RENDER_HASH];
+    const h = (g: DeploymentGrid) => renderDeploymentGrid(g, ['a'])[0]!.object!.metadata!.annotations![ANNOTATION_RENDER_HASH];
     assert.equal(h(dg()), h(dg()));
     assert.notEqual(h(dg()), h(dg({ template: podTemplate('nginx:2') })));
   });
@@ -180,9 +180,9 @@ describe('renderDeploymentGrid', () => {
   it('uses the pool template for a canary unit', () => {
     const out = renderDeploymentGrid(dg({ templatePool: { canary: podTemplate('nginx:2') }, templates: { b: 'canary' } }), ['a', 'b']);
     assert.equal(out[0]!.template, 'default');
-    assert.equal(out[0]!.deployment!.spec!.template.spec!.containers[0]!.image, 'nginx:1');
+    assert.equal(out[0]!.object!.spec!.template.spec!.containers[0]!.image, 'nginx:1');
     assert.equal(out[1]!.template, 'canary');
-    assert.equal(out[1]!.deployment!.spec!.template.spec!.containers[0]!.image, 'nginx:2');
+    assert.equal(out[1]!.object!.spec!.template.spec!.containers[0]!.image, 'nginx:2');
   });
 
   it('applies replicas and RFC 6902 overrides in order to the named units only', () => {
@@ -195,7 +195,7 @@ describe('renderDeploymentGrid', () => {
       }),
       ['a', 'b', 'c'],
     );
-    const [a, b, c] = out.map((u) => u.deployment!.spec!);
+    const [a, b, c] = out.map((u) => u.object!.spec!);
     assert.equal(a!.replicas, 2);
     assert.equal(b!.replicas, 5);
     assert.equal(c!.replicas, 2);
@@ -209,8 +209,8 @@ describe('renderDeploymentGrid', () => {
       dg({ overrides: [{ units: ['b'], patch: [{ op: 'replace', path: '/template/spec/nope/0', value: 1 }] }] }),
       ['a', 'b'],
     );
-    assert.ok(out[0]!.deployment);
-    assert.equal(out[1]!.deployment, undefined);
+    assert.ok(out[0]!.object);
+    assert.equal(out[1]!.object, undefined);
     assert.equal(out[1]!.error!.reason, 'InvalidOverride');
     assert.match(out[1]!.error!.message, /overrides\[0\]\.patch\[0\] \(replace \/template\/spec\/nope\/0\)/);
     const removed = renderDeploymentGrid(dg({ overrides: [{ units: ['a'], patch: [{ op: 'remove', path: '/template' }] }] }), ['a']);
@@ -221,7 +221,7 @@ describe('renderDeploymentGrid', () => {
     const t = podTemplate('x');
     t.template.spec!.nodeSelector = { zone: 'other' };
     const [u] = renderDeploymentGrid(dg({ template: t }), ['a']);
-    assert.equal(u!.deployment!.spec!.template.spec!.nodeSelector!.zone, 'a');
+    assert.equal(u!.object!.spec!.template.spec!.nodeSelector!.zone, 'a');
   });
 });
 

@@ -80,7 +80,7 @@ export function gateRollout(
       old,
       gated.map((g) => g.unit),
     ))
-      if (r.deployment && r.name) stableRender.set(r.unit, r.deployment as KubeObject);
+      if (r.object && r.name) stableRender.set(r.unit, r.object as KubeObject);
   }
   const states: UnitState[] = gated.map((r) => {
     const live = current(r.name);
