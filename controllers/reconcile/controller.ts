@@ -9,7 +9,7 @@ import type { ReflectorOptions } from '../../kube/reflector.ts';
 import { KIND_DEPLOYMENT_GRID, KIND_SERVICE_GRID, KIND_STATEFULSET_GRID, LABEL_GRID, LABEL_UNIT } from '../api/v1alpha1.ts';
 import type { ControllerMetrics } from '../metrics.ts';
 import { BlockerWatches } from './blockers.ts';
-import { podView, slimNode } from './cache-views.ts';
+import { deploymentView, endpointSliceView, podView, serviceView, slimNode, statefulSetView } from './cache-views.ts';
 import { CONTROLLER_WRITE_CONCURRENCY, Semaphore } from './concurrency.ts';
 import { deploymentGridParts } from './deploymentgrid.ts';
 import { DriftDetector } from './drift.ts';
@@ -120,10 +120,10 @@ export class GridController {
     // slimmed as they arrive rather than a metadata-only one: one Node watch for both.
     this.nodes = informer(NODES, { keep: slimNode });
     // Only labelled objects are cached; a same-name foreign object is found when a write runs into it.
-    this.deployments = informer(DEPLOYMENTS, { labelSelector: LABEL_GRID });
-    this.statefulSets = informer(STATEFULSETS, { labelSelector: LABEL_GRID });
-    this.services = informer(SERVICES, { labelSelector: LABEL_GRID });
-    this.endpointSlices = informer(ENDPOINT_SLICES, { labelSelector: LABEL_GRID });
+    this.deployments = informer(DEPLOYMENTS, { labelSelector: LABEL_GRID, keep: deploymentView });
+    this.statefulSets = informer(STATEFULSETS, { labelSelector: LABEL_GRID, keep: statefulSetView });
+    this.services = informer(SERVICES, { labelSelector: LABEL_GRID, keep: serviceView });
+    this.endpointSlices = informer(ENDPOINT_SLICES, { labelSelector: LABEL_GRID, keep: endpointSliceView });
     // Pods of rendered workloads only (their templates carry both labels), for misplaced pods;
     // of each, only what that check reads.
     this.pods = informer(PODS, { labelSelector: `${LABEL_GRID},${LABEL_UNIT}`, keep: podView });
