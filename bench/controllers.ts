@@ -44,6 +44,7 @@ import {
   ResumableWatch,
   request,
   requestOk,
+  residentParts,
   root,
   startControllerUnderTest,
   wholeNumber,
@@ -628,6 +629,7 @@ async function main() {
     const after = await snapshot(cluster);
     const reconcilesAfter = await reconcileCount(controller);
     const heapMiB = await heapFigures(controller);
+    const residentMiB = pid ? residentParts(pid) : undefined;
     const steadyWrites = writesBetween(before, after, benchUser);
     const steady = {
       settleMs,
@@ -639,6 +641,7 @@ async function main() {
       rssMaxMiB: pid ? Math.max(...rss) : undefined,
       rssMedianMiB: pid ? median(rss) : undefined,
       heapMiB,
+      residentMiB,
       reconcilesInWindow: reconcilesBefore !== undefined && reconcilesAfter !== undefined ? reconcilesAfter - reconcilesBefore : undefined,
     };
     seen.close();
@@ -729,6 +732,11 @@ async function main() {
           `   controller RSS over the window (median / max / end)${image ? ', started as the image starts it' : ''}`,
           `${f(steady.rssMedianMiB, 'MiB', 1)} / ${f(steady.rssMaxMiB, 'MiB', 1)} / ${f(steady.rssMiB, 'MiB', 1)}`,
           image ? '≤ 80 MiB' : '',
+        ],
+        [
+          '   of the RSS at the end: anonymous (heaps, stacks) / file-backed (node binary, libraries)',
+          `${f(steady.residentMiB?.anonymousMiB, 'MiB', 1)} / ${f(steady.residentMiB?.fileMiB, 'MiB', 1)}`,
+          '',
         ],
         [
           '   controller V8 heap used / total at the end of the window',

@@ -232,6 +232,19 @@ export function procStats(pid: number): { rssMiB: number; cpuSeconds: number } {
   return { rssMiB: rss, cpuSeconds: ticks / 100 };
 }
 
+/**
+ * Where a process's resident memory is (`/proc/<pid>/smaps_rollup`), in MiB: anonymous (heaps,
+ * stacks: the process's own) and file-backed (the pages of its executable and libraries it
+ * touched, shared with every process mapping the same files).
+ */
+export function residentParts(pid: number): { rssMiB: number; anonymousMiB: number; fileMiB: number } {
+  const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(rollup)?.[1] ?? 0);
+  const rss = kib('Rss') / 1024;
+  const anonymous = kib('Anonymous') / 1024;
+  return { rssMiB: rss, anonymousMiB: anonymous, fileMiB: rss - anonymous };
+}
+
 /** CPU use of a process over `ms`, as a fraction of one core. */
 export async function cpuOver(pid: number, ms: number): Promise<number> {
   const a = procStats(pid).cpuSeconds;

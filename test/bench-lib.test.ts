@@ -2,13 +2,29 @@
 // loses a watch, or asks for `resourceVersion=undefined`, measures nothing.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { apiserverEndpoint, goDuration, parseSeconds, ResumableWatch, requestOk, withQuery } from '../bench/lib.ts';
+import {
+  apiserverEndpoint,
+  goDuration,
+  parseSeconds,
+  procStats,
+  ResumableWatch,
+  requestOk,
+  residentParts,
+  withQuery,
+} from '../bench/lib.ts';
 import { useCluster } from './cluster/cluster.ts';
 import { waitFor } from './cluster/processes.ts';
 
 const cluster = useCluster();
 
 describe('benchmark helpers', () => {
+  test('resident memory splits into anonymous and file-backed parts that add up to the RSS', () => {
+    const parts = residentParts(process.pid);
+    const rss = procStats(process.pid).rssMiB;
+    assert.ok(Math.abs(parts.rssMiB - rss) < 8, `smaps_rollup ${parts.rssMiB} MiB against status ${rss} MiB`);
+    assert.ok(parts.anonymousMiB > 1 && parts.fileMiB > 1, JSON.stringify(parts));
+  });
+
   test('withQuery leaves out undefined and empty values', () => {
     assert.equal(withQuery('/a', { watch: 1, resourceVersion: undefined, continue: '' }), '/a?watch=1');
     assert.equal(withQuery('/a?x=1', { labelSelector: '!k' }), '/a?x=1&labelSelector=%21k');
