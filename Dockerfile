@@ -30,4 +30,4 @@ COPY --from=build /app/dist ./
 USER 65532:65532
 ENTRYPOINT []
 # The controller's Node flags, as its Deployment sets them (examples/install/controller.yaml says why).
-CMD ["node", "--max-semi-space-size=1", "--optimize-for-size", "--max-opt=1", "--max-old-space-size=384", "controllers/main.js"]
+CMD ["node", "--max-semi-space-size=1", "--optimize-for-size", "--max-opt=1", "--max-old-space-size=384", "--expose-gc", "controllers/main.js"]

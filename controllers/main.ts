@@ -7,6 +7,7 @@ import pino from 'pino';
 import { KubeClient } from '../kube/client.ts';
 import { boolFlag, durationFlag, enumFlag, intFlag, listenFlag, parseCommandLine, stringFlag } from '../kube/flags.ts';
 import { loadCredentials } from '../kube/kubeconfig.ts';
+import { collectIdleHeap } from './idle-gc.ts';
 import { LeaderElector, leaderElectionConfigProblem } from './leader.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { NodeUnitController } from './nodeunit/controller.ts';
@@ -88,6 +89,8 @@ const log = pino({ level: flags['log-level'], base: { component: 'servicegroup-c
 const client = new KubeClient(loadCredentials(flags.kubeconfig));
 const identity = flags.identity || `${hostname()}_${process.pid}`;
 const lease = flags['leader-elect-resource-name'];
+
+collectIdleHeap({ log });
 
 let controller: GridController | undefined;
 let nodeUnits: NodeUnitController | undefined;

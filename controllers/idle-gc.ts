@@ -1,0 +1,57 @@
+// One full garbage collection once the process is quiet again after its heap grew. V8 shrinks an
+// idle heap only through its memory reducer, which runs after start and then only once the heap
+// has grown by some 10 MiB since its last run. A forced resync of 100 grids × 20 units renders
+// every unit at once and promotes those short-lived renders into the old space (~8 MiB); the next
+// full collection is due only when the old space grows by V8's minimum step, so an idle
+// controller kept that garbage, resident, until then (README, "The controller's memory").
+// Needs `gc`, which Node provides with --expose-gc (the image's command sets it); without it this
+// does nothing. The collection asked for is V8's memory-reducing one (`last-resort`): a plain full
+// collection frees the garbage but leaves its pages resident.
+
+import { getHeapStatistics } from 'node:v8';
+import type { Logger } from 'pino';
+
+export interface IdleHeapOptions {
+  log: Logger;
+  /** Collect when the heap holds this much more than after the last collection (default 4 MiB). */
+  growthBytes?: number;
+  /** How often to look (default 2 s); quiet means the heap did not change between two looks. */
+  checkEveryMs?: number;
+  /** At most one collection this often (default 30 s). */
+  minIntervalMs?: number;
+  /** The collector; default the memory-reducing collection of --expose-gc's `gc`. */
+  gc?: () => void;
+}
+
+type ExposedGc = (options: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void;
+
+function exposedGc(): (() => void) | undefined {
+  const gc = (globalThis as { gc?: ExposedGc }).gc;
+  return gc && (() => gc({ type: 'major', execution: 'sync', flavor: 'last-resort' }));
+}
+
+/** Starts watching the heap; returns a stop function, or undefined when no collector is available. */
+export function collectIdleHeap(opts: IdleHeapOptions): (() => void) | undefined {
+  const gc = opts.gc ?? exposedGc();
+  if (!gc) return undefined;
+  const growth = opts.growthBytes ?? 4 * 2 ** 20;
+  const minInterval = opts.minIntervalMs ?? 30_000;
+  /** Allocation between two looks smaller than this counts as quiet (timers, a bookmark). */
+  const quiet = 256 * 2 ** 10;
+  let baseline = getHeapStatistics().used_heap_size;
+  let previous = baseline;
+  let lastAt = 0;
+  const timer = setInterval(() => {
+    const used = getHeapStatistics().used_heap_size;
+    const changed = Math.abs(used - previous) >= quiet;
+    previous = used;
+    if (changed || used - baseline < growth || Date.now() - lastAt < minInterval) return;
+    const started = performance.now();
+    gc();
+    lastAt = Date.now();
+    baseline = previous = getHeapStatistics().used_heap_size;
+    opts.log.debug({ beforeBytes: used, afterBytes: baseline, ms: Math.round(performance.now() - started) }, 'idle heap collected');
+  }, opts.checkEveryMs ?? 2_000);
+  timer.unref();
+  return () => clearInterval(timer);
+}
