@@ -1,56 +1,78 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { mock, test } from 'node:test';
 import pino from 'pino';
 import { collectIdleHeap } from './idle-gc.ts';
 
 const log = pino({ level: 'silent' });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-/** Objects kept alive, so that the heap grows by about `bytes`. */
-const grow = (bytes: number) => Array.from({ length: bytes / 64 }, (_, i) => ({ i, s: `x${i}` }));
+const MiB = 2 ** 20;
 
 test('without a collector (no --expose-gc) nothing is watched', () => {
   assert.equal((globalThis as { gc?: unknown }).gc, undefined, 'this test runs without --expose-gc');
   assert.equal(collectIdleHeap({ log }), undefined);
 });
 
-test('a heap that grew is collected once the process is quiet, then not again within the interval', async () => {
+/** A watcher over a heap whose size the test sets, on mocked timers: `tick` moves time by one look. */
+function watched(opts: { growthMiB: number; minIntervalMs: number }) {
+  mock.timers.enable({ apis: ['setInterval', 'Date'], now: 1_000_000 });
+  let used = 20 * MiB;
   let collections = 0;
-  const stop = collectIdleHeap({ log, gc: () => collections++, growthBytes: 2 ** 20, checkEveryMs: 50, minIntervalMs: 60_000 })!;
+  const stop = collectIdleHeap({
+    log,
+    gc: () => {
+      collections++;
+      used = 16 * MiB; // what a collection leaves
+    },
+    heapUsed: () => used,
+    growthBytes: opts.growthMiB * MiB,
+    checkEveryMs: 1_000,
+    minIntervalMs: opts.minIntervalMs,
+  })!;
+  return {
+    set: (mib: number) => (used = mib * MiB),
+    tick: () => mock.timers.tick(1_000),
+    get collections() {
+      return collections;
+    },
+    stop: () => {
+      stop();
+      mock.timers.reset();
+    },
+  };
+}
+
+test('a heap that grew is collected once it stops changing, not while it changes', () => {
+  const h = watched({ growthMiB: 4, minIntervalMs: 0 });
   try {
-    const kept = grow(4 * 2 ** 20);
-    await until('a collection', () => collections === 1);
-    const more = grow(4 * 2 ** 20);
-    await sleep(500);
-    assert.equal(collections, 1, 'at most one collection per interval');
-    assert.ok(kept.length > 0 && more.length > 0);
+    for (const mib of [22, 25, 28, 30]) {
+      h.set(mib);
+      h.tick();
+    }
+    assert.equal(h.collections, 0, 'the heap changed between every two looks');
+    h.tick();
+    assert.equal(h.collections, 1, 'quiet for one look, 10 MiB above the start: collected');
+    h.set(19);
+    h.tick();
+    h.tick();
+    assert.equal(h.collections, 1, 'quiet, but only 3 MiB above what the collection left');
   } finally {
-    stop();
+    h.stop();
   }
 });
 
-test('no collection while the heap keeps changing', async () => {
-  let collections = 0;
-  const stop = collectIdleHeap({ log, gc: () => collections++, growthBytes: 2 ** 20, checkEveryMs: 100, minIntervalMs: 0 })!;
-  const kept: unknown[] = [];
-  const busy = setInterval(() => kept.push(grow(2 ** 20)), 10);
+test('at most one collection per interval', () => {
+  const h = watched({ growthMiB: 4, minIntervalMs: 30_000 });
   try {
-    await sleep(1_000);
-    assert.equal(collections, 0, 'the heap changed between every two looks');
+    h.set(30);
+    h.tick();
+    h.tick();
+    assert.equal(h.collections, 1);
+    h.set(30);
+    h.tick();
+    h.tick();
+    assert.equal(h.collections, 1, 'grew and quiet again, within 30 s of the last collection');
+    for (let i = 0; i < 30; i++) h.tick();
+    assert.equal(h.collections, 2, 'after the interval');
   } finally {
-    clearInterval(busy);
-  }
-  try {
-    await until('a collection once quiet', () => collections === 1);
-  } finally {
-    stop();
+    h.stop();
   }
 });

@@ -21,6 +21,8 @@ export interface IdleHeapOptions {
   minIntervalMs?: number;
   /** The collector; default the memory-reducing collection of --expose-gc's `gc`. */
   gc?: () => void;
+  /** The heap's size in use; default V8's. */
+  heapUsed?: () => number;
 }
 
 type ExposedGc = (options: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void;
@@ -38,18 +40,19 @@ export function collectIdleHeap(opts: IdleHeapOptions): (() => void) | undefined
   const minInterval = opts.minIntervalMs ?? 30_000;
   /** Allocation between two looks smaller than this counts as quiet (timers, a bookmark). */
   const quiet = 256 * 2 ** 10;
-  let baseline = getHeapStatistics().used_heap_size;
+  const heapUsed = opts.heapUsed ?? (() => getHeapStatistics().used_heap_size);
+  let baseline = heapUsed();
   let previous = baseline;
   let lastAt = 0;
   const timer = setInterval(() => {
-    const used = getHeapStatistics().used_heap_size;
+    const used = heapUsed();
     const changed = Math.abs(used - previous) >= quiet;
     previous = used;
     if (changed || used - baseline < growth || Date.now() - lastAt < minInterval) return;
     const started = performance.now();
     gc();
     lastAt = Date.now();
-    baseline = previous = getHeapStatistics().used_heap_size;
+    baseline = previous = heapUsed();
     opts.log.debug({ beforeBytes: used, afterBytes: baseline, ms: Math.round(performance.now() - started) }, 'idle heap collected');
   }, opts.checkEveryMs ?? 2_000);
   timer.unref();
