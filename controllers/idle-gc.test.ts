@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mock, test } from 'node:test';
+import { promisify } from 'node:util';
 import pino from 'pino';
 import { collectIdleHeap } from './idle-gc.ts';
 
@@ -75,4 +77,30 @@ test('at most one collection per interval', () => {
   } finally {
     h.stop();
   }
+});
+
+test("with --expose-gc, V8's memory-reducing collection runs and frees what an idle heap kept", async () => {
+  // A process of its own: the collector is the real one, and the heap the real heap.
+  const code = `
+    import pino from 'pino';
+    import { collectIdleHeap } from ${JSON.stringify(new URL('./idle-gc.ts', import.meta.url).href)};
+    const log = pino({ level: 'debug' });
+    collectIdleHeap({ log, checkEveryMs: 100, minIntervalMs: 0, growthBytes: 2 ** 20 });
+    let garbage = Array.from({ length: 200_000 }, (_, i) => ({ i, s: 'x' + i }));
+    setTimeout(() => { garbage = undefined; }, 300);
+    setTimeout(() => process.exit(0), 5_000);
+  `;
+  const { stdout } = await promisify(execFile)(process.execPath, ['--expose-gc', '--input-type=module', '-e', code], {
+    cwd: import.meta.dirname,
+  });
+  const collected = stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { msg: string; beforeBytes: number; afterBytes: number })
+    .filter((l) => l.msg === 'idle heap collected');
+  assert.ok(collected.length >= 1, `no collection logged: ${stdout}`);
+  assert.ok(
+    collected.some((c) => c.afterBytes < c.beforeBytes - 2 ** 20),
+    JSON.stringify(collected),
+  );
 });
