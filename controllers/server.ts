@@ -5,6 +5,7 @@
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { formatListenAddress, type ListenAddress } from '../kube/flags.ts';
+import { closeServer, listenAt } from '../kube/http-server.ts';
 
 export interface HealthSource {
   /** Liveness: why the process should be restarted; empty while its loops run. */
@@ -87,14 +88,7 @@ export async function startServers(at: Endpoints, metrics: MetricsSource, health
   try {
     for (const { address, routes } of byAddress.values()) {
       const server = serve(routes);
-      // An empty host means every interface, as `:8080` does for Go programs.
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(address.port, address.host || '0.0.0.0', () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
+      await listenAt(server, address);
       servers.push(server);
     }
   } catch (err) {
@@ -102,15 +96,6 @@ export async function startServers(at: Endpoints, metrics: MetricsSource, health
     throw err;
   }
   return async () => {
-    await Promise.all(
-      servers.map(
-        (s) =>
-          new Promise<void>((resolve) => {
-            s.close(() => resolve());
-            // Probes and scrapers keep connections open; they must not hold the shutdown up.
-            s.closeAllConnections();
-          }),
-      ),
-    );
+    await Promise.all(servers.map(closeServer));
   };
 }
