@@ -276,3 +276,25 @@ test('the health and metrics server: unknown paths 404, other methods 405, as St
   assert.equal(post.json().reason, 'MethodNotAllowed');
   await app.close();
 });
+
+test('a large list is written whole with its length, and a client leaving mid-list leaves the server serving', async () => {
+  const { app, served } = await setup();
+  for (let i = 0; i < 3000; i++) {
+    served.services!.apply(`big/s${i}`, { metadata: { name: `s${i}`, namespace: 'big', labels: { pad: 'x'.repeat(60) } }, spec: {} });
+  }
+  const whole = await inject(app, '/api/v1/namespaces/big/services');
+  assert.equal(whole.statusCode, 200);
+  assert.equal(Number(whole.headers['content-length']), Buffer.byteLength(whole.body));
+  assert.equal(whole.json().items.length, 3000);
+  const port = (app.server.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => {
+    get(`http://127.0.0.1:${port}/api/v1/services`, (res) => {
+      res.once('data', () => {
+        res.destroy();
+        resolve();
+      });
+    });
+  });
+  assert.equal((await inject(app, '/api/v1/services')).json().items.length, 3003);
+  await app.close();
+});

@@ -3,18 +3,18 @@
 // credentials and must not lend them. Not a web framework and proxy library: at the scale of
 // bench/wrapper-scale.ts they cost the wrapper a fifth of its resident memory (README,
 // "The wrapper's memory at that scale").
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import type { KubeClient } from '../kube/client.ts';
 import type { ListenAddress } from '../kube/flags.ts';
 import { closeServer, listenAt } from '../kube/http-server.ts';
 import { TEXT_CONTENT_TYPE } from '../kube/metrics-text.ts';
+import { http } from '../kube/node-http.ts';
 import { apiVersionOf, groupVersionPath } from '../kube/objects.ts';
-import { chunksOf } from './chunks.ts';
+import { writeParts } from './chunks.ts';
 import {
   checkEventBody,
   EVENT_API_PREFIXES,
@@ -312,20 +312,21 @@ function resourceRoutes(router: Router, state: WrapperState): () => void {
         if (tableVersion) {
           return sendJson(res, tableOfEncoded(spec, items, resourceVersion, { version: tableVersion, includeObject }));
         }
-        // The items are already JSON: the list is assembled from their bytes, never re-encoded,
-        // and streamed in chunks rather than joined into one copy of the whole list.
+        // The items are already JSON: the list is written from their own bytes, never re-encoded
+        // nor copied into one buffer, with its length known up front.
         const parts: Buffer[] = [
           Buffer.from(`{"kind":"${listKind}","apiVersion":"${apiVersion}","metadata":{"resourceVersion":"${resourceVersion}"},"items":[`),
         ];
+        let length = parts[0]!.length + LIST_END.length;
         for (const [i, item] of items.entries()) {
           if (i > 0) parts.push(COMMA);
           parts.push(item);
+          length += item.length + (i > 0 ? 1 : 0);
         }
         parts.push(LIST_END);
-        res.writeHead(200, { 'Content-Type': JSON_TYPE });
-        // A client that goes away mid-list ends the pipeline; nothing else is owed to it.
-        pipeline(Readable.from(chunksOf(parts, 64 * 1024)), res).catch(() => {});
-        return;
+        res.writeHead(200, { 'Content-Type': JSON_TYPE, 'Content-Length': length });
+        if (req.method === 'HEAD') return void res.end();
+        return writeParts(res, parts);
       }
 
       // Watch: start "at exact" from a given resourceVersion, else from the current state.
@@ -439,7 +440,7 @@ function eventRoutes(router: Router, state: WrapperState): void {
       }
       Object.assign(headers, opts.headers, { 'content-length': String(body.length) });
       const url = new URL(write.path, upstream.server);
-      const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+      const send = url.protocol === 'https:' ? httpsRequest : http.request;
       const out = send(url, { ...opts, method, headers, timeout: FORWARD_TIMEOUT_MS }, (answer) => {
         const passed: Record<string, string | string[]> = {};
         for (const [h, v] of Object.entries(answer.headers)) if (v !== undefined && !HOP_BY_HOP.has(h)) passed[h] = v;
@@ -533,7 +534,7 @@ export function buildServer(state: WrapperState, opts: { withResources: boolean 
     if (!res.headersSent) sendStatus(res, 500, 'InternalError', `internal error: ${(err as Error).message}`);
     else res.destroy();
   };
-  const server = createServer(
+  const server = http.createServer(
     {
       headersTimeout: HEADERS_TIMEOUT_MS,
       requestTimeout: REQUEST_TIMEOUT_MS,
