@@ -1,8 +1,8 @@
-// Node's HTTP module, loaded with require. Imported as an ES module, `node:http` has every export
-// read to build the module's namespace, and three of them (WebSocket, CloseEvent, MessageEvent)
-// are getters that load Node's bundled fetch implementation: about 2 MiB of heap and 3 MiB of
-// resident memory in every process, for nothing these programs use (README, "The wrapper's
-// memory at that scale").
-import { createRequire } from 'node:module';
+// Node's HTTP module without its ES module facade. `import ... from 'node:http'` builds a module
+// namespace of every export, and building it reads them all, running Node's lazy getters: among
+// them http's WebSocket, CloseEvent and MessageEvent, which load undici (its bundled source and
+// bytecode, web streams, worker_threads, zlib). Nothing here uses them, and they cost each
+// program ~2.6 MiB of resident memory (README, "The controller's memory").
+// `process.getBuiltinModule` hands out the module object itself: nothing more is loaded.
 
-export const http = createRequire(import.meta.url)('node:http') as typeof import('node:http');
+export const http = process.getBuiltinModule('node:http');
