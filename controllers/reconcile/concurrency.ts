@@ -47,6 +47,8 @@ export class WriteLimiter {
   private readonly queued: Record<WritePriority, Waiter[]> = { object: [], deferred: [] };
   private readonly active: Record<WritePriority, number> = { object: 0, deferred: 0 };
   private timer?: NodeJS.Timeout;
+  /** The deferred call the timer is armed for. */
+  private timerFor?: Waiter;
 
   constructor(limit: number, opts: { maxDeferMs?: number; now?: () => number } = {}) {
     this.limit = limit;
@@ -80,13 +82,20 @@ export class WriteLimiter {
       this.active[priority]++;
       this.queued[priority].shift()!.start();
     }
-    const held = this.queued.deferred[0];
+    // Only the oldest deferred call can run out of patience first; the timer follows it.
+    const held = this.objectsBusy() ? this.queued.deferred[0] : undefined;
+    if (held === this.timerFor) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    if (held && this.objectsBusy() && this.active.object + this.active.deferred < this.limit) {
-      this.timer = setTimeout(() => this.admit(), Math.max(0, held.since + this.maxDeferMs - this.now()));
-      this.timer.unref();
-    }
+    this.timerFor = held;
+    const wait = held ? held.since + this.maxDeferMs - this.now() : 0;
+    // Overdue and still waiting: every slot is taken, and the next call to end starts it.
+    if (wait <= 0) return;
+    this.timer = setTimeout(() => {
+      this.timer = this.timerFor = undefined;
+      this.admit();
+    }, wait);
+    this.timer.unref();
   }
 
   private next(): WritePriority | undefined {

@@ -38,8 +38,13 @@ import { statefulSetGridParts } from './statefulsetgrid.ts';
 import { StatusWriter } from './status.ts';
 
 export const DEFAULT_WORKERS = 32;
-/** Syncs past their object writes (status and events under way) before the workers wait for one to end. */
-const MAX_TRAILING_SYNCS = 64;
+/**
+ * Syncs past their object writes (status and events under way) before the workers wait for one
+ * to end: a bound on memory only (the write limiter bounds the requests in flight). Status writes
+ * wait for object writes, so a lower bound than the grids one change touches (100 grids on a new
+ * unit) would stop the workers until statuses are written, in the middle of the object writes.
+ */
+const MAX_TRAILING_SYNCS = 256;
 
 export interface ControllerOptions {
   client: KubeClient;
@@ -393,8 +398,7 @@ export class GridController {
       });
       this.trailing.add(run);
       await released;
-      // Bounds the status writes in flight (with the object writes, below the apiserver's
-      // default limit of 200 mutating requests) and the syncs held in memory.
+      // Bounds the syncs held in memory.
       while (this.trailing.size >= MAX_TRAILING_SYNCS) await Promise.race(this.trailing);
     }
   }
