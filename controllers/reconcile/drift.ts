@@ -62,7 +62,7 @@ function cleanStamp(desired: KubeObject, live: KubeObject): string | undefined {
 }
 
 export class DriftDetector {
-  /** uid → fingerprint of the managed view right after our last apply. */
+  /** uid → fingerprint of the managed view right after our last apply, when `covers` cannot tell. */
   private readonly applied = new Map<string, string>();
   /**
    * uid → `<resourceVersion> <render hash>` of the last live object found not drifted from that
@@ -81,7 +81,12 @@ export class DriftDetector {
   recordApplied(desired: KubeObject, result: KubeObject): void {
     const uid = result.metadata?.uid as string | undefined;
     if (!uid) return;
-    this.applied.set(uid, fingerprint(managedView(desired, result)));
+    // The fingerprint only matters where the desired object is not literally covered by what
+    // the apiserver made of it (normalised values); elsewhere `covers` alone answers, and the
+    // digest of a whole object per write is not worth computing.
+    const view = managedView(desired, result);
+    if (covers(managedView(desired, desired), view)) this.applied.delete(uid);
+    else this.applied.set(uid, fingerprint(view));
     // What the apiserver answered is this render as it stored it: not drifted from it.
     const stamp = cleanStamp(desired, result);
     if (stamp) this.clean.set(uid, stamp);
@@ -140,7 +145,8 @@ export class DriftDetector {
     const stamp = cleanStamp(desired, live);
     if (stamp && this.clean.get(uid!) === stamp) return false;
     const view = managedView(desired, live);
-    const drifted = !(uid && this.applied.get(uid) === fingerprint(view)) && !covers(managedView(desired, desired), view);
+    const known = uid ? this.applied.get(uid) : undefined;
+    const drifted = !covers(managedView(desired, desired), view) && !(known && known === fingerprint(view));
     if (stamp && !drifted) this.clean.set(uid!, stamp);
     return drifted;
   }
