@@ -3,8 +3,9 @@
 // Three read-only routes on Node's own HTTP server: a web framework here cost 4.4 MiB of resident
 // memory and 3.6 MiB of heap for nothing the routes need (README, "Benchmarks").
 
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { formatListenAddress, type ListenAddress } from '../kube/flags.ts';
+import { http } from '../kube/node-http.ts';
 
 export interface HealthSource {
   /** Liveness: why the process should be restarted; empty while its loops run. */
@@ -57,7 +58,7 @@ async function answer(routes: Map<string, Route>, req: IncomingMessage): Promise
 }
 
 function serve(routes: Map<string, Route>): Server {
-  return createServer((req: IncomingMessage, res: ServerResponse) => {
+  return http.createServer((req: IncomingMessage, res: ServerResponse) => {
     void answer(routes, req).then((a) => {
       const headers: Record<string, string | number> = { 'content-type': a.type, 'content-length': Buffer.byteLength(a.body) };
       if (a.allow) headers.allow = a.allow;

@@ -3,12 +3,13 @@
 // bodies free of client-side model conversion, and the process free of a generated API client
 // (importing one costs tens of MiB of memory for models this project never uses).
 
-import http, { type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import http2, { type ClientHttp2Session } from 'node:http2';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
 import type { Credentials } from './kubeconfig.ts';
+import { http } from './node-http.ts';
 
 /** A response with a status code of 300 or more; `reason` is the Status reason (`NotFound`, `Expired`...). */
 export class ApiError extends Error {
