@@ -122,3 +122,23 @@ test('a deferred write held back by a stream of object writes starts once it has
   status.finish();
   await Promise.all([object.done, status.done]);
 });
+
+test('a deferred write that has waited the longest deferral takes the next free slot before waiting object writes', async () => {
+  const limiter = new WriteLimiter(1, { maxDeferMs: 30 });
+  const log: string[] = [];
+  const first = held(limiter, 'object', log, 'object 1');
+  const status = held(limiter, 'deferred', log, 'status');
+  const second = held(limiter, 'object', log, 'object 2');
+  await new Promise((r) => setTimeout(r, 60));
+  assert.deepEqual(log, ['object 1'], 'every slot is taken: nothing else started meanwhile');
+  first.finish();
+  await first.done;
+  await tick();
+  assert.deepEqual(log, ['object 1', 'status']);
+  status.finish();
+  await status.done;
+  await tick();
+  assert.deepEqual(log, ['object 1', 'status', 'object 2']);
+  second.finish();
+  await second.done;
+});

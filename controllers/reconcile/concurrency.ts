@@ -34,9 +34,10 @@ interface Waiter {
 }
 
 /**
- * At most `limit` calls in flight at once, objects first: a waiting object write is always
- * started before a deferred one, and a deferred write starts only when no object write is queued
- * or in flight, or once it has waited `maxDeferMs` (a deferred write is held back, never starved).
+ * At most `limit` calls in flight at once, objects first: a waiting object write is started
+ * before a deferred one, and a deferred write starts only when no object write is queued or in
+ * flight, or once it has waited `maxDeferMs`: then it takes the next free slot before any object
+ * write (a deferred write is held back, never starved).
  * Within a priority, calls start in the order they came. One per process: the apiserver's
  * capacity is shared by every controller in it.
  */
@@ -99,9 +100,11 @@ export class WriteLimiter {
   }
 
   private next(): WritePriority | undefined {
-    if (this.queued.object.length > 0) return 'object';
     const held = this.queued.deferred[0];
-    if (held && (!this.objectsBusy() || this.now() - held.since >= this.maxDeferMs)) return 'deferred';
+    // Waited long enough: it takes the next free slot, even before waiting object writes.
+    if (held && this.now() - held.since >= this.maxDeferMs) return 'deferred';
+    if (this.queued.object.length > 0) return 'object';
+    if (held && !this.objectsBusy()) return 'deferred';
     return undefined;
   }
 
