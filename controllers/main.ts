@@ -11,6 +11,7 @@ import { collectIdleHeap } from './idle-gc.ts';
 import { LeaderElector, leaderElectionConfigProblem } from './leader.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { NodeUnitController } from './nodeunit/controller.ts';
+import { CONTROLLER_WRITE_CONCURRENCY, WriteLimiter } from './reconcile/concurrency.ts';
 import { DEFAULT_WORKERS, GridController } from './reconcile/controller.ts';
 import { startServers } from './server.ts';
 
@@ -119,6 +120,8 @@ const closeServers = await startServers({ metrics: flags['metrics-bind-address']
 });
 
 async function startController(): Promise<void> {
+  // One for both controllers: grid objects are written before anything else in the process.
+  const writes = new WriteLimiter(CONTROLLER_WRITE_CONCURRENCY);
   controller = new GridController({
     client,
     log,
@@ -128,6 +131,7 @@ async function startController(): Promise<void> {
     resyncPeriodMs: flags['resync-period'],
     watchIdleTimeoutMs: flags['watch-idle-timeout'],
     evictMisplacedPods: flags['evict-misplaced-pods'],
+    writes,
   });
   nodeUnits = new NodeUnitController({
     client,
@@ -138,6 +142,7 @@ async function startController(): Promise<void> {
     nodes: controller.nodes,
     resyncPeriodMs: flags['resync-period'],
     watchIdleTimeoutMs: flags['watch-idle-timeout'],
+    writes,
   });
   await Promise.all([controller.start(), nodeUnits.start()]);
 }

@@ -5,6 +5,7 @@
 
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { formatListenAddress, type ListenAddress } from '../kube/flags.ts';
+import { closeServer, listenAt } from '../kube/http-server.ts';
 import { http } from '../kube/node-http.ts';
 
 export interface HealthSource {
@@ -88,14 +89,7 @@ export async function startServers(at: Endpoints, metrics: MetricsSource, health
   try {
     for (const { address, routes } of byAddress.values()) {
       const server = serve(routes);
-      // An empty host means every interface, as `:8080` does for Go programs.
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(address.port, address.host || '0.0.0.0', () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
+      await listenAt(server, address);
       servers.push(server);
     }
   } catch (err) {
@@ -103,15 +97,6 @@ export async function startServers(at: Endpoints, metrics: MetricsSource, health
     throw err;
   }
   return async () => {
-    await Promise.all(
-      servers.map(
-        (s) =>
-          new Promise<void>((resolve) => {
-            s.close(() => resolve());
-            // Probes and scrapers keep connections open; they must not hold the shutdown up.
-            s.closeAllConnections();
-          }),
-      ),
-    );
+    await Promise.all(servers.map(closeServer));
   };
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { splitList } from './jsonlist.ts';
+import { releasePage, splitList } from './jsonlist.ts';
 
 const split = (v: unknown, text = JSON.stringify(v)) => {
   const l = splitList<unknown>(Buffer.from(text));
@@ -85,4 +85,19 @@ test('random lists round-trip: JSON.stringify, split, equal head and items', () 
     assert.deepEqual(got.head, JSON.parse(JSON.stringify(head)), `seed ${seed}, case ${n}: ${text}`);
     assert.equal(got.count, items.length);
   }
+});
+
+test('releasePage frees a page that owns its memory, and nothing that shares memory with other Buffers', () => {
+  const page = Buffer.concat([Buffer.from('{"items":['), Buffer.alloc(100_000, 0x20), Buffer.from(']}')]);
+  assert.equal(splitList(page).count, 0);
+  releasePage(page);
+  assert.equal(page.length, 0, 'the page is detached: its memory is freed now, not at the next full collection');
+  const pooled = Buffer.from('{"items":[]}');
+  const neighbour = Buffer.from('still here');
+  releasePage(pooled);
+  assert.equal(pooled.toString(), '{"items":[]}', 'a Buffer cut from the shared pool is left alone');
+  assert.equal(neighbour.toString(), 'still here');
+  const view = Buffer.alloc(200_000).subarray(10);
+  releasePage(view);
+  assert.equal(view.length, 199_990, 'a view into part of a memory block is left alone');
 });

@@ -91,3 +91,15 @@ export function splitList<T>(body: Buffer): SplitList<T> {
     },
   };
 }
+
+/**
+ * Frees a page's bytes at once instead of at V8's next full collection: a page outlives many
+ * young-generation collections while its items are handled, so it is promoted, and after a sync
+ * the pages of every first list (~10 MiB in the wrapper at 5,000 Services) would otherwise stay
+ * resident until the heap next grows enough to be collected whole. Only a Buffer that is the
+ * sole view of its memory (what Buffer.concat returns for a page) is released.
+ */
+export function releasePage(page: Buffer): void {
+  const memory = page.buffer;
+  if (memory instanceof ArrayBuffer && page.byteOffset === 0 && memory.byteLength === page.length) memory.transfer(0);
+}

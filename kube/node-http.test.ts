@@ -20,8 +20,8 @@ test("an ES import of node:http loads undici (the reason for node-http.ts); Node
   assert.ok(!builtinsLoadedBy('./node-http.ts').includes(UNDICI));
 });
 
-test("the apiserver client and the controller's HTTP server load no undici", () => {
-  const loaded = builtinsLoadedBy('./client.ts', './reflector.ts', '../controllers/server.ts');
+test("the apiserver client and both programs' HTTP servers load no undici", () => {
+  const loaded = builtinsLoadedBy('./client.ts', './reflector.ts', '../controllers/server.ts', '../wrapper/server.ts');
   assert.ok(loaded.includes('NativeModule http'), 'the modules were imported');
   assert.ok(!loaded.includes(UNDICI), `undici loaded by: ${loaded.filter((m) => /undici|webstreams/.test(m)).join(', ')}`);
 });

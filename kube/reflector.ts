@@ -10,7 +10,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { ApiError, type KubeClient } from './client.ts';
-import { splitList } from './jsonlist.ts';
+import { releasePage, splitList } from './jsonlist.ts';
 import { type GroupVersionResource, type KubeObject, objectKey, resourcePath } from './objects.ts';
 
 export interface ReflectorSink {
@@ -236,7 +236,8 @@ export class Reflector {
         signal: this.abort.signal,
         idleTimeoutMs: LIST_IDLE_TIMEOUT_MS,
       });
-      const page = splitList<KubeObject>(await readAll(res));
+      const body = await readAll(res);
+      const page = splitList<KubeObject>(body);
       for (const item of page.items()) {
         const key = objectKey(item);
         seen.add(key);
@@ -245,6 +246,7 @@ export class Reflector {
       }
       rv = page.head.metadata?.resourceVersion ?? '';
       cont = (page.head.metadata as { continue?: string } | undefined)?.continue || undefined;
+      releasePage(body);
     } while (cont);
     if (this.hasSynced) this.opts.metrics?.relist(this.resource.resource);
     for (const key of this.known) {

@@ -2,16 +2,7 @@
 import { mkdirSync } from 'node:fs';
 import { pino } from 'pino';
 import { KubeClient } from '../kube/client.ts';
-import {
-  durationFlag,
-  enumFlag,
-  formatListenAddress,
-  intFlag,
-  type ListenAddress,
-  listenFlag,
-  parseCommandLine,
-  stringFlag,
-} from '../kube/flags.ts';
+import { durationFlag, enumFlag, formatListenAddress, intFlag, listenFlag, parseCommandLine, stringFlag } from '../kube/flags.ts';
 import { loadCredentials } from '../kube/kubeconfig.ts';
 import { apiVersionOf, type GroupVersionResource } from '../kube/objects.ts';
 import { Reflector } from '../kube/reflector.ts';
@@ -72,8 +63,6 @@ const flags = parseCommandLine({
 
 const log = pino({ name: 'application-grid-wrapper', level: flags['log-level'] });
 const nodeName = flags['node-name'];
-// An empty host means every interface, as `:8080` does for Go programs.
-const listenOptions = (a: ListenAddress) => ({ host: a.host || '0.0.0.0', port: a.port });
 const membership = flags.membership;
 // Everything read upstream (and saved): what is served, plus the NodeUnits when they place nodes.
 const upstreamResources = [...SERVED_RESOURCES.map((s) => s.resource), ...(membership === 'nodeunits' ? [NODE_UNITS.resource] : [])];
@@ -161,11 +150,11 @@ const state = {
   maxWatches: flags['max-watches'],
 };
 
-const app = await buildServer(state, { withResources: true });
-await app.listen(listenOptions(flags.listen));
+const app = buildServer(state, { withResources: true });
+await app.listen(flags.listen);
 const metricsAddress = flags['metrics-bind-address'];
-const metricsApp = metricsAddress ? await buildServer(state, { withResources: false }) : undefined;
-if (metricsApp && metricsAddress) await metricsApp.listen(listenOptions(metricsAddress));
+const metricsApp = metricsAddress ? buildServer(state, { withResources: false }) : undefined;
+if (metricsApp && metricsAddress) await metricsApp.listen(metricsAddress);
 log.info(
   {
     listen: formatListenAddress(flags.listen),

@@ -1,15 +1,20 @@
-// The HTTP side: fastify with one plugin per route group (health, discovery, served resources,
-// forwarded events). Shared state is decorated on the instance. Anything not routed is refused
-// with 403: the wrapper holds its own credentials and must not lend them.
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, LogController } from 'fastify';
-import httpProxy from 'http-proxy';
+// The HTTP side, on Node's own HTTP server: routes for health, discovery, the served resources
+// and forwarded event writes. Anything not routed is refused with 403: the wrapper holds its own
+// credentials and must not lend them. Not a web framework and proxy library: at the scale of
+// bench/wrapper-scale.ts they cost the wrapper a fifth of its resident memory (README,
+// "The wrapper's memory at that scale").
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
+import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import type { KubeClient } from '../kube/client.ts';
+import type { ListenAddress } from '../kube/flags.ts';
+import { closeServer, listenAt } from '../kube/http-server.ts';
 import { TEXT_CONTENT_TYPE } from '../kube/metrics-text.ts';
+import { http } from '../kube/node-http.ts';
 import { apiVersionOf, groupVersionPath } from '../kube/objects.ts';
-import { chunksOf } from './chunks.ts';
+import { writeParts } from './chunks.ts';
 import {
   checkEventBody,
   EVENT_API_PREFIXES,
@@ -22,6 +27,7 @@ import {
 import type { WrapperMetrics } from './metrics.ts';
 import { parseListWatchQuery, QueryError } from './query.ts';
 import { type ResourceSpec, supportedFields } from './resources.ts';
+import { BadPathError, type Handler, type Params, Router } from './router.ts';
 import type { ServedResource } from './served.ts';
 import { type IncludeObject, includeObjectOf, tableOfEncoded, tableVersionOf, tableWatchSink } from './table.ts';
 
@@ -53,42 +59,67 @@ export interface WrapperState {
   maxWatches: number;
 }
 
-declare module 'fastify' {
-  interface FastifyInstance {
-    wrapper: WrapperState;
-  }
+/** One HTTP server of the wrapper: the resource API (`--listen`) or health and metrics only. */
+export interface WrapperServer {
+  readonly server: Server;
+  listen(address: ListenAddress): Promise<void>;
+  /** Ends open watches, then closes the server and its connections. */
+  close(): Promise<void>;
 }
 
 export function status(code: number, reason: string, message: string, details?: object) {
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code, ...(details ? { details } : {}) };
 }
 
-function sendStatus(reply: FastifyReply, code: number, reason: string, message: string, details?: object) {
-  return reply
-    .code(code)
-    .type('application/json')
-    .send(JSON.stringify(status(code, reason, message, details)));
+/** A complete response; Node's server leaves the body out when answering HEAD. */
+function send(res: ServerResponse, code: number, type: string, body: string | Buffer, headers: Record<string, string> = {}): void {
+  res.writeHead(code, { ...headers, 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+const JSON_TYPE = 'application/json';
+const TEXT_TYPE = 'text/plain; charset=utf-8';
+
+const sendJson = (res: ServerResponse, body: string | Buffer | object) =>
+  send(res, 200, JSON_TYPE, typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body));
+
+function sendStatus(
+  res: ServerResponse,
+  code: number,
+  reason: string,
+  message: string,
+  details?: object,
+  headers?: Record<string, string>,
+) {
+  send(res, code, JSON_TYPE, JSON.stringify(status(code, reason, message, details)), headers);
 }
 
 /** How long a client refused for too many watches is asked to wait (what the apiserver's max-in-flight filter says). */
 const WATCH_RETRY_AFTER_SECONDS = 1;
 /** Refusals under a burst are logged once per this period, with their count, not one line each. */
 const REFUSAL_LOG_PERIOD_MS = 10_000;
+/** An event write the apiserver has not answered within this long gets 504. */
+const FORWARD_TIMEOUT_MS = 30_000;
+/** How long a client may take to send a request's headers (Node's default), and a whole request: an event write's body is at most 1 MiB. */
+const HEADERS_TIMEOUT_MS = 60_000;
+const REQUEST_TIMEOUT_MS = 60_000;
+/** Longer than the idle timeout of client-go's connections (90 s), so that the client, not the server, closes an idle connection: a request sent on a connection the server is just closing fails. */
+const KEEP_ALIVE_TIMEOUT_MS = 95_000;
 
-const healthRoutes: FastifyPluginAsync = async (app) => {
-  const { metrics } = app.wrapper;
-  app.get('/healthz', async (_req, reply) => reply.type('text/plain').send('ok'));
-  app.get('/readyz', async (_req, reply) => {
-    if (!app.wrapper.ready()) return reply.code(503).type('text/plain').send('caches not synced');
-    return reply.type('text/plain').send(readyDetail(app.wrapper.autonomy));
+function healthRoutes(router: Router, state: WrapperState): void {
+  const { metrics } = state;
+  router.add('GET', '/healthz', (_req, res) => send(res, 200, TEXT_TYPE, 'ok'));
+  router.add('GET', '/readyz', (_req, res) => {
+    if (!state.ready()) return send(res, 503, TEXT_TYPE, 'caches not synced');
+    send(res, 200, TEXT_TYPE, readyDetail(state.autonomy));
   });
-  app.get('/metrics', async (_req, reply) => {
-    for (const [resource, s] of Object.entries(app.wrapper.served)) {
+  router.add('GET', '/metrics', (_req, res) => {
+    for (const [resource, s] of Object.entries(state.served)) {
       metrics.setGauge('servicegroup_wrapper_objects', 'Objects served.', { resource }, s.count);
     }
     metrics.sampleProcess();
-    metrics.setGauge('servicegroup_wrapper_ready', 'Whether caches have synced.', {}, app.wrapper.ready() ? 1 : 0);
-    const autonomy = app.wrapper.autonomy;
+    metrics.setGauge('servicegroup_wrapper_ready', 'Whether caches have synced.', {}, state.ready() ? 1 : 0);
+    const autonomy = state.autonomy;
     if (autonomy) {
       metrics.setGauge('servicegroup_wrapper_offline', 'Whether an upstream list or watch is failing.', {}, autonomy.offline ? 1 : 0);
       metrics.setGauge(
@@ -110,9 +141,9 @@ const healthRoutes: FastifyPluginAsync = async (app) => {
         (autonomy.lastContact ?? 0) / 1000,
       );
     }
-    return reply.type(TEXT_CONTENT_TYPE).send(metrics.render());
+    send(res, 200, TEXT_CONTENT_TYPE, metrics.render());
   });
-};
+}
 
 function readyDetail(autonomy: AutonomyStatus | undefined): string {
   if (!autonomy?.offline) return autonomy?.restored ? `ok: serving the saved state of ${autonomy.restored.writtenAt}` : 'ok';
@@ -127,8 +158,7 @@ const LIST_END = Buffer.from(']}');
 const EVENTS_CORE = { group: '', version: 'v1' };
 const EVENTS_V1 = { group: 'events.k8s.io', version: 'v1' };
 
-const discoveryRoutes: FastifyPluginAsync = async (app) => {
-  const { specs } = app.wrapper;
+function discoveryRoutes(router: Router, state: WrapperState): void {
   const resourceEntry = (spec: ResourceSpec) => ({
     name: spec.resource,
     singularName: spec.kind.toLowerCase(),
@@ -147,51 +177,51 @@ const discoveryRoutes: FastifyPluginAsync = async (app) => {
   };
   const groupVersions = new Map<string, { group: string; version: string; resources: object[] }>();
   for (const gv of [EVENTS_CORE, EVENTS_V1]) groupVersions.set(`${gv.group}/${gv.version}`, { ...gv, resources: [eventsEntry] });
-  for (const spec of specs) {
+  for (const spec of state.specs) {
     const k = `${spec.group}/${spec.version}`;
     if (!groupVersions.has(k)) groupVersions.set(k, { group: spec.group, version: spec.version, resources: [] });
     groupVersions.get(k)!.resources.unshift(resourceEntry(spec));
   }
-  const json = (reply: FastifyReply, body: object) => reply.type('application/json').send(JSON.stringify(body));
+  // The documents never change: encoded once.
+  const fixed = (path: string, body: object) => {
+    const encoded = JSON.stringify(body);
+    router.add('GET', path, (_req, res) => sendJson(res, encoded));
+  };
   // The apiserver's own answer, as last read (and saved), so clients get it while it is unreachable.
-  app.get('/version', async (_req, reply) => {
-    const version = app.wrapper.autonomy?.version;
-    if (version === undefined) return sendStatus(reply, 503, 'ServiceUnavailable', 'the apiserver version is not known yet');
-    return json(reply, version as object);
+  router.add('GET', '/version', (_req, res) => {
+    const version = state.autonomy?.version;
+    if (version === undefined) return sendStatus(res, 503, 'ServiceUnavailable', 'the apiserver version is not known yet');
+    sendJson(res, version as object);
   });
-  app.get('/api', async (_req, reply) => json(reply, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [] }));
-  app.get('/apis', async (_req, reply) =>
-    json(reply, {
-      kind: 'APIGroupList',
-      apiVersion: 'v1',
-      groups: [...groupVersions.values()]
-        .filter((gv) => gv.group !== '')
-        .map((gv) => {
-          const v = { groupVersion: `${gv.group}/${gv.version}`, version: gv.version };
-          return { name: gv.group, versions: [v], preferredVersion: v };
-        }),
-    }),
-  );
+  fixed('/api', { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [] });
+  fixed('/apis', {
+    kind: 'APIGroupList',
+    apiVersion: 'v1',
+    groups: [...groupVersions.values()]
+      .filter((gv) => gv.group !== '')
+      .map((gv) => {
+        const v = { groupVersion: `${gv.group}/${gv.version}`, version: gv.version };
+        return { name: gv.group, versions: [v], preferredVersion: v };
+      }),
+  });
   for (const gv of groupVersions.values()) {
     const groupVersion = gv.group === '' ? gv.version : `${gv.group}/${gv.version}`;
     const path = gv.group === '' ? `/api/${gv.version}` : `/apis/${gv.group}/${gv.version}`;
-    app.get(path, async (_req, reply) => json(reply, { kind: 'APIResourceList', apiVersion: 'v1', groupVersion, resources: gv.resources }));
+    fixed(path, { kind: 'APIResourceList', apiVersion: 'v1', groupVersion, resources: gv.resources });
     if (gv.group !== '') {
-      app.get(`/apis/${gv.group}`, async (_req, reply) => {
-        const v = { groupVersion, version: gv.version };
-        return json(reply, { kind: 'APIGroup', apiVersion: 'v1', name: gv.group, versions: [v], preferredVersion: v });
-      });
+      const v = { groupVersion, version: gv.version };
+      fixed(`/apis/${gv.group}`, { kind: 'APIGroup', apiVersion: 'v1', name: gv.group, versions: [v], preferredVersion: v });
     }
   }
-};
+}
 
-const resourceRoutes: FastifyPluginAsync = async (app) => {
-  const state = app.wrapper;
+/** Registers the served resources' routes; returns what ends their open watches. */
+function resourceRoutes(router: Router, state: WrapperState): () => void {
   const { log } = state;
   const openWatches = new Set<() => void>();
   let refusedSinceLog = 0;
   let lastRefusalLog = 0;
-  const refuseWatch = (reply: FastifyReply, resource: string) => {
+  const refuseWatch = (res: ServerResponse, resource: string) => {
     state.metrics.requestRefused('too_many_watches');
     refusedSinceLog++;
     const now = Date.now();
@@ -203,23 +233,18 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
       lastRefusalLog = now;
       refusedSinceLog = 0;
     }
-    reply.header('Retry-After', String(WATCH_RETRY_AFTER_SECONDS));
-    return sendStatus(
-      reply,
+    sendStatus(
+      res,
       429,
       'TooManyRequests',
       `too many open watches (${openWatches.size} of at most ${state.maxWatches}); retry after ${WATCH_RETRY_AFTER_SECONDS}s`,
       { retryAfterSeconds: WATCH_RETRY_AFTER_SECONDS },
+      { 'Retry-After': String(WATCH_RETRY_AFTER_SECONDS) },
     );
   };
   const bookmarkTimer = setInterval(() => {
     for (const s of Object.values(state.served)) s.bookmark();
   }, state.bookmarkIntervalMs);
-  // Before the server waits for open connections: watches would otherwise hold it open.
-  app.addHook('preClose', async () => {
-    clearInterval(bookmarkTimer);
-    for (const close of [...openWatches]) close();
-  });
 
   for (const spec of state.specs) {
     const served = state.served[spec.resource]!;
@@ -228,31 +253,31 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
     const listKind = `${spec.kind}List`;
     const apiVersion = apiVersionOf(spec);
 
-    const refuse = (reply: FastifyReply, err: unknown) => {
+    const refuse = (res: ServerResponse, err: unknown) => {
       if (err instanceof QueryError) {
         state.metrics.requestRefused('bad_request');
-        return sendStatus(reply, 400, 'BadRequest', err.message);
+        return sendStatus(res, 400, 'BadRequest', err.message);
       }
       throw err;
     };
 
-    const collection = async (req: { url: string; params: unknown; raw: IncomingMessage }, reply: FastifyReply, forceWatch: boolean) => {
-      if (!state.ready()) return sendStatus(reply, 503, 'ServiceUnavailable', 'the application-grid-wrapper has not synced its caches yet');
-      const namespace = (req.params as { namespace?: string }).namespace;
-      const params = new URL(req.url, 'http://x').searchParams;
+    const collection = (req: IncomingMessage, res: ServerResponse, params: Params, forceWatch: boolean) => {
+      if (!state.ready()) return sendStatus(res, 503, 'ServiceUnavailable', 'the application-grid-wrapper has not synced its caches yet');
+      const namespace = params.namespace;
+      const query = new URL(req.url ?? '/', 'http://x').searchParams;
       let q: ReturnType<typeof parseListWatchQuery>;
       try {
-        q = parseListWatchQuery(params, fields);
+        q = parseListWatchQuery(query, fields);
       } catch (err) {
-        return refuse(reply, err);
+        return refuse(res, err);
       }
       // `kubectl get` asks for the Table form; everything else gets the objects.
-      const tableVersion = tableVersionOf(req.raw.headers.accept);
+      const tableVersion = tableVersionOf(req.headers.accept);
       let includeObject: IncludeObject = 'Metadata';
       try {
-        if (tableVersion) includeObject = includeObjectOf(params);
+        if (tableVersion) includeObject = includeObjectOf(query);
       } catch (err) {
-        return refuse(reply, err);
+        return refuse(res, err);
       }
       const selector = q.match;
       const match =
@@ -262,7 +287,7 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
               o.metadata.namespace === namespace && (!selector || selector(o));
       if (q.continueToken !== undefined) {
         return sendStatus(
-          reply,
+          res,
           410,
           'Expired',
           'the provided continue parameter is not valid: this server does not paginate lists; list again without it',
@@ -276,7 +301,7 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
           const inexact = q.resourceVersionMatch === 'Exact' && rv !== served.clock.current;
           if (tooNew || inexact || rv < served.clock.start) {
             return sendStatus(
-              reply,
+              res,
               410,
               'Expired',
               `resourceVersion ${rv} cannot be served (current ${served.clock.current}); list without a resourceVersion`,
@@ -285,21 +310,23 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
         }
         const { resourceVersion, items } = served.list(match);
         if (tableVersion) {
-          return reply
-            .type('application/json')
-            .send(tableOfEncoded(spec, items, resourceVersion, { version: tableVersion, includeObject }));
+          return sendJson(res, tableOfEncoded(spec, items, resourceVersion, { version: tableVersion, includeObject }));
         }
-        // The items are already JSON: the list is assembled from their bytes, never re-encoded,
-        // and streamed in chunks rather than joined into one copy of the whole list.
+        // The items are already JSON: the list is written from their own bytes, never re-encoded
+        // nor copied into one buffer, with its length known up front.
         const parts: Buffer[] = [
           Buffer.from(`{"kind":"${listKind}","apiVersion":"${apiVersion}","metadata":{"resourceVersion":"${resourceVersion}"},"items":[`),
         ];
+        let length = parts[0]!.length + LIST_END.length;
         for (const [i, item] of items.entries()) {
           if (i > 0) parts.push(COMMA);
           parts.push(item);
+          length += item.length + (i > 0 ? 1 : 0);
         }
         parts.push(LIST_END);
-        return reply.type('application/json').send(Readable.from(chunksOf(parts, 64 * 1024)));
+        res.writeHead(200, { 'Content-Type': JSON_TYPE, 'Content-Length': length });
+        if (req.method === 'HEAD') return void res.end();
+        return writeParts(res, parts);
       }
 
       // Watch: start "at exact" from a given resourceVersion, else from the current state.
@@ -313,10 +340,10 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
       } else {
         fromRv = q.resourceVersion;
       }
-      if (openWatches.size >= state.maxWatches) return refuseWatch(reply, spec.resource);
-      reply.hijack();
-      const res = reply.raw;
-      res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
+      if (openWatches.size >= state.maxWatches) return refuseWatch(res, spec.resource);
+      res.writeHead(200, { 'Content-Type': JSON_TYPE, 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
+      // A watch has no head of its own: HEAD gets the headers a watch would start with.
+      if (req.method === 'HEAD') return void res.end();
       res.socket?.setNoDelay(true);
       // Clients wait for the response headers before reading events; a watch with nothing to
       // replay must not leave them waiting for the first event.
@@ -340,116 +367,202 @@ const resourceRoutes: FastifyPluginAsync = async (app) => {
       log.debug({ resource: spec.resource, namespace, fromRv, timeoutSeconds: seconds }, 'watch started');
     };
 
-    const item = async (req: { params: unknown; url: string; raw: IncomingMessage }, reply: FastifyReply) => {
-      if (!state.ready()) return sendStatus(reply, 503, 'ServiceUnavailable', 'the application-grid-wrapper has not synced its caches yet');
-      const { namespace, name } = req.params as { namespace?: string; name: string };
+    const item: Handler = (req, res, params) => {
+      if (!state.ready()) return sendStatus(res, 503, 'ServiceUnavailable', 'the application-grid-wrapper has not synced its caches yet');
+      const { namespace, name } = params as { namespace?: string; name: string };
       const obj = served.encoded(namespace ? `${namespace}/${name}` : name);
-      if (!obj) return sendStatus(reply, 404, 'NotFound', `${spec.resource}${spec.group ? `.${spec.group}` : ''} "${name}" not found`);
-      const tableVersion = tableVersionOf(req.raw.headers.accept);
+      if (!obj) return sendStatus(res, 404, 'NotFound', `${spec.resource}${spec.group ? `.${spec.group}` : ''} "${name}" not found`);
+      const tableVersion = tableVersionOf(req.headers.accept);
       if (tableVersion) {
         let includeObject: IncludeObject;
         try {
-          includeObject = includeObjectOf(new URL(req.url, 'http://x').searchParams);
+          includeObject = includeObjectOf(new URL(req.url ?? '/', 'http://x').searchParams);
         } catch (err) {
-          return refuse(reply, err);
+          return refuse(res, err);
         }
-        return reply.type('application/json').send(tableOfEncoded(spec, [obj], undefined, { version: tableVersion, includeObject }));
+        return sendJson(res, tableOfEncoded(spec, [obj], undefined, { version: tableVersion, includeObject }));
       }
-      return reply.type('application/json').send(obj);
+      sendJson(res, obj);
     };
 
     const scopes = spec.namespaced ? ['', '/namespaces/:namespace'] : [''];
     for (const scope of scopes) {
-      app.get(`${base}${scope}/${spec.resource}`, (req, reply) => collection(req, reply, false));
-      app.get(`${base}/watch${scope}/${spec.resource}`, (req, reply) => collection(req, reply, true));
+      router.add('GET', `${base}${scope}/${spec.resource}`, (req, res, params) => collection(req, res, params, false));
+      router.add('GET', `${base}/watch${scope}/${spec.resource}`, (req, res, params) => collection(req, res, params, true));
     }
-    app.get(`${base}${spec.namespaced ? '/namespaces/:namespace' : ''}/${spec.resource}/:name`, item);
+    router.add('GET', `${base}${spec.namespaced ? '/namespaces/:namespace' : ''}/${spec.resource}/:name`, item);
   }
-};
+  return () => {
+    clearInterval(bookmarkTimer);
+    for (const close of [...openWatches]) close();
+  };
+}
+
+/** Request headers that belong to one connection (RFC 9110 7.6.1) and are never passed on. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
 
 /**
  * POST/PATCH of Events, forwarded with the wrapper's credentials: the only writes kube-proxy needs.
  * Path, query and body are checked first (events.ts); what is forwarded is the checked request.
  */
-const eventRoutes: FastifyPluginAsync = async (app) => {
-  const { upstream, log, metrics } = app.wrapper;
-  const proxy = httpProxy.createProxyServer({ target: upstream.server.origin, changeOrigin: true, xfwd: false });
-  proxy.on('error', (err, req, res) => {
-    log.warn({ err, url: req.url }, 'forwarding event write failed');
-    const r = res as ServerResponse;
-    if (!r.headersSent && typeof r.writeHead === 'function') {
-      r.writeHead(502, { 'Content-Type': 'application/json' });
-      r.end(JSON.stringify(status(502, 'BadGateway', `forwarding to the apiserver failed: ${err.message}`)));
-    } else {
-      r.destroy?.();
-    }
-  });
-  const forward = (method: EventMethod) => async (req: { raw: IncomingMessage }, reply: FastifyReply) => {
-    const raw = req.raw;
-    let write: EventWrite;
-    let body: Buffer;
-    try {
-      write = parseEventPath(method, raw.url ?? '');
-      body = await readBody(raw);
-      checkEventBody(write, raw.headers['content-type'], body);
-    } catch (err) {
-      if (!(err instanceof EventRequestError)) throw err;
-      metrics.requestRefused('bad_request');
-      log.info({ method, url: raw.url, err }, 'event write refused');
-      return sendStatus(reply, err.code, err.reason, err.message);
-    }
-    const opts = await upstream.options();
-    reply.hijack();
-    // Never pass on a caller's identity or impersonation: the write is made as the wrapper.
-    for (const h of Object.keys(raw.headers)) {
-      if (h === 'authorization' || h.startsWith('impersonate-')) delete raw.headers[h];
-    }
-    raw.url = write.path;
-    delete raw.headers['transfer-encoding'];
-    raw.headers['content-length'] = String(body.length);
-    proxy.web(raw, reply.raw, {
-      agent: opts.agent,
-      headers: (opts.headers ?? {}) as Record<string, string>,
-      buffer: Readable.from([body]),
-    });
-  };
+function eventRoutes(router: Router, state: WrapperState): void {
+  const { upstream, log, metrics } = state;
+  const forward =
+    (method: EventMethod): Handler =>
+    async (req, res) => {
+      let write: EventWrite;
+      let body: Buffer;
+      try {
+        write = parseEventPath(method, req.url ?? '');
+        body = await readBody(req);
+        checkEventBody(write, req.headers['content-type'], body);
+      } catch (err) {
+        if (!(err instanceof EventRequestError)) throw err;
+        metrics.requestRefused('bad_request');
+        log.info({ method, url: req.url, err }, 'event write refused');
+        return sendStatus(res, err.code, err.reason, err.message);
+      }
+      const opts = await upstream.options();
+      // Never pass on a caller's identity or impersonation: the write is made as the wrapper.
+      const headers: Record<string, string | string[]> = {};
+      for (const [h, v] of Object.entries(req.headers)) {
+        if (v === undefined || HOP_BY_HOP.has(h) || h === 'host' || h === 'authorization' || h.startsWith('impersonate-')) continue;
+        headers[h] = v;
+      }
+      Object.assign(headers, opts.headers, { 'content-length': String(body.length) });
+      const url = new URL(write.path, upstream.server);
+      const send = url.protocol === 'https:' ? httpsRequest : http.request;
+      const out = send(url, { ...opts, method, headers, timeout: FORWARD_TIMEOUT_MS }, (answer) => {
+        const passed: Record<string, string | string[]> = {};
+        for (const [h, v] of Object.entries(answer.headers)) if (v !== undefined && !HOP_BY_HOP.has(h)) passed[h] = v;
+        res.writeHead(answer.statusCode ?? 502, passed);
+        pipeline(answer, res).catch((err: unknown) =>
+          log.warn({ err, url: write.path }, 'forwarding the apiserver answer to an event write failed'),
+        );
+      });
+      const fail = (code: number, reason: string, err: Error) => {
+        log.warn({ err, url: write.path }, 'forwarding event write failed');
+        if (!res.headersSent) sendStatus(res, code, reason, `forwarding to the apiserver failed: ${err.message}`);
+        else res.destroy();
+      };
+      out.on('timeout', () => out.destroy(new GatewayTimeout(`no answer from the apiserver within ${FORWARD_TIMEOUT_MS} ms`)));
+      out.on('error', (err) => (err instanceof GatewayTimeout ? fail(504, 'Timeout', err) : fail(502, 'BadGateway', err)));
+      // A caller that goes away takes its write's forwarding with it.
+      res.on('close', () => {
+        if (!res.writableFinished) out.destroy();
+      });
+      out.end(body);
+    };
   for (const prefix of Object.keys(EVENT_API_PREFIXES)) {
-    app.post(`${prefix}/namespaces/:namespace/events`, forward('POST'));
-    app.patch(`${prefix}/namespaces/:namespace/events/:name`, forward('PATCH'));
+    router.add('POST', `${prefix}/namespaces/:namespace/events`, forward('POST'));
+    router.add('PATCH', `${prefix}/namespaces/:namespace/events/:name`, forward('PATCH'));
   }
+}
+
+class GatewayTimeout extends Error {}
+
+/** What a request no route takes gets: 403 on the resource API (nothing else is lent the wrapper's credentials), 404 or 405 elsewhere. */
+type Unrouted = (req: IncomingMessage, res: ServerResponse, allowed: readonly string[]) => void;
+
+function refuseUnserved(state: WrapperState): Unrouted {
+  const served = state.specs.map((s) => s.resource).join(', ');
+  return (req, res) => {
+    state.metrics.requestRefused('forbidden');
+    sendStatus(
+      res,
+      403,
+      'Forbidden',
+      `the application-grid-wrapper does not serve ${req.method} ${(req.url ?? '/').split('?')[0]}: it serves get/list/watch of ${served} and create/patch of events only`,
+    );
+  };
+}
+
+const notFound: Unrouted = (req, res, allowed) => {
+  const path = (req.url ?? '/').split('?')[0];
+  if (allowed.length) {
+    return sendStatus(res, 405, 'MethodNotAllowed', `${req.method} is not allowed on ${path}; allowed: ${allowed.join(', ')}`, undefined, {
+      Allow: allowed.join(', '),
+    });
+  }
+  sendStatus(res, 404, 'NotFound', `${path} is not served here: /healthz, /readyz and /metrics are`);
 };
 
-export async function buildServer(state: WrapperState, opts: { withResources: boolean }): Promise<FastifyInstance> {
-  const app = Fastify({
-    loggerInstance: state.log.child({ component: 'http' }) as unknown as FastifyBaseLogger,
-    logController: new LogController({ disableRequestLogging: true }),
-    // Watches are long-lived; the server must not cut them.
-    requestTimeout: 0,
-    return503OnClosing: false,
-    // No per-request child logger: a watch would keep one (with its bindings) for its whole life.
-    childLoggerFactory: (logger) => logger,
-  });
-  app.decorate('wrapper', state);
-  // No route reads a body: forwarded event writes stream it to the apiserver as it came, and a
-  // refused request must get its 403, not a body-parsing 400.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', (_req, _payload, done) => done(null));
-  await app.register(healthRoutes);
+/** Requests Node's parser refuses before any route sees them, answered with a Status as the apiserver would. */
+function answerClientError(log: Logger) {
+  return (err: Error & { code?: string }, socket: Socket) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    log.debug({ err }, 'malformed request refused');
+    const [code, reason, text] =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'RequestHeaderFieldsTooLarge', 'Request Header Fields Too Large']
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'Timeout', 'Request Timeout']
+          : [400, 'BadRequest', 'Bad Request'];
+    const body = JSON.stringify(status(code, reason, `the request could not be read: ${err.message}`));
+    socket.end(
+      `HTTP/1.1 ${code} ${text}\r\nContent-Type: ${JSON_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  };
+}
+
+export function buildServer(state: WrapperState, opts: { withResources: boolean }): WrapperServer {
+  const router = new Router();
+  const log = state.log.child({ component: 'http' });
+  healthRoutes(router, state);
+  let endWatches = () => {};
+  let unrouted = notFound;
   if (opts.withResources) {
-    await app.register(discoveryRoutes);
-    await app.register(resourceRoutes);
-    await app.register(eventRoutes);
-    app.setNotFoundHandler((req, reply) => {
-      state.metrics.requestRefused('forbidden');
-      return sendStatus(
-        reply,
-        403,
-        'Forbidden',
-        `the application-grid-wrapper does not serve ${req.method} ${req.url.split('?')[0]}: it serves get/list/watch of ${state.specs
-          .map((s) => s.resource)
-          .join(', ')} and create/patch of events only`,
-      );
-    });
+    discoveryRoutes(router, state);
+    endWatches = resourceRoutes(router, state);
+    eventRoutes(router, state);
+    unrouted = refuseUnserved(state);
   }
-  return app;
+  const fail = (req: IncomingMessage, res: ServerResponse, err: unknown) => {
+    log.error({ err, method: req.method, url: req.url }, 'request failed');
+    if (!res.headersSent) sendStatus(res, 500, 'InternalError', `internal error: ${(err as Error).message}`);
+    else res.destroy();
+  };
+  const server = http.createServer(
+    {
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    },
+    (req, res) => {
+      try {
+        const found = router.find(req.method ?? 'GET', (req.url ?? '/').split('?')[0]!);
+        if (!found.handler) return unrouted(req, res, found.allowed);
+        const done = found.handler(req, res, found.params);
+        if (done) done.catch((err: unknown) => fail(req, res, err));
+      } catch (err) {
+        if (err instanceof BadPathError) {
+          state.metrics.requestRefused('bad_request');
+          return sendStatus(res, 400, 'BadRequest', err.message);
+        }
+        fail(req, res, err);
+      }
+    },
+  );
+  server.on('clientError', answerClientError(log));
+  return {
+    server,
+    listen: (address) => listenAt(server, address),
+    close: async () => {
+      // Before the server waits for open connections: watches would otherwise hold it open.
+      endWatches();
+      await closeServer(server);
+    },
+  };
 }

@@ -24,7 +24,7 @@ import {
   VERSION,
 } from '../api/v1alpha1.ts';
 import { FIELD_MANAGER } from '../reconcile/apply.ts';
-import { forEachConcurrently, UNIT_CONCURRENCY } from '../reconcile/concurrency.ts';
+import { CONTROLLER_WRITE_CONCURRENCY, forEachConcurrently, UNIT_CONCURRENCY, WriteLimiter } from '../reconcile/concurrency.ts';
 import { WorkQueue } from '../reconcile/queue.ts';
 import { NODES, type Resource, SERVICES } from '../reconcile/resources.ts';
 import { stableStringify } from '../render/common.ts';
@@ -62,6 +62,11 @@ export interface NodeUnitControllerOptions {
   resyncPeriodMs?: number;
   /** A watch silent this long is taken for a dead connection and re-opened (default: the reflector's). */
   watchIdleTimeoutMs?: number;
+  /**
+   * The process's write limiter, shared with the grid controller: every write here is deferred
+   * while grid objects are being written (default: one of its own).
+   */
+  writes?: WriteLimiter;
 }
 
 interface NodeObject extends KubeObject {
@@ -116,6 +121,7 @@ export class NodeUnitController {
   readonly namespaces: Informer<KubeObject>;
   private readonly opts: NodeUnitControllerOptions;
   private readonly log: Logger;
+  private readonly writes: WriteLimiter;
   private readonly own: Informer<KubeObject>[];
   /**
    * Node → what a refused label write tried (labels wanted, labels found), so it is retried only
@@ -128,6 +134,7 @@ export class NodeUnitController {
   constructor(opts: NodeUnitControllerOptions) {
     this.opts = opts;
     this.log = opts.log.child({ controller: 'nodeunit' });
+    this.writes = opts.writes ?? new WriteLimiter(CONTROLLER_WRITE_CONCURRENCY);
     const informer = (r: Resource, options: ReflectorOptions = {}) =>
       new Informer<KubeObject>(opts.client, r, opts.log, { watchIdleTimeoutMs: opts.watchIdleTimeoutMs, ...options });
     this.units = informer(NODE_UNITS);
@@ -259,10 +266,12 @@ export class NodeUnitController {
         continue;
       }
       try {
-        const live = await this.opts.client.apply<NodeObject>(
-          resourcePath(NODES, undefined, node.name),
-          nodeLabelsApply(node.name, desired),
-          NODE_LABEL_FIELD_MANAGER,
+        const live = await this.writes.run('deferred', () =>
+          this.opts.client.apply<NodeObject>(
+            resourcePath(NODES, undefined, node.name),
+            nodeLabelsApply(node.name, desired),
+            NODE_LABEL_FIELD_MANAGER,
+          ),
         );
         nodes.set(node.name, nodeView(live));
         this.labelFailures.delete(node.name);
@@ -307,7 +316,7 @@ export class NodeUnitController {
     for (const p of plan.problems) this.log.warn({ key: p.key, value: p.value, reason: p.message }, 'no NodeUnit for this label value');
     for (const unit of plan.create) {
       try {
-        await this.opts.client.request('POST', resourcePath(NODE_UNITS), { body: unit });
+        await this.writes.run('deferred', () => this.opts.client.request('POST', resourcePath(NODE_UNITS), { body: unit }));
         this.log.info({ nodeUnit: unit.metadata.name, key: unit.spec.key, value: unit.spec.value }, 'NodeUnit discovered');
       } catch (err) {
         // Already there: the cache lags our own create; the next event brings it.
@@ -316,7 +325,7 @@ export class NodeUnitController {
     }
     for (const name of plan.remove) {
       try {
-        await this.opts.client.request('DELETE', resourcePath(NODE_UNITS, undefined, name));
+        await this.writes.run('deferred', () => this.opts.client.request('DELETE', resourcePath(NODE_UNITS, undefined, name)));
         this.log.info({ nodeUnit: name }, 'NodeUnit no longer in use; deleted');
       } catch (err) {
         if (!isStatus(err, 404)) throw err;
@@ -350,10 +359,8 @@ export class NodeUnitController {
     const computed = performance.now();
     await forEachConcurrently(writes, UNIT_CONCURRENCY, async ({ unit, patch }) => {
       try {
-        await this.opts.client.mergePatch(
-          resourcePath(NODE_UNITS, undefined, unit.metadata.name, 'status'),
-          { status: patch },
-          FIELD_MANAGER,
+        await this.writes.run('deferred', () =>
+          this.opts.client.mergePatch(resourcePath(NODE_UNITS, undefined, unit.metadata.name, 'status'), { status: patch }, FIELD_MANAGER),
         );
       } catch (err) {
         if (isStatus(err, 404)) return;

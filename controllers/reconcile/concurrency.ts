@@ -4,6 +4,12 @@
 // from flooding it (its default limit of mutating requests in flight is 200).
 export const UNIT_CONCURRENCY = 32;
 export const CONTROLLER_WRITE_CONCURRENCY = 96;
+/**
+ * Longest a deferred write waits for object writes to end. Object writes come in bursts (a new
+ * unit, a new grid); a stream of them that never pauses must not hold grid statuses and NodeUnit
+ * membership back for longer than this.
+ */
+export const MAX_DEFER_MS = 2_000;
 
 /** Runs `fn` over `items` with at most `limit` calls in flight; resolves when all have settled. */
 export async function forEachConcurrently<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
@@ -14,25 +20,95 @@ export async function forEachConcurrently<T>(items: readonly T[], limit: number,
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
 }
 
-/** At most `limit` calls of `run` in flight at once; the others wait their turn in order. */
-export class Semaphore {
-  private readonly limit: number;
-  private active = 0;
-  private readonly waiting: (() => void)[] = [];
+/**
+ * What a write is for. `object`: a grid's rendered object (create, update, delete, or the read
+ * that decides one), what a grid's users wait for. `deferred`: everything that reports on or
+ * follows from objects (grid statuses, events, NodeUnits and their status), which waits while
+ * object writes are queued or in flight.
+ */
+export type WritePriority = 'object' | 'deferred';
 
-  constructor(limit: number) {
+interface Waiter {
+  start: () => void;
+  since: number;
+}
+
+/**
+ * At most `limit` calls in flight at once, objects first: a waiting object write is started
+ * before a deferred one, and a deferred write starts only when no object write is queued or in
+ * flight, or once it has waited `maxDeferMs`: then it takes the next free slot before any object
+ * write (a deferred write is held back, never starved).
+ * Within a priority, calls start in the order they came. One per process: the apiserver's
+ * capacity is shared by every controller in it.
+ */
+export class WriteLimiter {
+  private readonly limit: number;
+  private readonly maxDeferMs: number;
+  private readonly now: () => number;
+  private readonly queued: Record<WritePriority, Waiter[]> = { object: [], deferred: [] };
+  private readonly active: Record<WritePriority, number> = { object: 0, deferred: 0 };
+  private timer?: NodeJS.Timeout;
+  /** The deferred call the timer is armed for. */
+  private timerFor?: Waiter;
+
+  constructor(limit: number, opts: { maxDeferMs?: number; now?: () => number } = {}) {
     this.limit = limit;
+    this.maxDeferMs = opts.maxDeferMs ?? MAX_DEFER_MS;
+    this.now = opts.now ?? Date.now;
   }
 
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.active >= this.limit) await new Promise<void>((r) => this.waiting.push(r));
-    else this.active++;
+  /** Calls in flight and waiting, by priority (for tests and metrics). */
+  get counts(): { active: Record<WritePriority, number>; queued: Record<WritePriority, number> } {
+    return { active: { ...this.active }, queued: { object: this.queued.object.length, deferred: this.queued.deferred.length } };
+  }
+
+  async run<T>(priority: WritePriority, fn: () => Promise<T>): Promise<T> {
+    await new Promise<void>((start) => {
+      this.queued[priority].push({ start, since: this.now() });
+      this.admit();
+    });
     try {
       return await fn();
     } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.active--;
+      this.active[priority]--;
+      this.admit();
     }
+  }
+
+  /** Starts what may start now; arms a timer for the oldest deferred call held back by objects. */
+  private admit(): void {
+    while (this.active.object + this.active.deferred < this.limit) {
+      const priority = this.next();
+      if (!priority) break;
+      this.active[priority]++;
+      this.queued[priority].shift()!.start();
+    }
+    // Only the oldest deferred call can run out of patience first; the timer follows it.
+    const held = this.objectsBusy() ? this.queued.deferred[0] : undefined;
+    if (held === this.timerFor) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerFor = held;
+    const wait = held ? held.since + this.maxDeferMs - this.now() : 0;
+    // Overdue and still waiting: every slot is taken, and the next call to end starts it.
+    if (wait <= 0) return;
+    this.timer = setTimeout(() => {
+      this.timer = this.timerFor = undefined;
+      this.admit();
+    }, wait);
+    this.timer.unref();
+  }
+
+  private next(): WritePriority | undefined {
+    const held = this.queued.deferred[0];
+    // Waited long enough: it takes the next free slot, even before waiting object writes.
+    if (held && this.now() - held.since >= this.maxDeferMs) return 'deferred';
+    if (this.queued.object.length > 0) return 'object';
+    if (held && !this.objectsBusy()) return 'deferred';
+    return undefined;
+  }
+
+  private objectsBusy(): boolean {
+    return this.active.object > 0 || this.queued.object.length > 0;
   }
 }

@@ -10,7 +10,7 @@ import { KIND_DEPLOYMENT_GRID, KIND_SERVICE_GRID, KIND_STATEFULSET_GRID, LABEL_G
 import type { ControllerMetrics } from '../metrics.ts';
 import { BlockerWatches } from './blockers.ts';
 import { deploymentView, endpointSliceView, podView, serviceView, slimNode, statefulSetView } from './cache-views.ts';
-import { CONTROLLER_WRITE_CONCURRENCY, Semaphore } from './concurrency.ts';
+import { CONTROLLER_WRITE_CONCURRENCY, WriteLimiter } from './concurrency.ts';
 import { deploymentGridParts } from './deploymentgrid.ts';
 import { DriftDetector } from './drift.ts';
 import { EventRecorder } from './events.ts';
@@ -38,8 +38,13 @@ import { statefulSetGridParts } from './statefulsetgrid.ts';
 import { StatusWriter } from './status.ts';
 
 export const DEFAULT_WORKERS = 32;
-/** Syncs past their object writes (status and events under way) before the workers wait for one to end. */
-const MAX_TRAILING_SYNCS = 64;
+/**
+ * Syncs past their object writes (status and events under way) before the workers wait for one
+ * to end: a bound on memory only (the write limiter bounds the requests in flight). Status writes
+ * wait for object writes, so a lower bound than the grids one change touches (100 grids on a new
+ * unit) would stop the workers until statuses are written, in the middle of the object writes.
+ */
+const MAX_TRAILING_SYNCS = 256;
 
 export interface ControllerOptions {
   client: KubeClient;
@@ -54,6 +59,8 @@ export interface ControllerOptions {
   evictMisplacedPods?: boolean;
   /** A watch silent this long is taken for a dead connection and re-opened (default: the reflector's). */
   watchIdleTimeoutMs?: number;
+  /** The process's write limiter, shared with the NodeUnit controller (default: one of its own). */
+  writes?: WriteLimiter;
 }
 
 type Kind = typeof KIND_DEPLOYMENT_GRID | typeof KIND_SERVICE_GRID | typeof KIND_STATEFULSET_GRID;
@@ -100,15 +107,16 @@ export class GridController {
     this.opts = opts;
     this.log = opts.log;
     this.queue = new WorkQueue({ metrics: opts.metrics?.workqueue });
+    const writes = opts.writes ?? new WriteLimiter(CONTROLLER_WRITE_CONCURRENCY);
     this.ctx = {
       client: opts.client,
       log: opts.log,
-      recorder: new EventRecorder(opts.client, opts.log, opts.instance ?? 'servicegroup-controller'),
+      recorder: new EventRecorder(opts.client, opts.log, opts.instance ?? 'servicegroup-controller', writes),
       drift: new DriftDetector(),
       failures: new FailureMemory(),
-      statuses: new StatusWriter(),
+      statuses: new StatusWriter(writes),
       written: new RecentWrites<KubeObject>(),
-      writes: new Semaphore(CONTROLLER_WRITE_CONCURRENCY),
+      writes,
     };
     const informer = (r: Resource, options: ReflectorOptions = {}) =>
       new Informer<KubeObject>(opts.client, r, opts.log, { watchIdleTimeoutMs: opts.watchIdleTimeoutMs, ...options });
@@ -208,6 +216,7 @@ export class GridController {
   private forgetGrid(key: string, uid: string | undefined): void {
     this.unitCounts.delete(key);
     this.ctx.recorder.forget(uid);
+    this.ctx.drift.forgetGrid(uid);
     this.updateBlocked(key, []);
   }
 
@@ -389,8 +398,7 @@ export class GridController {
       });
       this.trailing.add(run);
       await released;
-      // Bounds the status writes in flight (with the object writes, below the apiserver's
-      // default limit of 200 mutating requests) and the syncs held in memory.
+      // Bounds the syncs held in memory.
       while (this.trailing.size >= MAX_TRAILING_SYNCS) await Promise.race(this.trailing);
     }
   }

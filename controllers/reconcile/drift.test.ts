@@ -53,4 +53,35 @@ describe('DriftDetector', () => {
     d.forget('u');
     assert.ok(d.drifted(hashed('h1'), live('5', 'hacked')), 'forgotten with the object');
   });
+  it('knows a unit matches its render without rendering it, for the same grid generation, name and live version only', () => {
+    const d = new DriftDetector();
+    const grid = (generation: number) => ({ metadata: { name: 'web', namespace: 'ns', uid: 'g1', generation } });
+    const render = (hash: string) => ({
+      metadata: { name: 'web-a', labels: { l: '1' }, annotations: { 'servicegroup.io/render-hash': hash } },
+      spec: { image: 'a' },
+    });
+    const live = (rv: string, hash = 'h1') => ({
+      metadata: { name: 'web-a', uid: 'o1', resourceVersion: rv, labels: { l: '1' }, annotations: { 'servicegroup.io/render-hash': hash } },
+      spec: { image: 'a' },
+    });
+    assert.ok(!d.matchesLastRender(grid(1), 'a', 'web-a', live('5')), 'never rendered');
+    d.rendered(grid(1), 'a', render('h1'));
+    assert.ok(!d.matchesLastRender(grid(1), 'a', 'web-a', live('5')), 'rendered, but this version was never compared');
+    d.recordApplied(render('h1'), live('5'));
+    assert.ok(d.matchesLastRender(grid(1), 'a', 'web-a', live('5')), 'what our write returned matches the render');
+    assert.ok(!d.matchesLastRender(grid(1), 'a', 'web-a', live('6')), 'a newer version (someone changed it) is compared again');
+    assert.ok(!d.matchesLastRender(grid(2), 'a', 'web-a', live('5')), 'a new generation of the grid renders again');
+    assert.ok(!d.matchesLastRender(grid(1), 'a', 'web-a-other', live('5')), 'another name (the unit set changed) renders again');
+    assert.ok(!d.matchesLastRender(grid(1), 'b', 'web-a', live('5')), 'another unit');
+    assert.ok(!d.drifted(render('h1'), live('7')), 'version 7 compared: not drifted');
+    assert.ok(d.matchesLastRender(grid(1), 'a', 'web-a', live('7')), 'a compared version counts like a written one');
+    d.rendered(grid(1), 'a', render('h2'));
+    assert.ok(!d.matchesLastRender(grid(1), 'a', 'web-a', live('7')), 'the live object carries another render');
+    d.rendered(grid(1), 'a', render('h1'));
+    d.keepUnits('g1', new Set(['b']));
+    assert.ok(!d.matchesLastRender(grid(1), 'a', 'web-a', live('7')), 'a unit the grid no longer has is dropped');
+    d.rendered(grid(1), 'a', render('h1'));
+    d.forgetGrid('g1');
+    assert.ok(!d.matchesLastRender(grid(1), 'a', 'web-a', live('7')), 'forgotten with the grid');
+  });
 });

@@ -3,6 +3,11 @@
 // The apiserver normalises some values (quantities like 1000m → 1, empty lists dropped), so a
 // live object may never literally cover the desired one: after each apply we remember what the
 // server made of it, and an object still looking exactly like that has not drifted.
+//
+// What was compared is remembered as digests, never as copies: a version of a live object found
+// not drifted from a render (so it is not compared again), and the render hash each unit of a grid
+// had at the grid's generation (so a unit whose grid did not change and whose live object is that
+// same compared version is not even rendered again: a new unit costs one render, not one per unit).
 
 import { createHash } from 'node:crypto';
 import type { KubeObject } from '../../kube/objects.ts';
@@ -50,8 +55,14 @@ function fingerprint(view: unknown): string {
   return createHash('sha256').update(stableStringify(view)).digest('base64');
 }
 
+/** `<resourceVersion> <render hash>`: a version of a live object and the render it was compared with. */
+function cleanStamp(desired: KubeObject, live: KubeObject): string | undefined {
+  const hash = desired.metadata?.annotations?.[ANNOTATION_RENDER_HASH];
+  return live.metadata?.uid && hash && live.metadata.resourceVersion ? `${live.metadata.resourceVersion} ${hash}` : undefined;
+}
+
 export class DriftDetector {
-  /** uid → fingerprint of the managed view right after our last apply. */
+  /** uid → fingerprint of the managed view right after our last apply, when `covers` cannot tell. */
   private readonly applied = new Map<string, string>();
   /**
    * uid → `<resourceVersion> <render hash>` of the last live object found not drifted from that
@@ -60,9 +71,25 @@ export class DriftDetector {
    */
   private readonly clean = new Map<string, string>();
 
+  /**
+   * grid uid → the generation its units were rendered at, and per unit `<object name> <render
+   * hash>`: the render is a pure function of the grid's spec (its generation), the unit and the
+   * name, so the same three give the same hash.
+   */
+  private readonly renders = new Map<string, { generation: number; units: Map<string, string> }>();
+
   recordApplied(desired: KubeObject, result: KubeObject): void {
     const uid = result.metadata?.uid as string | undefined;
-    if (uid) this.applied.set(uid, fingerprint(managedView(desired, result)));
+    if (!uid) return;
+    // The fingerprint only matters where the desired object is not literally covered by what
+    // the apiserver made of it (normalised values); elsewhere `covers` alone answers, and the
+    // digest of a whole object per write is not worth computing.
+    const view = managedView(desired, result);
+    if (covers(managedView(desired, desired), view)) this.applied.delete(uid);
+    else this.applied.set(uid, fingerprint(view));
+    // What the apiserver answered is this render as it stored it: not drifted from it.
+    const stamp = cleanStamp(desired, result);
+    if (stamp) this.clean.set(uid, stamp);
   }
 
   forget(uid: string | undefined): void {
@@ -71,14 +98,55 @@ export class DriftDetector {
     this.clean.delete(uid);
   }
 
+  /** Remembers the render of a grid's unit at the grid's current generation. */
+  rendered(grid: KubeObject, unit: string, desired: KubeObject): void {
+    const generation = grid.metadata.generation;
+    const hash = desired.metadata?.annotations?.[ANNOTATION_RENDER_HASH];
+    if (generation === undefined || !hash) return;
+    let memo = this.renders.get(grid.metadata.uid!);
+    if (memo?.generation !== generation) this.renders.set(grid.metadata.uid!, (memo = { generation, units: new Map() }));
+    memo.units.set(unit, `${desired.metadata.name} ${hash}`);
+  }
+
+  /**
+   * True when `live`, the unit's object named `name`, is known to match what rendering the unit
+   * would give, without rendering it: the grid is at the generation the unit was rendered at
+   * under that name, `live` carries that render's hash, and this very version of `live` was
+   * found not drifted from it (or is what our write of it returned).
+   */
+  matchesLastRender(grid: KubeObject, unit: string, name: string, live: KubeObject): boolean {
+    const memo = this.renders.get(grid.metadata.uid!);
+    if (!memo || memo.generation !== grid.metadata.generation) return false;
+    const entry = memo.units.get(unit);
+    if (!entry?.startsWith(`${name} `)) return false;
+    const hash = entry.slice(name.length + 1);
+    const uid = live.metadata?.uid as string | undefined;
+    return (
+      !!uid &&
+      live.metadata.annotations?.[ANNOTATION_RENDER_HASH] === hash &&
+      this.clean.get(uid) === `${live.metadata.resourceVersion} ${hash}`
+    );
+  }
+
+  /** Drops the renders of units a grid no longer has (`units`: those it has now). */
+  keepUnits(gridUid: string, units: ReadonlySet<string>): void {
+    const memo = this.renders.get(gridUid);
+    if (!memo) return;
+    for (const unit of memo.units.keys()) if (!units.has(unit)) memo.units.delete(unit);
+  }
+
+  forgetGrid(gridUid: string | undefined): void {
+    if (gridUid) this.renders.delete(gridUid);
+  }
+
   /** True when `live` has fields we manage that differ from `desired` and were changed by someone else. */
   drifted(desired: KubeObject, live: KubeObject): boolean {
     const uid = live.metadata?.uid as string | undefined;
-    const hash = desired.metadata?.annotations?.[ANNOTATION_RENDER_HASH];
-    const stamp = uid && hash && live.metadata?.resourceVersion ? `${live.metadata.resourceVersion} ${hash}` : undefined;
+    const stamp = cleanStamp(desired, live);
     if (stamp && this.clean.get(uid!) === stamp) return false;
     const view = managedView(desired, live);
-    const drifted = !(uid && this.applied.get(uid) === fingerprint(view)) && !covers(managedView(desired, desired), view);
+    const known = uid ? this.applied.get(uid) : undefined;
+    const drifted = !covers(managedView(desired, desired), view) && !(known && known === fingerprint(view));
     if (stamp && !drifted) this.clean.set(uid!, stamp);
     return drifted;
   }

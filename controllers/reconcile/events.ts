@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { KubeClient } from '../../kube/client.ts';
 import { API_VERSION, GROUP } from '../api/v1alpha1.ts';
 import { FIELD_MANAGER } from './apply.ts';
+import type { WriteLimiter } from './concurrency.ts';
 import { listSome } from './conditions.ts';
 import type { GridObject } from './resources.ts';
 
@@ -19,14 +20,17 @@ export class EventRecorder {
   private readonly client: KubeClient;
   private readonly log: Logger;
   private readonly instance: string;
+  private readonly limiter: WriteLimiter;
   private readonly inFlight = new Set<Promise<void>>();
   /** grid uid → topic → text last announced. */
   private readonly announced = new Map<string, Map<string, string>>();
 
-  constructor(client: KubeClient, log: Logger, instance: string) {
+  /** Events are deferred writes of `limiter`: they go once the objects they tell of are written. */
+  constructor(client: KubeClient, log: Logger, instance: string, limiter: WriteLimiter) {
     this.client = client;
     this.log = log;
     this.instance = instance;
+    this.limiter = limiter;
   }
 
   record(grid: GridObject, type: 'Normal' | 'Warning', reason: string, action: string, note: string): void {
@@ -60,22 +64,28 @@ export class EventRecorder {
     const now = new Date().toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
     const ns = grid.metadata.namespace;
     try {
-      await this.client.request('POST', `/apis/events.k8s.io/v1/namespaces/${ns}/events`, {
-        body: {
-          apiVersion: 'events.k8s.io/v1',
-          kind: 'Event',
-          // Named like client-go's recorder: <object>.<unique hex>.
-          metadata: { name: `${grid.metadata.name}.${(Date.now() * 4096 + Math.floor(Math.random() * 4096)).toString(16)}`, namespace: ns },
-          regarding: { apiVersion: API_VERSION, kind: grid.kind, name: grid.metadata.name, namespace: ns, uid: grid.metadata.uid },
-          reason,
-          action,
-          note: truncate(note),
-          type,
-          eventTime: now,
-          reportingController: `${GROUP}/${FIELD_MANAGER}`,
-          reportingInstance: this.instance,
-        },
-      });
+      const path = `/apis/events.k8s.io/v1/namespaces/${ns}/events`;
+      await this.limiter.run('deferred', () =>
+        this.client.request('POST', path, {
+          body: {
+            apiVersion: 'events.k8s.io/v1',
+            kind: 'Event',
+            // Named like client-go's recorder: <object>.<unique hex>.
+            metadata: {
+              name: `${grid.metadata.name}.${(Date.now() * 4096 + Math.floor(Math.random() * 4096)).toString(16)}`,
+              namespace: ns,
+            },
+            regarding: { apiVersion: API_VERSION, kind: grid.kind, name: grid.metadata.name, namespace: ns, uid: grid.metadata.uid },
+            reason,
+            action,
+            note: truncate(note),
+            type,
+            eventTime: now,
+            reportingController: `${GROUP}/${FIELD_MANAGER}`,
+            reportingInstance: this.instance,
+          },
+        }),
+      );
     } catch (err) {
       this.log.warn({ err, grid: `${ns}/${grid.metadata.name}`, kind: grid.kind, reason }, 'could not record event');
     }

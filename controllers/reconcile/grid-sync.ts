@@ -14,7 +14,7 @@ import type { RenderedUnitWorkload, UnitError } from '../render/deployment.ts';
 import type { GateResult } from '../rollout/gate.ts';
 import { applyOwned, deleteOwned } from './apply.ts';
 import type { ObjectsByGrid } from './by-grid.ts';
-import { forEachConcurrently, type Semaphore, UNIT_CONCURRENCY } from './concurrency.ts';
+import { forEachConcurrently, UNIT_CONCURRENCY, type WriteLimiter } from './concurrency.ts';
 import { degradedCondition, progressingCondition, readyCondition, sortProblems, type UnitProblem } from './conditions.ts';
 import type { DriftDetector } from './drift.ts';
 import { type EventRecorder, SyncEvents } from './events.ts';
@@ -29,18 +29,27 @@ export interface RenderedObject {
   /** Object name; empty when the unit has no object (no name could be assigned, or none is wanted). */
   name: string;
   template: string;
+  /** May be a getter that renders on first read: read it only when the object is needed. */
   desired?: KubeObject;
+  /** May be a getter too (an override fails only when the unit is rendered). */
   error?: UnitError;
 }
 
-/** A workload renderer's units as the sync takes them (the rendered workload is the desired object). */
+/**
+ * A workload renderer's units as the sync takes them (the rendered workload is the desired
+ * object). Getters: a unit's object stays unrendered until the sync reads it.
+ */
 export function workloadObjects<W>(units: RenderedUnitWorkload<W>[]): RenderedObject[] {
-  return units.map(({ unit, name, template, object, error }) => ({
-    unit,
-    name,
-    template,
-    desired: object as KubeObject | undefined,
-    error,
+  return units.map((u) => ({
+    unit: u.unit,
+    name: u.name,
+    template: u.template,
+    get desired() {
+      return u.object as KubeObject | undefined;
+    },
+    get error() {
+      return u.error;
+    },
   }));
 }
 
@@ -111,8 +120,8 @@ export interface SyncContext {
   statuses: StatusWriter;
   /** Objects written by earlier syncs that the caches do not show yet, by object ref. */
   written: RecentWrites<KubeObject>;
-  /** Bounds the object writes in flight across all syncs. */
-  writes: Semaphore;
+  /** Bounds the writes in flight across the process; object writes go first. */
+  writes: WriteLimiter;
 }
 
 export interface SyncResult {
@@ -152,6 +161,8 @@ export async function syncGrid<G extends GridObject>(
   const wanted = parts.render(grid, units);
   const gate = parts.gate?.(grid, wanted, current);
   const rendered = gate?.rendered ?? wanted;
+  // The render memo speaks of the grid's own render; a rollout may hold units or send others.
+  const asRendered = rendered === wanted;
   const problems: UnitProblem[] = [];
   const live = new Map<string, KubeObject>();
   const changes = new SyncEvents();
@@ -164,12 +175,15 @@ export async function syncGrid<G extends GridObject>(
     const cached = r.name ? (ctx.written.get(ref, inCache?.metadata.resourceVersion) ?? inCache) : undefined;
     let owned = cached && isControlledBy(cached, grid) ? cached : undefined;
     if (owned) live.set(r.name, owned);
+    // Known to match its render already: nothing to render, compare or write for this unit.
+    if (owned && asRendered && ctx.drift.matchesLastRender(grid, r.unit, r.name, owned)) return;
     if (r.error) {
       problems.push({ unit: r.unit, ...r.error });
       return;
     }
     const desired = r.desired;
     if (!desired) return;
+    if (asRendered) ctx.drift.rendered(grid, r.unit, desired);
     const what = r.unit === '' ? r.name : `${r.name} (unit ${JSON.stringify(r.unit)})`;
     const rejected = ctx.failures.rejection(ref, desired, owned);
     if (rejected) {
@@ -179,14 +193,14 @@ export async function syncGrid<G extends GridObject>(
     const replace = owned ? parts.replacement?.(r.unit, owned, desired) : undefined;
     if (replace === 'recreate') {
       log.info({ unit: r.unit, object: r.name }, `recreating ${parts.objectKind}: a changed field is immutable`);
-      if (await ctx.writes.run(() => deleteOwned(ctx.client, parts.objectResource, owned!))) changes.add('Deleted', what);
+      if (await ctx.writes.run('object', () => deleteOwned(ctx.client, parts.objectResource, owned!))) changes.add('Deleted', what);
       live.delete(r.name);
       owned = undefined;
     } else if (replace) {
       problems.push({ unit: r.unit, ...replace });
       return;
     }
-    const outcome = await ctx.writes.run(() =>
+    const outcome = await ctx.writes.run('object', () =>
       applyOwned({
         client: ctx.client,
         drift: ctx.drift,
@@ -222,6 +236,8 @@ export async function syncGrid<G extends GridObject>(
     }
   });
 
+  ctx.drift.keepUnits(grid.metadata.uid, new Set(rendered.map((r) => r.unit)));
+
   // Objects of units that are gone are deleted; a failed unit keeps whatever it had.
   const keep = new Set(rendered.map((r) => r.name).filter(Boolean));
   const leftovers = parts.byGrid
@@ -230,7 +246,7 @@ export async function syncGrid<G extends GridObject>(
     .map((name) => parts.objects.get(ns, name))
     .filter((o): o is KubeObject => !!o && isControlledBy(o, grid));
   await forEachConcurrently(leftovers, UNIT_CONCURRENCY, async (o) => {
-    if (await ctx.writes.run(() => deleteOwned(ctx.client, parts.objectResource, o))) {
+    if (await ctx.writes.run('object', () => deleteOwned(ctx.client, parts.objectResource, o))) {
       const unit = o.metadata?.labels?.['servicegroup.io/unit'];
       changes.add('Deleted', unit === undefined ? o.metadata!.name! : `${o.metadata!.name} (unit ${JSON.stringify(unit)})`);
     }

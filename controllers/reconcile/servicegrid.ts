@@ -42,10 +42,28 @@ export function serviceGridParts(caches: ServiceGridCaches): GridKindParts<Grid>
     objects: caches.services,
     byGrid: new ObjectsByGrid(caches.services),
     render(grid, units) {
-      const { shared, units: rendered } = renderServiceGrid(grid, units);
-      const out: RenderedObject[] = [{ unit: SHARED, name: shared.metadata!.name!, template: '', desired: shared as KubeObject }];
-      for (const r of rendered)
-        out.push({ unit: r.unit, name: r.name, template: r.template, desired: r.service as KubeObject | undefined, error: r.error });
+      const services = renderServiceGrid(grid, units);
+      // Getters: the objects stay unrendered until the sync reads them (see renderServiceGrid).
+      const out: RenderedObject[] = [
+        {
+          unit: SHARED,
+          name: services.sharedName,
+          template: '',
+          get desired() {
+            return services.shared as KubeObject;
+          },
+        },
+      ];
+      for (const r of services.units)
+        out.push({
+          unit: r.unit,
+          name: r.name,
+          template: r.template,
+          get desired() {
+            return r.service as KubeObject | undefined;
+          },
+          error: r.error,
+        });
       return out;
     },
     // Per-unit Services cannot switch between headless and ClusterIP in place: clusterIP is immutable.
@@ -69,10 +87,12 @@ export function serviceGridParts(caches: ServiceGridCaches): GridKindParts<Grid>
       const sharedName = rendered.find((r) => r.unit === SHARED)!.name;
       const sharedCounts = readyEndpointsBy(slicesOf(sharedName), (node) => (node ? unitOfNode.get(node) : undefined));
       return (r) => {
-        const ready = r.desired ? (readyEndpointsBy(slicesOf(r.name), () => SHARED).get(SHARED) ?? 0) : (sharedCounts.get(r.unit) ?? 0);
+        // A unit has its own Service when it has a name and no error (reading r.desired would render it).
+        const own = r.name !== '' && !r.error;
+        const ready = own ? (readyEndpointsBy(slicesOf(r.name), () => SHARED).get(SHARED) ?? 0) : (sharedCounts.get(r.unit) ?? 0);
         const status: ServiceGridUnitStatus = {
           name: r.unit,
-          service: r.desired ? r.name : '',
+          service: own ? r.name : '',
           readyEndpoints: ready,
           template: r.template,
         };

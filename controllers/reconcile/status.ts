@@ -7,19 +7,26 @@ import type { KubeObject } from '../../kube/objects.ts';
 import { resourcePath } from '../../kube/objects.ts';
 import { stableStringify } from '../render/common.ts';
 import { FIELD_MANAGER } from './apply.ts';
+import type { WriteLimiter } from './concurrency.ts';
 import { RecentWrites } from './recent.ts';
 import type { GridObject, Resource } from './resources.ts';
 
 export class StatusWriter {
   /** grid uid → the status we wrote, until the cache shows it. */
   private readonly written = new RecentWrites<string>();
+  private readonly limiter: WriteLimiter;
+
+  /** Status writes are deferred writes of `limiter`: they go once the objects they report on are written. */
+  constructor(limiter: WriteLimiter) {
+    this.limiter = limiter;
+  }
 
   /** Writes `status` when it differs. Returns true when it wrote. */
   async write(client: KubeClient, resource: Resource, grid: GridObject, status: Record<string, unknown>): Promise<boolean> {
     const text = stableStringify(status);
     if (stableStringify(grid.status ?? {}) === text || this.written.get(grid.metadata.uid, grid.metadata.resourceVersion) === text)
       return false;
-    const written = await patchStatus(client, resource, grid, status);
+    const written = await this.limiter.run('deferred', () => patchStatus(client, resource, grid, status));
     this.written.put(grid.metadata.uid, written?.metadata?.resourceVersion, text);
     return true;
   }

@@ -89,3 +89,20 @@ export function withRenderHash<T extends { metadata?: V1ObjectMeta }>(obj: T): T
 export function clone<T>(value: T): T {
   return value === undefined ? value : JSON.parse(JSON.stringify(value));
 }
+
+/**
+ * `compute` run once, on the first call. Renderers hand out each unit's object this way: a sync
+ * that already knows a unit's live object matches the unit's render never needs the object, so
+ * a new unit costs one render per grid, not one per unit.
+ */
+export function once<T>(compute: () => T): () => T {
+  let done = false;
+  let value: T;
+  return () => {
+    if (!done) {
+      value = compute();
+      done = true;
+    }
+    return value;
+  };
+}

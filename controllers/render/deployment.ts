@@ -12,7 +12,7 @@ import {
   REASON_INVALID_TEMPLATE,
   REASON_NAME_COLLISION,
 } from '../api/v1alpha1.ts';
-import { chooseTemplate, clone, controllerRef, type GridLike, gridLabels, withRenderHash } from './common.ts';
+import { chooseTemplate, clone, controllerRef, type GridLike, gridLabels, once, withRenderHash } from './common.ts';
 import { assignNames, unitDeploymentName } from './names.ts';
 
 export interface UnitError {
@@ -103,7 +103,11 @@ export interface RenderedUnitWorkload<W> {
   error?: UnitError;
 }
 
-/** One workload per unit: names, template choice, overrides, pinning; or the unit's error. */
+/**
+ * One workload per unit: names, template choice, overrides, pinning; or the unit's error. Names
+ * and templates are chosen at once (a name may depend on the whole unit set); each unit's
+ * overrides and object are computed when its `object` or `error` is first read.
+ */
 export function renderWorkloadGrid<S extends WorkloadSpec, W>(
   kind: 'Deployment' | 'StatefulSet',
   grid: GridLike<S> & { spec: { gridUniqKey: string; overrides?: DeploymentGridOverride[] } },
@@ -121,13 +125,28 @@ export function renderWorkloadGrid<S extends WorkloadSpec, W>(
       return { unit, name: '', template: choice.name, error: { reason: REASON_NAME_COLLISION, message: assigned.error } };
     const { name } = assigned;
     if ('error' in choice) return { unit, name, template: choice.name, error: { reason: REASON_INVALID_TEMPLATE, message: choice.error } };
-    let spec: S;
-    try {
-      spec = finish(applyOverrides(grid, unit, choice.template));
-    } catch (err) {
-      return { unit, name, template: choice.name, error: { reason: REASON_INVALID_OVERRIDE, message: (err as Error).message } };
-    }
-    return { unit, name, template: choice.name, object: renderUnitWorkload<S, W>(kind, grid, unit, name, spec) };
+    const { template } = choice;
+    // Overrides (which may fail) and the object itself are computed when first read.
+    const built = once((): { object?: W; error?: UnitError } => {
+      let spec: S;
+      try {
+        spec = finish(applyOverrides(grid, unit, template));
+      } catch (err) {
+        return { error: { reason: REASON_INVALID_OVERRIDE, message: (err as Error).message } };
+      }
+      return { object: renderUnitWorkload<S, W>(kind, grid, unit, name, spec) };
+    });
+    return {
+      unit,
+      name,
+      template: choice.name,
+      get object() {
+        return built().object;
+      },
+      get error() {
+        return built().error;
+      },
+    };
   });
 }
 

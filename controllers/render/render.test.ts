@@ -217,6 +217,19 @@ describe('renderDeploymentGrid', () => {
     assert.match(removed[0]!.error!.message, /no pod template/);
   });
 
+  it('renders a unit when its object is first read, once, as an eager render would', () => {
+    const grid = dg({ overrides: [{ units: ['b'], replicas: 5 }] });
+    const out = renderDeploymentGrid(grid, ['a', 'b']);
+    const b = out[1]!.object!;
+    assert.equal(out[1]!.object, b, 'read again: the same object, not a second render');
+    assert.equal(out[1]!.error, undefined);
+    assert.equal(b.spec!.replicas, 5);
+    assert.equal(stableStringify(b), stableStringify(renderDeploymentGrid(grid, ['b', 'a'])[1]!.object));
+    const services = renderServiceGrid(sg(), ['a']);
+    assert.equal(services.sharedName, services.shared.metadata!.name);
+    assert.equal(services.units[0]!.service, services.units[0]!.service);
+  });
+
   it('the unit nodeSelector wins over a user value for the same key', () => {
     const t = podTemplate('x');
     t.template.spec!.nodeSelector = { zone: 'other' };

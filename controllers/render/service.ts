@@ -3,7 +3,7 @@
 
 import type { V1Service, V1ServiceSpec } from '@kubernetes/client-node';
 import { ANNOTATION_TOPOLOGY_KEYS, LABEL_UNIT, REASON_INVALID_TEMPLATE, REASON_NAME_COLLISION, type ServiceGrid } from '../api/v1alpha1.ts';
-import { chooseTemplate, clone, controllerRef, gridLabels, withRenderHash } from './common.ts';
+import { chooseTemplate, clone, controllerRef, gridLabels, once, withRenderHash } from './common.ts';
 import type { UnitError } from './deployment.ts';
 import { assignNames, sharedServiceName, unitServiceName } from './names.ts';
 
@@ -17,6 +17,7 @@ export interface RenderedUnitService {
 }
 
 export interface RenderedServiceGrid {
+  sharedName: string;
   shared: V1Service;
   units: RenderedUnitService[];
 }
@@ -68,6 +69,10 @@ export function renderUnitService(grid: ServiceGrid, unit: string, name: string,
   });
 }
 
+/**
+ * The shared Service and one per unit. Names, templates and errors are decided at once (a name
+ * may depend on the whole unit set); each Service object is rendered when first read.
+ */
 export function renderServiceGrid(grid: ServiceGrid, units: readonly string[]): RenderedServiceGrid {
   const gridName = grid.metadata.name!;
   const mode = grid.spec.unitServices ?? 'Headless';
@@ -91,7 +96,24 @@ export function renderServiceGrid(grid: ServiceGrid, units: readonly string[]): 
       return invalid("has no selector, so a per-unit Service cannot select the unit's pods");
     }
     if (choice.template.type === 'ExternalName') return invalid('is an ExternalName Service; it has no per-unit form');
-    return { unit, name, template: choice.name, service: renderUnitService(grid, unit, name, choice.template) };
+    const template = choice.template;
+    // Rendered when first read (see once).
+    const service = once(() => renderUnitService(grid, unit, name, template));
+    return {
+      unit,
+      name,
+      template: choice.name,
+      get service() {
+        return service();
+      },
+    };
   });
-  return { shared: renderSharedService(grid), units: rendered };
+  const shared = once(() => renderSharedService(grid));
+  return {
+    sharedName: sharedServiceName(gridName),
+    get shared() {
+      return shared();
+    },
+    units: rendered,
+  };
 }
