@@ -352,7 +352,7 @@ test('ServiceGrid readiness counts the same ready endpoints from cached Endpoint
   ];
   const rendered: RenderedObject[] = [
     { unit: '', name: 'web', template: '' },
-    { unit: 'a', name: 'web-a', template: 'default' },
+    { unit: 'a', name: '', template: 'default' },
     { unit: 'b', name: 'web-b', template: 'default', desired: { metadata: { name: 'web-b' } } },
   ];
   const grid = { metadata: { name: 'web', namespace: 'ns' }, spec: { gridUniqKey: 'zone' } } as never;
