@@ -7,7 +7,7 @@ import pino from 'pino';
 import { KubeClient } from '../kube/client.ts';
 import { boolFlag, durationFlag, enumFlag, intFlag, listenFlag, parseCommandLine, stringFlag } from '../kube/flags.ts';
 import { loadCredentials } from '../kube/kubeconfig.ts';
-import { collectIdleHeap } from './idle-gc.ts';
+import { collectIdleHeap } from '../kube/idle-gc.ts';
 import { LeaderElector, leaderElectionConfigProblem } from './leader.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { NodeUnitController } from './nodeunit/controller.ts';

@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import { KubeClient } from '../kube/client.ts';
 import { durationFlag, enumFlag, formatListenAddress, intFlag, listenFlag, parseCommandLine, stringFlag } from '../kube/flags.ts';
 import { loadCredentials } from '../kube/kubeconfig.ts';
+import { collectIdleHeap } from '../kube/idle-gc.ts';
 import { apiVersionOf, type GroupVersionResource } from '../kube/objects.ts';
 import { Reflector } from '../kube/reflector.ts';
 import { DurableView } from './durable-view.ts';
@@ -62,6 +63,7 @@ const flags = parseCommandLine({
 });
 
 const log = pino({ name: 'application-grid-wrapper', level: flags['log-level'] });
+collectIdleHeap({ log });
 const nodeName = flags['node-name'];
 const membership = flags.membership;
 // Everything read upstream (and saved): what is served, plus the NodeUnits when they place nodes.

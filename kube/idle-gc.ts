@@ -1,11 +1,11 @@
 // One full garbage collection once the process is quiet again after its heap grew. V8 shrinks an
 // idle heap only through its memory reducer, which runs after start and then only once the heap
-// has grown by some 10 MiB since its last run. A forced resync of 100 grids × 20 units renders
-// every unit at once and promotes those short-lived renders into the old space (~8 MiB); the next
-// full collection is due only when the old space grows by V8's minimum step, so an idle
-// controller kept that garbage, resident, until then (README, "The controller's memory").
-// Needs `gc`, which Node provides with --expose-gc (the image's command sets it); without it this
-// does nothing. The collection asked for is V8's memory-reducing one (`last-resort`): a plain full
+// has grown by some 10 MiB since its last run. A burst of work (the controller's resync of 100
+// grids × 20 units, the wrapper's initial lists) promotes short-lived objects into the old space
+// (~8 MiB); the next full collection is due only when the old space grows by V8's minimum step,
+// so an idle process kept that garbage, resident, until then (README, "The controller's memory").
+// Needs `gc`, which Node provides with --expose-gc (both programs' manifests set it); without it
+// this does nothing. The collection asked for is V8's memory-reducing one (`last-resort`): a plain full
 // collection frees the garbage but leaves its pages resident.
 
 import { getHeapStatistics } from 'node:v8';
