@@ -24,4 +24,6 @@ test("the apiserver client and both programs' HTTP servers load no undici", () =
   const loaded = builtinsLoadedBy('./client.ts', './reflector.ts', '../controllers/server.ts', '../wrapper/server.ts');
   assert.ok(loaded.includes('NativeModule http'), 'the modules were imported');
   assert.ok(!loaded.includes(UNDICI), `undici loaded by: ${loaded.filter((m) => /undici|webstreams/.test(m)).join(', ')}`);
+  // The apiserver client loads HTTP/2 when it first opens a session, not on import (the wrapper never does).
+  assert.ok(!loaded.includes('NativeModule http2'), 'node:http2 loaded on import');
 });

@@ -46,6 +46,19 @@ describe('KubeClient requests', () => {
     client.close();
   });
 
+  test('with HTTP/2 off, requests go over HTTP/1.1: each request in flight has a connection of its own', async () => {
+    const client = new KubeClient(loadKubeconfig(cluster().adminKubeconfigPath), { http2: false });
+    const before = connections;
+    const answers = await Promise.all(Array.from({ length: 8 }, () => client.get<{ major: string }>('/version')));
+    assert.ok(answers.every((v) => v.major === '1'));
+    assert.ok(
+      connections - before >= 2,
+      `8 requests in flight opened ${connections - before} connections (one HTTP/2 connection would be 1)`,
+    );
+    const missing = await client.get('/api/v1/namespaces/none-such').catch((e) => e);
+    assert.ok(missing instanceof ApiError && missing.statusCode === 404, String(missing));
+  });
+
   test('a request is bounded by its deadline, and the connection serves the next one', async () => {
     const client = new KubeClient(loadKubeconfig(cluster().adminKubeconfigPath));
     const started = Date.now();

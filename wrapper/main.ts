@@ -3,8 +3,8 @@ import { mkdirSync } from 'node:fs';
 import { pino } from 'pino';
 import { KubeClient } from '../kube/client.ts';
 import { durationFlag, enumFlag, formatListenAddress, intFlag, listenFlag, parseCommandLine, stringFlag } from '../kube/flags.ts';
-import { loadCredentials } from '../kube/kubeconfig.ts';
 import { collectIdleHeap } from '../kube/idle-gc.ts';
+import { loadCredentials } from '../kube/kubeconfig.ts';
 import { apiVersionOf, type GroupVersionResource } from '../kube/objects.ts';
 import { Reflector } from '../kube/reflector.ts';
 import { DurableView } from './durable-view.ts';
@@ -73,7 +73,9 @@ const upstreamResources = [...SERVED_RESOURCES.map((s) => s.resource), ...(membe
 // not the `kubernetes` ClusterIP that kube-proxy itself programs.
 let upstream: KubeClient;
 try {
-  upstream = new KubeClient(loadCredentials(flags.kubeconfig));
+  // Lists and watches are HTTP/1.1 streams; the one other request (/version) does not pay for
+  // loading HTTP/2 (README, "Benchmarks").
+  upstream = new KubeClient(loadCredentials(flags.kubeconfig), { http2: false });
 } catch (err) {
   log.fatal({ err }, 'cannot load upstream credentials');
   process.exit(2);
