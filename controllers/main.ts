@@ -48,7 +48,7 @@ const flags = parseCommandLine({
     'leader-elect-resource-namespace': stringFlag({ default: 'servicegroup-system', help: 'Namespace of the leader Lease.' }),
     'leader-elect-resource-name': stringFlag({ default: 'servicegroup-controller', help: 'Name of the leader Lease.' }),
     identity: stringFlag({ help: 'Name of this replica in the Lease and in events. Default: <hostname>_<pid>.' }),
-    workers: intFlag({ default: DEFAULT_WORKERS, min: 1, max: 64, help: 'Grids whose objects are rendered and written concurrently.' }),
+    workers: intFlag({ default: DEFAULT_WORKERS, min: 1, max: 256, help: 'Grids whose objects are rendered and written concurrently.' }),
     'evict-misplaced-pods': boolFlag({
       default: true,
       help: 'Evict pods a node relabel left in another unit (PodDisruptionBudgets respected); false only reports them in status.',

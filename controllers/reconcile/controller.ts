@@ -37,7 +37,7 @@ import { serviceGridParts } from './servicegrid.ts';
 import { statefulSetGridParts } from './statefulsetgrid.ts';
 import { StatusWriter } from './status.ts';
 
-export const DEFAULT_WORKERS = 32;
+export const DEFAULT_WORKERS = 64;
 /**
  * Syncs past their object writes (status and events under way) before the workers wait for one
  * to end: a bound on memory only (the write limiter bounds the requests in flight). Status writes
