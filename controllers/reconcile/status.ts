@@ -38,18 +38,6 @@ export class StatusWriter {
   }
 }
 
-/** Writes an object's status when it differs from `status`. Returns true when it wrote. */
-export async function writeStatus(
-  client: KubeClient,
-  resource: Resource,
-  obj: GridObject,
-  status: Record<string, unknown>,
-): Promise<boolean> {
-  if (stableStringify(obj.status ?? {}) === stableStringify(status)) return false;
-  await patchStatus(client, resource, obj, status);
-  return true;
-}
-
 /** A merge patch of the status subresource that replaces the whole status. */
 function patchStatus(client: KubeClient, resource: Resource, obj: GridObject, status: Record<string, unknown>): Promise<KubeObject> {
   const path = resourcePath(resource, obj.metadata.namespace || undefined, obj.metadata.name, 'status');
