@@ -74,6 +74,25 @@ function parseBody(body: Buffer): unknown {
   }
 }
 
+/**
+ * A request's URL with its query, its JSON payload and the headers that describe them, for either
+ * transport (names in lower case, as HTTP/2 requires and HTTP/1.1 accepts).
+ */
+function requestParts(
+  server: URL,
+  path: string,
+  opts: RequestOptions,
+): { url: URL; payload?: string; headers: Record<string, string | number> } {
+  const url = new URL(path, server);
+  for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+  const headers: Record<string, string | number> = { accept: opts.accept ?? 'application/json' };
+  if (opts.body === undefined) return { url, headers };
+  const payload = JSON.stringify(opts.body);
+  headers['content-type'] = opts.contentType ?? 'application/json';
+  headers['content-length'] = Buffer.byteLength(payload);
+  return { url, payload, headers };
+}
+
 export class KubeClient {
   readonly credentials: Credentials;
   readonly server: URL;
@@ -112,17 +131,9 @@ export class KubeClient {
    * lists read item by item, and watches). A status of 300 or more rejects with an ApiError.
    */
   async stream(method: string, path: string, opts: StreamOptions): Promise<IncomingMessage> {
-    const url = new URL(path, this.server);
-    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    const { url, payload, headers: content } = requestParts(this.server, path, opts);
     const options = await this.options();
-    const headers = options.headers as Record<string, string | number>;
-    headers.Accept = opts.accept ?? 'application/json';
-    let payload: string | undefined;
-    if (opts.body !== undefined) {
-      payload = JSON.stringify(opts.body);
-      headers['Content-Type'] = opts.contentType ?? 'application/json';
-      headers['Content-Length'] = Buffer.byteLength(payload);
-    }
+    Object.assign(options.headers as Record<string, string | number>, content);
     const send = url.protocol === 'https:' ? https.request : http.request;
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
       let response: IncomingMessage | undefined;
@@ -177,19 +188,12 @@ export class KubeClient {
   }
 
   private async requestH2(session: ClientHttp2Session, method: string, path: string, opts: RequestOptions): Promise<unknown> {
-    const url = new URL(path, this.server);
-    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    const { url, payload, headers: content } = requestParts(this.server, path, opts);
     const options = await this.options();
     const headers: OutgoingHttpHeaders = { ':method': method, ':path': `${url.pathname}${url.search}` };
     // HTTP/2 header names are lower case.
     for (const [k, v] of Object.entries(options.headers ?? {})) headers[k.toLowerCase()] = v as string;
-    headers.accept = opts.accept ?? 'application/json';
-    let payload: string | undefined;
-    if (opts.body !== undefined) {
-      payload = JSON.stringify(opts.body);
-      headers['content-type'] = opts.contentType ?? 'application/json';
-      headers['content-length'] = Buffer.byteLength(payload);
-    }
+    Object.assign(headers, content);
     let code: number | undefined;
     let body: Buffer;
     this.h2.started();
