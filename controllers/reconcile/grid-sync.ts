@@ -12,7 +12,7 @@ import type { KubeObject } from '../../kube/objects.ts';
 import { REASON_APPLY_FAILED, REASON_CONFLICT } from '../api/v1alpha1.ts';
 import type { RenderedUnitWorkload, UnitError } from '../render/deployment.ts';
 import type { GateResult } from '../rollout/gate.ts';
-import { applyOwned, deleteOwned } from './apply.ts';
+import { type ApplyOutcome, applyOwned, deleteOwned } from './apply.ts';
 import type { ObjectsByGrid } from './by-grid.ts';
 import { forEachConcurrently, UNIT_CONCURRENCY, type WriteLimiter } from './concurrency.ts';
 import { degradedCondition, progressingCondition, readyCondition, sortProblems, type UnitProblem } from './conditions.ts';
@@ -132,6 +132,8 @@ export interface SyncResult {
   requeueAfterMs?: number;
   /** Names the grid wants that objects it does not control hold. */
   blocked: Blocked[];
+  /** An object changed while this sync wrote it, and not by that write: sync again. */
+  changedMeanwhile: boolean;
 }
 
 export interface Blocked {
@@ -168,6 +170,7 @@ export async function syncGrid<G extends GridObject>(
   const changes = new SyncEvents();
   const blocked: Blocked[] = [];
   let retry = false;
+  let changedMeanwhile = false;
 
   await forEachConcurrently(rendered, UNIT_CONCURRENCY, async (r) => {
     const ref = objectRef(parts.objectResource, ns, r.name);
@@ -200,17 +203,20 @@ export async function syncGrid<G extends GridObject>(
       problems.push({ unit: r.unit, ...replace });
       return;
     }
-    const outcome = await ctx.writes.run('object', () =>
-      applyOwned({
-        client: ctx.client,
-        drift: ctx.drift,
-        resource: parts.objectResource,
-        grid,
-        desired,
-        cached: replace === 'recreate' ? undefined : cached,
-        lookFirst: ctx.failures.isTaken(ref),
-      }),
+    const { outcome, otherChange } = await watchedWrite(ctx.written, ref, () =>
+      ctx.writes.run('object', () =>
+        applyOwned({
+          client: ctx.client,
+          drift: ctx.drift,
+          resource: parts.objectResource,
+          grid,
+          desired,
+          cached: replace === 'recreate' ? undefined : cached,
+          lookFirst: ctx.failures.isTaken(ref),
+        }),
+      ),
     );
+    changedMeanwhile ||= otherChange;
     switch (outcome.kind) {
       case 'unchanged':
       case 'created':
@@ -308,7 +314,31 @@ export async function syncGrid<G extends GridObject>(
     ctx.recorder.record(grid, e.type, e.reason, 'Rollout', e.message);
   }
   announceNew(ctx, grid, problems, extras.conditions ?? [], log);
-  return { totalUnits: total, readyUnits: ready, retry, requeueAfterMs: extras.requeueAfterMs, blocked };
+  return { totalUnits: total, readyUnits: ready, retry, requeueAfterMs: extras.requeueAfterMs, blocked, changedMeanwhile };
+}
+
+/**
+ * Runs the write of the object `ref`. Watch events of that object delivered meanwhile are held
+ * rather than queueing the grid again (see the controller's handler of rendered objects): the
+ * one carrying the version the write answered with is its echo, and `otherChange` says whether
+ * any other came.
+ */
+async function watchedWrite(
+  written: RecentWrites<KubeObject>,
+  ref: string,
+  write: () => Promise<ApplyOutcome>,
+): Promise<{ outcome: ApplyOutcome; otherChange: boolean }> {
+  written.started(ref);
+  let outcome: ApplyOutcome;
+  try {
+    outcome = await write();
+  } catch (err) {
+    // No event of the object may stay held (the failed sync is retried).
+    written.finished(ref, undefined);
+    throw err;
+  }
+  const version = outcome.kind === 'created' || outcome.kind === 'updated' ? outcome.live.metadata?.resourceVersion : undefined;
+  return { outcome, otherChange: written.finished(ref, version) };
 }
 
 /** One Warning per reason for problems not announced before; one event per notice whose message is new. */

@@ -33,3 +33,25 @@ test('isOwnWrite tells the echo of our write from any other version', () => {
   w.seen('a', '7');
   assert.equal(w.isOwnWrite('a', '7'), false, 'seen once: a later delivery of it is a relist, not an echo');
 });
+
+test('events delivered during a write are held, and only a version other than the written one counts as a change', () => {
+  const w = new RecentWrites<string>();
+  assert.equal(w.heldDuringWrite('a', '3'), false, 'no write in flight: the caller handles the event');
+  w.started('a');
+  assert.equal(w.heldDuringWrite('a', '9'), true, 'the echo may come before the answer');
+  assert.equal(w.heldDuringWrite('b', '9'), false, 'another object');
+  assert.equal(w.finished('a', '9'), false, 'only our own version came');
+  assert.equal(w.heldDuringWrite('a', '10'), false, 'the write is over: nothing held any more');
+
+  w.started('a');
+  w.heldDuringWrite('a', '11');
+  w.heldDuringWrite('a', '12');
+  assert.equal(w.finished('a', '11'), true, 'someone changed it right after our write');
+
+  w.started('a');
+  w.heldDuringWrite('a', '13');
+  assert.equal(w.finished('a', undefined), true, 'the write wrote nothing (failed, or found it unchanged): the event was not ours');
+
+  w.started('a');
+  assert.equal(w.finished('a', undefined), false, 'nothing came');
+});

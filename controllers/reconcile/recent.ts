@@ -20,6 +20,12 @@ function caughtUp(cached: string | undefined, written: string): boolean {
 
 export class RecentWrites<T> {
   private readonly entries = new Map<string, { resourceVersion: string; value: T; at: number }>();
+  /**
+   * Keys with a write in flight → the versions the cache delivered meanwhile. The apiserver
+   * often sends the watch event of a write before the write's own answer arrives: only then can
+   * such an event be told apart from somebody else's change.
+   */
+  private readonly writing = new Map<string, (string | undefined)[]>();
 
   put(key: string, resourceVersion: string | undefined, value: T): void {
     if (resourceVersion) this.entries.set(key, { resourceVersion, value, at: Date.now() });
@@ -40,6 +46,32 @@ export class RecentWrites<T> {
    */
   isOwnWrite(key: string, resourceVersion: string | undefined): boolean {
     return resourceVersion !== undefined && this.entries.get(key)?.resourceVersion === resourceVersion;
+  }
+
+  /** A write of `key` starts; call `finished` when it has ended, however it ended. */
+  started(key: string): void {
+    if (!this.writing.has(key)) this.writing.set(key, []);
+  }
+
+  /**
+   * While a write of `key` is in flight, keeps the delivered `resourceVersion` for `finished` to
+   * judge and returns true: the event may be that write's echo, which only its answer can tell.
+   */
+  heldDuringWrite(key: string, resourceVersion: string | undefined): boolean {
+    const held = this.writing.get(key);
+    held?.push(resourceVersion);
+    return held !== undefined;
+  }
+
+  /**
+   * The write of `key` started last has ended, having written `resourceVersion` (undefined when it
+   * wrote nothing). True when the cache delivered another version of `key` meanwhile: a change
+   * that was not ours, which the caller must look at.
+   */
+  finished(key: string, resourceVersion: string | undefined): boolean {
+    const held = this.writing.get(key);
+    this.writing.delete(key);
+    return held?.some((v) => v === undefined || v !== resourceVersion) ?? false;
   }
 
   /** The cache delivered `resourceVersion` of `key` (or deleted it: pass undefined). */
