@@ -11,6 +11,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { ApiError, type KubeClient } from './client.ts';
 import { releasePage, splitList } from './jsonlist.ts';
+import { LineSplitter } from './lines.ts';
 import { type GroupVersionResource, type KubeObject, objectKey, resourcePath } from './objects.ts';
 
 export interface ReflectorSink {
@@ -289,17 +290,11 @@ export class Reflector {
       idleTimeoutMs: this.opts.watchIdleTimeoutMs ?? DEFAULT_WATCH_IDLE_TIMEOUT_MS,
     });
     this.reached();
-    let buf = '';
-    res.setEncoding('utf8');
-    for await (const chunk of res) {
-      buf += chunk as string;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (line.trim()) this.handle(JSON.parse(line) as WatchEvent);
-      }
-    }
+    const lines = new LineSplitter();
+    const onLine = (line: string) => {
+      if (line.trim()) this.handle(JSON.parse(line) as WatchEvent);
+    };
+    for await (const chunk of res) lines.push(chunk as Buffer, onLine);
   }
 
   private handle(ev: WatchEvent): void {
