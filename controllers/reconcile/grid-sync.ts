@@ -222,7 +222,6 @@ export async function syncGrid<G extends GridObject>(
       case 'created':
       case 'updated':
         live.set(r.name, outcome.live);
-        if (outcome.kind !== 'unchanged') ctx.written.put(ref, outcome.live.metadata?.resourceVersion, outcome.live);
         ctx.failures.clear(ref);
         if (outcome.kind !== 'unchanged') {
           changes.add(outcome.kind === 'created' ? 'Created' : 'Updated', what);
@@ -318,10 +317,10 @@ export async function syncGrid<G extends GridObject>(
 }
 
 /**
- * Runs the write of the object `ref`. Watch events of that object delivered meanwhile are held
- * rather than queueing the grid again (see the controller's handler of rendered objects): the
- * one carrying the version the write answered with is its echo, and `otherChange` says whether
- * any other came.
+ * Runs the write of the object `ref` and remembers what it wrote until the cache shows it. Watch
+ * events of that object delivered meanwhile are held rather than queueing the grid again (see
+ * the controller's handler of rendered objects): the one carrying the version the write answered
+ * with is its echo, and `otherChange` says whether any other came.
  */
 async function watchedWrite(
   written: RecentWrites<KubeObject>,
@@ -334,11 +333,11 @@ async function watchedWrite(
     outcome = await write();
   } catch (err) {
     // No event of the object may stay held (the failed sync is retried).
-    written.finished(ref, undefined);
+    written.finished(ref);
     throw err;
   }
-  const version = outcome.kind === 'created' || outcome.kind === 'updated' ? outcome.live.metadata?.resourceVersion : undefined;
-  return { outcome, otherChange: written.finished(ref, version) };
+  const wrote = outcome.kind === 'created' || outcome.kind === 'updated' ? outcome.live : undefined;
+  return { outcome, otherChange: written.finished(ref, wrote && { resourceVersion: wrote.metadata?.resourceVersion, value: wrote }) };
 }
 
 /** One Warning per reason for problems not announced before; one event per notice whose message is new. */

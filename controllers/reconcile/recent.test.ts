@@ -40,18 +40,21 @@ test('events delivered during a write are held, and only a version other than th
   w.started('a');
   assert.equal(w.heldDuringWrite('a', '9'), true, 'the echo may come before the answer');
   assert.equal(w.heldDuringWrite('b', '9'), false, 'another object');
-  assert.equal(w.finished('a', '9'), false, 'only our own version came');
+  assert.equal(w.finished('a', { resourceVersion: '9', value: 'v9' }), false, 'only our own version came');
+  assert.equal(w.get('a', undefined), undefined, 'the cache has delivered what we wrote: nothing to remember');
   assert.equal(w.heldDuringWrite('a', '10'), false, 'the write is over: nothing held any more');
 
   w.started('a');
   w.heldDuringWrite('a', '11');
   w.heldDuringWrite('a', '12');
-  assert.equal(w.finished('a', '11'), true, 'someone changed it right after our write');
+  assert.equal(w.finished('a', { resourceVersion: '11', value: 'v11' }), true, 'someone changed it right after our write');
 
   w.started('a');
   w.heldDuringWrite('a', '13');
-  assert.equal(w.finished('a', undefined), true, 'the write wrote nothing (failed, or found it unchanged): the event was not ours');
+  assert.equal(w.finished('a'), true, 'the write wrote nothing (failed, or found it unchanged): the event was not ours');
 
-  w.started('a');
-  assert.equal(w.finished('a', undefined), false, 'nothing came');
+  w.started('c');
+  assert.equal(w.finished('c', { resourceVersion: '20', value: 'v20' }), false, 'nothing came');
+  assert.equal(w.get('c', '19'), 'v20', 'the answer is remembered until the cache shows it');
+  assert.equal(w.isOwnWrite('c', '20'), true, 'and its echo, still to come, is recognised');
 });

@@ -64,14 +64,17 @@ export class RecentWrites<T> {
   }
 
   /**
-   * The write of `key` started last has ended, having written `resourceVersion` (undefined when it
-   * wrote nothing). True when the cache delivered another version of `key` meanwhile: a change
+   * The write of `key` started last has ended; `written` is what it wrote, at which version (none
+   * when it wrote nothing). That is remembered as by `put`, unless the cache delivered that very
+   * version meanwhile. True when the cache delivered another version of `key` meanwhile: a change
    * that was not ours, which the caller must look at.
    */
-  finished(key: string, resourceVersion: string | undefined): boolean {
+  finished(key: string, written?: { resourceVersion: string | undefined; value: T }): boolean {
     const held = this.writing.get(key);
     this.writing.delete(key);
-    return held?.some((v) => v === undefined || v !== resourceVersion) ?? false;
+    const version = written?.resourceVersion;
+    if (written && !(version !== undefined && held?.includes(version))) this.put(key, version, written.value);
+    return held?.some((v) => v === undefined || v !== version) ?? false;
   }
 
   /** The cache delivered `resourceVersion` of `key` (or deleted it: pass undefined). */
