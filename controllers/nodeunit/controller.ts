@@ -27,7 +27,7 @@ import { FIELD_MANAGER } from '../reconcile/apply.ts';
 import { CONTROLLER_WRITE_CONCURRENCY, forEachConcurrently, UNIT_CONCURRENCY, WriteLimiter } from '../reconcile/concurrency.ts';
 import { WorkQueue } from '../reconcile/queue.ts';
 import { NODES, type Resource, SERVICES } from '../reconcile/resources.ts';
-import { stableStringify } from '../render/common.ts';
+import { jsonEqual, stableStringify } from '../render/common.ts';
 import {
   isDeclared,
   isNodeReady,
@@ -151,7 +151,7 @@ export class NodeUnitController {
       if (
         type === 'update' &&
         old?.metadata?.generation === obj.metadata?.generation &&
-        stableStringify(old?.metadata?.labels ?? {}) === stableStringify(obj.metadata?.labels ?? {}) &&
+        jsonEqual(old?.metadata?.labels ?? {}, obj.metadata?.labels ?? {}) &&
         !!old?.metadata?.deletionTimestamp === !!obj.metadata?.deletionTimestamp
       )
         return;
@@ -162,25 +162,20 @@ export class NodeUnitController {
       if (type === 'update' && old) {
         const a = nodeView(old as NodeObject);
         const b = nodeView(obj as NodeObject);
-        if (
-          a.ready === b.ready &&
-          stableStringify(a.labels) === stableStringify(b.labels) &&
-          stableStringify(a.ownedLabels) === stableStringify(b.ownedLabels)
-        )
-          return;
+        if (a.ready === b.ready && jsonEqual(a.labels, b.labels) && jsonEqual(a.ownedLabels, b.ownedLabels)) return;
       }
       wake();
     });
     this.services.on((type, obj, old) => {
-      const now = stableStringify(topologyKeysOf(obj as never));
-      if (type === 'update' && old && stableStringify(topologyKeysOf(old as never)) === now) return;
-      if (type !== 'update' && topologyKeysOf(obj as never).kind === 'none') return;
+      const now = topologyOnce(obj, topologyKeysOf);
+      if (type === 'update' && old && jsonEqual(topologyOnce(old, topologyKeysOf), now)) return;
+      if (type !== 'update' && now.kind === 'none') return;
       wake();
     });
     this.namespaces.on((type, obj, old) => {
-      const now = stableStringify(namespaceTopologyKeysOf(obj as never));
-      if (type === 'update' && old && stableStringify(namespaceTopologyKeysOf(old as never)) === now) return;
-      if (type !== 'update' && namespaceTopologyKeysOf(obj as never).kind === 'none') return;
+      const now = topologyOnce(obj, namespaceTopologyKeysOf);
+      if (type === 'update' && old && jsonEqual(topologyOnce(old, namespaceTopologyKeysOf), now)) return;
+      if (type !== 'update' && now.kind === 'none') return;
       wake();
     });
     const onGrid = (type: string, obj: KubeObject, old?: KubeObject) => {

@@ -18,7 +18,7 @@ import {
   type NodeUnitStatus,
 } from '../api/v1alpha1.ts';
 import { condition } from '../reconcile/conditions.ts';
-import { stableStringify } from '../render/common.ts';
+import { jsonEqual } from '../render/common.ts';
 import { assignNames, unitNamePart } from '../render/names.ts';
 
 /** Longest DNS label: each of the two parts of a NodeUnit name. */
@@ -323,6 +323,6 @@ export function nodeUnitStatus(
 export function statusPatch(old: Record<string, unknown>, next: Record<string, unknown>): Record<string, unknown> | undefined {
   const patch: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(old)) if (v !== undefined && next[k] === undefined) patch[k] = null;
-  for (const [k, v] of Object.entries(next)) if (v !== undefined && stableStringify(old[k]) !== stableStringify(v)) patch[k] = v;
+  for (const [k, v] of Object.entries(next)) if (v !== undefined && !jsonEqual(old[k], v)) patch[k] = v;
   return Object.keys(patch).length ? patch : undefined;
 }

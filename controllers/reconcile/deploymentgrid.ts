@@ -13,7 +13,7 @@ import {
   KIND_DEPLOYMENT_GRID,
   REASON_SELECTOR_CHANGED,
 } from '../api/v1alpha1.ts';
-import { stableStringify } from '../render/common.ts';
+import { jsonEqual } from '../render/common.ts';
 import { renderDeploymentGrid } from '../render/deployment.ts';
 import { gateRollout, type UnitHealth } from '../rollout/gate.ts';
 import { ObjectsByGrid } from './by-grid.ts';
@@ -75,7 +75,7 @@ export function deploymentGridParts(caches: DeploymentGridCaches, evictor: Evict
     byGrid: new ObjectsByGrid(caches.deployments),
     render: (grid, units) => workloadObjects(renderDeploymentGrid(grid, units)),
     replacement(_unit, live, desired) {
-      if (stableStringify(live.spec?.selector ?? {}) === stableStringify(desired.spec?.selector ?? {})) return undefined;
+      if (jsonEqual(live.spec?.selector ?? {}, desired.spec?.selector ?? {})) return undefined;
       const name = `${live.metadata!.namespace}/${live.metadata!.name}`;
       return {
         reason: REASON_SELECTOR_CHANGED,

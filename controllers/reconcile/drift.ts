@@ -9,7 +9,7 @@
 // had at the grid's generation (so a unit whose grid did not change and whose live object is that
 // same compared version is not even rendered again: a new unit costs one render, not one per unit).
 
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { KubeObject } from '../../kube/objects.ts';
 import { ANNOTATION_RENDER_HASH } from '../api/v1alpha1.ts';
 import { stableStringify } from '../render/common.ts';
@@ -52,7 +52,7 @@ function managedView(desired: KubeObject, obj: KubeObject): unknown {
 
 /** A digest of the view rather than its text: one is kept per rendered object for the process's life. */
 function fingerprint(view: unknown): string {
-  return createHash('sha256').update(stableStringify(view)).digest('base64');
+  return hash('sha256', stableStringify(view), 'base64');
 }
 
 /** `<resourceVersion> <render hash>`: a version of a live object and the render it was compared with. */

@@ -5,7 +5,7 @@
 import type { KubeClient } from '../../kube/client.ts';
 import type { KubeObject } from '../../kube/objects.ts';
 import { resourcePath } from '../../kube/objects.ts';
-import { stableStringify } from '../render/common.ts';
+import { jsonEqual } from '../render/common.ts';
 import { FIELD_MANAGER } from './apply.ts';
 import type { WriteLimiter } from './concurrency.ts';
 import { RecentWrites } from './recent.ts';
@@ -13,7 +13,7 @@ import type { GridObject, Resource } from './resources.ts';
 
 export class StatusWriter {
   /** grid uid → the status we wrote, until the cache shows it. */
-  private readonly written = new RecentWrites<string>();
+  private readonly written = new RecentWrites<Record<string, unknown>>();
   private readonly limiter: WriteLimiter;
 
   /** Status writes are deferred writes of `limiter`: they go once the objects they report on are written. */
@@ -23,11 +23,11 @@ export class StatusWriter {
 
   /** Writes `status` when it differs. Returns true when it wrote. */
   async write(client: KubeClient, resource: Resource, grid: GridObject, status: Record<string, unknown>): Promise<boolean> {
-    const text = stableStringify(status);
-    if (stableStringify(grid.status ?? {}) === text || this.written.get(grid.metadata.uid, grid.metadata.resourceVersion) === text)
-      return false;
+    if (jsonEqual(grid.status ?? {}, status)) return false;
+    const ours = this.written.get(grid.metadata.uid, grid.metadata.resourceVersion);
+    if (ours && jsonEqual(ours, status)) return false;
     const written = await this.limiter.run('deferred', () => patchStatus(client, resource, grid, status));
-    this.written.put(grid.metadata.uid, written?.metadata?.resourceVersion, text);
+    this.written.put(grid.metadata.uid, written?.metadata?.resourceVersion, status);
     return true;
   }
 

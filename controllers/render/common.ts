@@ -1,7 +1,7 @@
 // Pieces shared by both grid renderers: template choice per unit, owner references, labels and
 // the render hash that lets reconcile skip writes when nothing changed.
 
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { V1ObjectMeta, V1OwnerReference } from '@kubernetes/client-node';
 import {
   ANNOTATION_RENDER_HASH,
@@ -57,31 +57,94 @@ export function gridLabels(grid: GridLike<unknown>, unit?: string): Record<strin
   return labels;
 }
 
+/** Object keys as JSON strings: the same few dozen field names come up in every object. */
+const quotedKeys = new Map<string, string>();
+const MAX_QUOTED_KEYS = 1_000;
+
+function quotedKey(k: string): string {
+  let q = quotedKeys.get(k);
+  if (q === undefined) {
+    q = JSON.stringify(k);
+    if (quotedKeys.size < MAX_QUOTED_KEYS) quotedKeys.set(k, q);
+  }
+  return q;
+}
+
 /**
- * JSON with object keys sorted, so equal objects hash equally whatever their key order. Plain
- * loops (it runs over every rendered object, live object and status a sync compares), and each
- * level joined from an array: the result is a flat string. Built with `+=` it would be a tree of
- * string pieces, kept whole wherever the result is remembered (drift fingerprints, statuses).
+ * JSON with object keys sorted, so equal objects hash equally whatever their key order. It runs
+ * over every object rendered (its render hash), so it is built by appending to one string, with
+ * the quoted forms of keys kept. Such a string is a tree of pieces until something reads it
+ * whole: hash it rather than keep it (compare values with `jsonEqual`).
  */
 export function stableStringify(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value);
-  const parts: string[] = [];
+  let out: string;
   if (Array.isArray(value)) {
-    for (const v of value) parts.push(v === undefined ? 'null' : stableStringify(v));
-    return `[${parts.join(',')}]`;
+    out = '[';
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) out += ',';
+      const v = value[i];
+      out += v === undefined ? 'null' : stableStringify(v);
+    }
+    return `${out}]`;
   }
   const obj = value as Record<string, unknown>;
-  for (const k of Object.keys(obj).sort()) {
+  const keys = Object.keys(obj);
+  if (keys.length > 1) keys.sort();
+  out = '{';
+  for (const k of keys) {
     const v = obj[k];
-    if (v !== undefined) parts.push(`${JSON.stringify(k)}:${stableStringify(v)}`);
+    if (v === undefined) continue;
+    if (out.length > 1) out += ',';
+    out += quotedKey(k);
+    out += ':';
+    out += stableStringify(v);
   }
-  return `{${parts.join(',')}}`;
+  return `${out}}`;
+}
+
+/**
+ * Whether `stableStringify` gives the same text for `a` and `b`, without building either: key
+ * order does not matter, a property holding undefined counts as absent, an undefined array item
+ * as null, and so does a number JSON cannot hold. For the comparisons a sync makes each time
+ * (statuses, labels, selectors), which find them equal far more often than not.
+ */
+export function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return asJson(a) === asJson(b);
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!jsonEqual(a[i] ?? null, b[i] ?? null)) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  let defined = 0;
+  for (const k of Object.keys(x)) {
+    const v = x[k];
+    if (v === undefined) continue;
+    defined++;
+    if (!Object.hasOwn(y, k) || !jsonEqual(v, y[k])) return false;
+  }
+  for (const k of Object.keys(y)) if (y[k] !== undefined) defined--;
+  return defined === 0;
+}
+
+/** A value that is not an object, as JSON has it: a number JSON cannot hold is null. */
+function asJson(v: unknown): unknown {
+  return typeof v === 'number' && !Number.isFinite(v) ? null : v;
+}
+
+/** sha256 of `text`, hex. One call, no Hash object: it runs for every object rendered. */
+export function sha256Hex(text: string): string {
+  return hash('sha256', text, 'hex');
 }
 
 /** Stamps the hash of the object's desired content into its annotations and returns it. */
 export function withRenderHash<T extends { metadata?: V1ObjectMeta }>(obj: T): T {
-  const hash = createHash('sha256').update(stableStringify(obj)).digest('hex').slice(0, 16);
-  obj.metadata = { ...obj.metadata, annotations: { ...obj.metadata?.annotations, [ANNOTATION_RENDER_HASH]: hash } };
+  const renderHash = sha256Hex(stableStringify(obj)).slice(0, 16);
+  obj.metadata = { ...obj.metadata, annotations: { ...obj.metadata?.annotations, [ANNOTATION_RENDER_HASH]: renderHash } };
   return obj;
 }
 

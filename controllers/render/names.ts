@@ -3,8 +3,8 @@
 // DNS label is sanitised and given a hash of the raw value: `Zone_A` and `zone_a` sanitise alike
 // but hash differently, and the name never depends on which other units exist (stable).
 
-import { createHash } from 'node:crypto';
 import { isDnsLabel } from '../../kube/names.ts';
+import { sha256Hex } from './common.ts';
 
 /** Longest Service name (DNS-1035 label). */
 export const MAX_SERVICE_NAME = 63;
@@ -26,7 +26,7 @@ export const MAX_STATEFULSET_GRID_NAME = MAX_STATEFULSET_NAME - 1 - HASH_LENGTH 
 export const MAX_SERVICE_GRID_NAME = MAX_SERVICE_NAME - '-svc-'.length - HASH_LENGTH - 2;
 
 export function shortHash(s: string): string {
-  return createHash('sha256').update(s).digest('hex').slice(0, HASH_LENGTH);
+  return sha256Hex(s).slice(0, HASH_LENGTH);
 }
 
 /**

@@ -278,12 +278,6 @@ describe('renderServiceGrid', () => {
   });
 });
 
-describe('stableStringify', () => {
-  it('ignores key order and undefined', () => {
-    assert.equal(stableStringify({ b: 1, a: [{ d: 1, c: undefined }] }), stableStringify({ a: [{ d: 1 }], b: 1 }));
-  });
-});
-
 describe('unknownOverrideUnits', () => {
   it('names each unit no node carries once, with every override naming it, sorted', () => {
     const grid = dg({

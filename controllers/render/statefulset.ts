@@ -6,7 +6,7 @@
 
 import type { V1StatefulSet, V1StatefulSetSpec } from '@kubernetes/client-node';
 import type { StatefulSetGrid } from '../api/v1alpha1.ts';
-import { stableStringify } from './common.ts';
+import { jsonEqual } from './common.ts';
 import { type RenderedUnitWorkload, renderWorkloadGrid } from './deployment.ts';
 import { unitStatefulSetName } from './names.ts';
 
@@ -38,7 +38,5 @@ export function changedImmutableFields(live: SpecOf, desired: SpecOf): string[] 
       }));
     return v ?? null;
   };
-  return IMMUTABLE_STATEFULSET_FIELDS.filter(
-    (f) => stableStringify(norm(f, live.spec?.[f])) !== stableStringify(norm(f, desired.spec?.[f])),
-  );
+  return IMMUTABLE_STATEFULSET_FIELDS.filter((f) => !jsonEqual(norm(f, live.spec?.[f]), norm(f, desired.spec?.[f])));
 }

@@ -3,7 +3,6 @@
 // new render, nothing, or the render of the stable templates), the status block, the
 // Progressing condition while halted or paused, and the events of the rollout.
 
-import { createHash } from 'node:crypto';
 import type { V1Condition } from '@kubernetes/client-node';
 import type { KubeObject } from '../../kube/objects.ts';
 import {
@@ -16,7 +15,7 @@ import {
   type StableTemplates,
 } from '../api/v1alpha1.ts';
 import type { RenderedObject } from '../reconcile/grid-sync.ts';
-import { stableStringify } from '../render/common.ts';
+import { sha256Hex, stableStringify } from '../render/common.ts';
 import { renderDeploymentGrid } from '../render/deployment.ts';
 import { type Plan, planRollout, type UnitState } from './plan.ts';
 
@@ -46,10 +45,7 @@ export interface UnitHealth {
 /** Hash of what the units' objects are rendered from; a change of it is a new rollout target. */
 export function templatesTarget(spec: DeploymentGrid['spec']): string {
   const { template, templatePool, templates, defaultTemplateName, overrides } = spec;
-  return createHash('sha256')
-    .update(stableStringify({ template, templatePool, templates, defaultTemplateName, overrides }))
-    .digest('hex')
-    .slice(0, 16);
+  return sha256Hex(stableStringify({ template, templatePool, templates, defaultTemplateName, overrides })).slice(0, 16);
 }
 
 function stableTemplates(spec: DeploymentGrid['spec'], target: string): StableTemplates {
