@@ -123,6 +123,33 @@ test('a deferred write held back by a stream of object writes starts once it has
   await Promise.all([object.done, status.done]);
 });
 
+test('objectsSettled resolves once no object write is queued or in flight, or after the longest deferral', async () => {
+  const limiter = new WriteLimiter(1, { maxDeferMs: 10_000 });
+  const log: string[] = [];
+  let settled = false;
+  await limiter.objectsSettled();
+  const first = held(limiter, 'object', log, 'object 1');
+  const second = held(limiter, 'object', log, 'object 2');
+  const waiting = limiter.objectsSettled().then(() => (settled = true));
+  first.finish();
+  await first.done;
+  await tick();
+  assert.equal(settled, false, 'an object write is still queued, then in flight');
+  second.finish();
+  await second.done;
+  await waiting;
+  assert.equal(settled, true);
+
+  const impatient = new WriteLimiter(1, { maxDeferMs: 30 });
+  const stream = held(impatient, 'object', log, 'object 3');
+  const startedAt = Date.now();
+  await impatient.objectsSettled();
+  assert.ok(Date.now() - startedAt >= 25, 'waited for the longest deferral');
+  assert.equal(stream.started, true, 'while the object write was still in flight');
+  stream.finish();
+  await stream.done;
+});
+
 test('a deferred write that has waited the longest deferral takes the next free slot before waiting object writes', async () => {
   const limiter = new WriteLimiter(1, { maxDeferMs: 30 });
   const log: string[] = [];

@@ -50,6 +50,8 @@ export class WriteLimiter {
   private timer?: NodeJS.Timeout;
   /** The deferred call the timer is armed for. */
   private timerFor?: Waiter;
+  /** Callers of `objectsSettled` waiting for the object writes to end. */
+  private settledWaiters: (() => void)[] = [];
 
   constructor(limit: number, opts: { maxDeferMs?: number; now?: () => number } = {}) {
     this.limit = limit;
@@ -75,8 +77,29 @@ export class WriteLimiter {
     }
   }
 
+  /**
+   * Resolves once no object write is queued or in flight, or after the longest deferral: for work
+   * whose writes are all deferred, so that it does not compute ahead of them and take the CPU
+   * from the object writes meanwhile.
+   */
+  objectsSettled(): Promise<void> {
+    if (!this.objectsBusy()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        const i = this.settledWaiters.indexOf(done);
+        if (i >= 0) this.settledWaiters.splice(i, 1);
+        resolve();
+      };
+      const timer = setTimeout(done, this.maxDeferMs);
+      timer.unref();
+      this.settledWaiters.push(done);
+    });
+  }
+
   /** Starts what may start now; arms a timer for the oldest deferred call held back by objects. */
   private admit(): void {
+    if (this.settledWaiters.length > 0 && !this.objectsBusy()) for (const done of [...this.settledWaiters]) done();
     while (this.active.object + this.active.deferred < this.limit) {
       const priority = this.next();
       if (!priority) break;
