@@ -90,9 +90,12 @@ test('a cached Node keeps identity, labels, annotations, deletion and its Ready 
 });
 
 // A cache for the kind parts' readers: what they ask of an informer (no list/watch behind it).
+/** A cache holding `objects`: a handler is told of each as added, as a cache's handlers are. */
 const cacheOf = (objects: KubeObject[]) =>
   ({
-    on: () => {},
+    on: (handler: (type: 'add', obj: KubeObject) => void) => {
+      for (const o of objects) handler('add', o);
+    },
     list: () => objects,
     get: (_ns: string | undefined, name: string) => objects.find((o) => o.metadata.name === name),
   }) as unknown as Informer<KubeObject>;

@@ -8,6 +8,7 @@ import type { KubeObject } from '../../kube/objects.ts';
 import type { ReflectorOptions } from '../../kube/reflector.ts';
 import { KIND_DEPLOYMENT_GRID, KIND_SERVICE_GRID, KIND_STATEFULSET_GRID, LABEL_GRID, LABEL_UNIT } from '../api/v1alpha1.ts';
 import type { ControllerMetrics } from '../metrics.ts';
+import { jsonEqual } from '../render/common.ts';
 import { BlockerWatches } from './blockers.ts';
 import { deploymentView, endpointSliceView, podView, serviceView, slimNode, statefulSetView } from './cache-views.ts';
 import { CONTROLLER_WRITE_CONCURRENCY, WriteLimiter } from './concurrency.ts';
@@ -102,6 +103,11 @@ export class GridController {
   private started = false;
   private stopping = false;
   private readonly unitCounts = new Map<string, { total: number; ready: number }>();
+  /**
+   * `unitsFor` by label key, until a node's labels change: a new unit syncs every grid keyed on
+   * its label, and they all ask for the same units.
+   */
+  private readonly unitsByKey = new Map<string, readonly string[]>();
 
   constructor(opts: ControllerOptions) {
     this.opts = opts;
@@ -225,6 +231,7 @@ export class GridController {
     const now = (node.metadata?.labels ?? {}) as Record<string, string>;
     const before = (type === 'update' ? (old?.metadata?.labels ?? {}) : {}) as Record<string, string>;
     const after = type === 'delete' ? {} : now;
+    if (!jsonEqual(before, after)) this.unitsByKey.clear();
     for (const [kind, { grids }] of this.kinds) {
       for (const g of grids.list()) {
         const key = g.spec?.gridUniqKey as string | undefined;
@@ -287,14 +294,18 @@ export class GridController {
     }
   }
 
-  /** Distinct non-empty values of `key` on nodes. */
-  unitsFor(key: string): string[] {
+  /** Distinct non-empty values of `key` on nodes, sorted. */
+  unitsFor(key: string): readonly string[] {
+    let units = this.unitsByKey.get(key);
+    if (units) return units;
     const values = new Set<string>();
     for (const n of this.nodes.list()) {
       const v = n.metadata?.labels?.[key];
       if (v) values.add(v);
     }
-    return [...values].sort();
+    units = [...values].sort();
+    this.unitsByKey.set(key, units);
+    return units;
   }
 
   async start(): Promise<void> {

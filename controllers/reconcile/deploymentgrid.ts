@@ -66,6 +66,8 @@ export interface DeploymentGridCaches {
 }
 
 export function deploymentGridParts(caches: DeploymentGridCaches, evictor: Evictor | undefined): GridKindParts<Grid> {
+  // A grid's pods: a sync looks for misplaced pods among its own, not among every pod of the namespace.
+  const podsByGrid = new ObjectsByGrid(caches.pods);
   return {
     kind: KIND_DEPLOYMENT_GRID,
     gridResource: DEPLOYMENT_GRIDS,
@@ -106,7 +108,7 @@ export function deploymentGridParts(caches: DeploymentGridCaches, evictor: Evict
       readyWhat: 'units ready',
     },
     async extras(view) {
-      const misplaced = await misplacedPods(view, caches, evictor);
+      const misplaced = await misplacedPods(view, caches, podsByGrid, evictor);
       return { conditions: [unknownOverridesNotice(view), misplaced.notice], requeueAfterMs: misplaced.requeueAfterMs };
     },
   };
@@ -115,11 +117,16 @@ export function deploymentGridParts(caches: DeploymentGridCaches, evictor: Evict
 async function misplacedPods(
   view: SyncView<Grid>,
   caches: DeploymentGridCaches,
+  podsByGrid: ObjectsByGrid,
   evictor: Evictor | undefined,
 ): Promise<{ notice: Notice; requeueAfterMs?: number }> {
   const { grid } = view;
+  const ns = grid.metadata.namespace;
   const deploymentOfUnit = new Map(view.rendered.filter((r) => r.name && view.live.has(r.name)).map((r) => [r.unit, r.name]));
-  const pods = caches.pods.list(grid.metadata.namespace).filter((p) => p.metadata?.labels?.['servicegroup.io/grid'] === grid.metadata.name);
+  const pods = podsByGrid
+    .of(ns, grid.metadata.name)
+    .map((name) => caches.pods.get(ns, name))
+    .filter((p): p is KubeObject => p !== undefined);
   const misplaced = findMisplacedPods(
     pods,
     deploymentOfUnit,

@@ -76,7 +76,7 @@ export interface KindExtras {
 /** What one sync is working with, for the kind-specific parts. */
 export interface SyncView<G extends GridObject> {
   grid: G;
-  units: string[];
+  units: readonly string[];
   rendered: RenderedObject[];
   /** Live objects the grid controls, by name, after this sync's writes. */
   live: Map<string, KubeObject>;
@@ -94,7 +94,7 @@ export interface GridKindParts<G extends GridObject> {
   objects: Informer<KubeObject>;
   /** The names in `objects` by grid label. */
   byGrid: ObjectsByGrid;
-  render(grid: G, units: string[]): RenderedObject[];
+  render(grid: G, units: readonly string[]): RenderedObject[];
   /** When the live object cannot take `desired` in place: delete and recreate it, or report why not. */
   replacement?(unit: string, live: KubeObject, desired: KubeObject): 'recreate' | UnitError | undefined;
   /** Reads each unit's status from the caches once the writes are done. */
@@ -146,7 +146,7 @@ export async function syncGrid<G extends GridObject>(
   ctx: SyncContext,
   parts: GridKindParts<G>,
   grid: G,
-  units: string[],
+  units: readonly string[],
   /**
    * Called once every object write of this sync is answered, before the kind-specific extras,
    * the status write and the events: the caller may start other grids' object writes meanwhile.

@@ -34,6 +34,8 @@ function readyEndpointsBy(slices: V1EndpointSlice[], keyOf: (nodeName: string | 
 }
 
 export function serviceGridParts(caches: ServiceGridCaches): GridKindParts<Grid> {
+  // A grid's slices (they carry its Services' labels): a sync reads its own, not every slice of the namespace per unit.
+  const slicesByGrid = new ObjectsByGrid(caches.endpointSlices);
   return {
     kind: KIND_SERVICE_GRID,
     gridResource: SERVICE_GRIDS,
@@ -75,17 +77,26 @@ export function serviceGridParts(caches: ServiceGridCaches): GridKindParts<Grid>
     // Service's endpoints by the unit of their node.
     unitReader({ grid, rendered }) {
       const ns = grid.metadata.namespace;
-      const slicesOf = (service: string) =>
-        caches.endpointSlices
-          .list(ns)
-          .filter((s) => s.metadata?.labels?.['kubernetes.io/service-name'] === service) as unknown as V1EndpointSlice[];
-      const unitOfNode = new Map<string, string>();
-      for (const n of caches.nodes.list() as V1Node[]) {
-        const v = n.metadata?.labels?.[grid.spec.gridUniqKey];
-        if (v) unitOfNode.set(n.metadata!.name!, v);
+      const slicesByService = new Map<string, V1EndpointSlice[]>();
+      for (const name of slicesByGrid.of(ns, grid.metadata.name)) {
+        const slice = caches.endpointSlices.get(ns, name) as V1EndpointSlice | undefined;
+        const service = slice?.metadata?.labels?.['kubernetes.io/service-name'];
+        if (!slice || service === undefined) continue;
+        const list = slicesByService.get(service);
+        if (list) list.push(slice);
+        else slicesByService.set(service, [slice]);
       }
+      const slicesOf = (service: string) => slicesByService.get(service) ?? [];
       const sharedName = rendered.find((r) => r.unit === SHARED)!.name;
-      const sharedCounts = readyEndpointsBy(slicesOf(sharedName), (node) => (node ? unitOfNode.get(node) : undefined));
+      const sharedSlices = slicesOf(sharedName);
+      const unitOfNode = new Map<string, string>();
+      // Only when the shared Service has endpoints to place: a pass over every node.
+      if (sharedSlices.some((s) => s.endpoints?.length))
+        for (const n of caches.nodes.list() as V1Node[]) {
+          const v = n.metadata?.labels?.[grid.spec.gridUniqKey];
+          if (v) unitOfNode.set(n.metadata!.name!, v);
+        }
+      const sharedCounts = readyEndpointsBy(sharedSlices, (node) => (node ? unitOfNode.get(node) : undefined));
       return (r) => {
         // A unit has its own Service when it has a name and no error (reading r.desired would render it).
         const own = r.name !== '' && !r.error;
