@@ -249,9 +249,9 @@ export class GridController {
     const echo = this.ctx.written.isOwnWrite(ref, version);
     this.ctx.written.seen(ref, version);
     if (echo) return;
-    // Delivered while a sync writes this object: that sync tells, once its write answers, whether
-    // this was the write's echo or a change to look at (syncs again then).
-    if (type !== 'delete' && this.ctx.written.heldDuringWrite(ref, version)) return;
+    // Delivered while a sync writes this object: handled below once the write answers, unless it
+    // was that write's echo.
+    if (type !== 'delete' && this.ctx.written.heldDuringWrite(ref, version, () => this.queueOwner(kind, obj))) return;
     if (type === 'delete') {
       this.ctx.drift.forget(obj.metadata?.uid);
       // A name another grid's object held is free now: the grids that wanted it can take it.
@@ -455,8 +455,6 @@ export class GridController {
     const result = await syncGrid(this.ctx, entry.parts, grid, this.unitsFor(grid.spec?.gridUniqKey), objectsWritten);
     this.unitCounts.set(key, { total: result.totalUnits, ready: result.readyUnits });
     this.updateBlocked(key, result.blocked);
-    // The key is still in processing: queued again, it is synced once this sync is done.
-    if (result.changedMeanwhile) this.queue.add(key);
     return result;
   }
 }

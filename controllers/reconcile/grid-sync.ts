@@ -132,8 +132,6 @@ export interface SyncResult {
   requeueAfterMs?: number;
   /** Names the grid wants that objects it does not control hold. */
   blocked: Blocked[];
-  /** An object changed while this sync wrote it, and not by that write: sync again. */
-  changedMeanwhile: boolean;
 }
 
 export interface Blocked {
@@ -170,7 +168,6 @@ export async function syncGrid<G extends GridObject>(
   const changes = new SyncEvents();
   const blocked: Blocked[] = [];
   let retry = false;
-  let changedMeanwhile = false;
 
   await forEachConcurrently(rendered, UNIT_CONCURRENCY, async (r) => {
     const ref = objectRef(parts.objectResource, ns, r.name);
@@ -203,7 +200,7 @@ export async function syncGrid<G extends GridObject>(
       problems.push({ unit: r.unit, ...replace });
       return;
     }
-    const { outcome, otherChange } = await watchedWrite(ctx.written, ref, () =>
+    const outcome = await watchedWrite(ctx.written, ref, () =>
       ctx.writes.run('object', () =>
         applyOwned({
           client: ctx.client,
@@ -216,7 +213,6 @@ export async function syncGrid<G extends GridObject>(
         }),
       ),
     );
-    changedMeanwhile ||= otherChange;
     switch (outcome.kind) {
       case 'unchanged':
       case 'created':
@@ -313,31 +309,28 @@ export async function syncGrid<G extends GridObject>(
     ctx.recorder.record(grid, e.type, e.reason, 'Rollout', e.message);
   }
   announceNew(ctx, grid, problems, extras.conditions ?? [], log);
-  return { totalUnits: total, readyUnits: ready, retry, requeueAfterMs: extras.requeueAfterMs, blocked, changedMeanwhile };
+  return { totalUnits: total, readyUnits: ready, retry, requeueAfterMs: extras.requeueAfterMs, blocked };
 }
 
 /**
  * Runs the write of the object `ref` and remembers what it wrote until the cache shows it. Watch
  * events of that object delivered meanwhile are held rather than queueing the grid again (see
  * the controller's handler of rendered objects): the one carrying the version the write answered
- * with is its echo, and `otherChange` says whether any other came.
+ * with is its echo; the others are released when the write ends.
  */
-async function watchedWrite(
-  written: RecentWrites<KubeObject>,
-  ref: string,
-  write: () => Promise<ApplyOutcome>,
-): Promise<{ outcome: ApplyOutcome; otherChange: boolean }> {
+async function watchedWrite(written: RecentWrites<KubeObject>, ref: string, write: () => Promise<ApplyOutcome>): Promise<ApplyOutcome> {
   written.started(ref);
   let outcome: ApplyOutcome;
   try {
     outcome = await write();
   } catch (err) {
-    // No event of the object may stay held (the failed sync is retried).
+    // No event of the object may stay held.
     written.finished(ref);
     throw err;
   }
   const wrote = outcome.kind === 'created' || outcome.kind === 'updated' ? outcome.live : undefined;
-  return { outcome, otherChange: written.finished(ref, wrote && { resourceVersion: wrote.metadata?.resourceVersion, value: wrote }) };
+  written.finished(ref, wrote && { resourceVersion: wrote.metadata?.resourceVersion, value: wrote });
+  return outcome;
 }
 
 /** One Warning per reason for problems not announced before; one event per notice whose message is new. */

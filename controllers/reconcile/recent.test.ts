@@ -34,27 +34,32 @@ test('isOwnWrite tells the echo of our write from any other version', () => {
   assert.equal(w.isOwnWrite('a', '7'), false, 'seen once: a later delivery of it is a relist, not an echo');
 });
 
-test('events delivered during a write are held, and only a version other than the written one counts as a change', () => {
+test('events delivered during a write are held; all but the echo of the write are released when it ends', () => {
   const w = new RecentWrites<string>();
-  assert.equal(w.heldDuringWrite('a', '3'), false, 'no write in flight: the caller handles the event');
+  const released: string[] = [];
+  const hold = (key: string, version: string | undefined) => w.heldDuringWrite(key, version, () => released.push(`${key}@${version}`));
+  assert.equal(hold('a', '3'), false, 'no write in flight: the caller handles the event');
   w.started('a');
-  assert.equal(w.heldDuringWrite('a', '9'), true, 'the echo may come before the answer');
-  assert.equal(w.heldDuringWrite('b', '9'), false, 'another object');
-  assert.equal(w.finished('a', { resourceVersion: '9', value: 'v9' }), false, 'only our own version came');
+  assert.equal(hold('a', '9'), true, 'the echo may come before the answer');
+  assert.equal(hold('b', '9'), false, 'another object');
+  w.finished('a', { resourceVersion: '9', value: 'v9' });
+  assert.deepEqual(released, [], 'only our own version came');
   assert.equal(w.get('a', undefined), undefined, 'the cache has delivered what we wrote: nothing to remember');
-  assert.equal(w.heldDuringWrite('a', '10'), false, 'the write is over: nothing held any more');
+  assert.equal(hold('a', '10'), false, 'the write is over: nothing held any more');
 
   w.started('a');
-  w.heldDuringWrite('a', '11');
-  w.heldDuringWrite('a', '12');
-  assert.equal(w.finished('a', { resourceVersion: '11', value: 'v11' }), true, 'someone changed it right after our write');
+  hold('a', '11');
+  hold('a', '12');
+  w.finished('a', { resourceVersion: '11', value: 'v11' });
+  assert.deepEqual(released, ['a@12'], 'someone changed it right after our write');
 
   w.started('a');
-  w.heldDuringWrite('a', '13');
-  assert.equal(w.finished('a'), true, 'the write wrote nothing (failed, or found it unchanged): the event was not ours');
+  hold('a', '13');
+  w.finished('a');
+  assert.deepEqual(released, ['a@12', 'a@13'], 'the write wrote nothing (failed, or found it unchanged): the event was not ours');
 
   w.started('c');
-  assert.equal(w.finished('c', { resourceVersion: '20', value: 'v20' }), false, 'nothing came');
-  assert.equal(w.get('c', '19'), 'v20', 'the answer is remembered until the cache shows it');
+  w.finished('c', { resourceVersion: '20', value: 'v20' });
+  assert.equal(w.get('c', '19'), 'v20', 'nothing came: the answer is remembered until the cache shows it');
   assert.equal(w.isOwnWrite('c', '20'), true, 'and its echo, still to come, is recognised');
 });

@@ -25,7 +25,7 @@ export class RecentWrites<T> {
    * often sends the watch event of a write before the write's own answer arrives: only then can
    * such an event be told apart from somebody else's change.
    */
-  private readonly writing = new Map<string, (string | undefined)[]>();
+  private readonly writing = new Map<string, { resourceVersion: string | undefined; release: () => void }[]>();
 
   put(key: string, resourceVersion: string | undefined, value: T): void {
     if (resourceVersion) this.entries.set(key, { resourceVersion, value, at: Date.now() });
@@ -54,27 +54,29 @@ export class RecentWrites<T> {
   }
 
   /**
-   * While a write of `key` is in flight, keeps the delivered `resourceVersion` for `finished` to
-   * judge and returns true: the event may be that write's echo, which only its answer can tell.
+   * While a write of `key` is in flight, holds the event that delivered `resourceVersion` and
+   * returns true: it may be that write's echo, which only the write's answer can tell. `release`
+   * is called when the write ends, unless the event was its echo (the caller then handles the
+   * event as it would have).
    */
-  heldDuringWrite(key: string, resourceVersion: string | undefined): boolean {
+  heldDuringWrite(key: string, resourceVersion: string | undefined, release: () => void): boolean {
     const held = this.writing.get(key);
-    held?.push(resourceVersion);
+    held?.push({ resourceVersion, release });
     return held !== undefined;
   }
 
   /**
-   * The write of `key` started last has ended; `written` is what it wrote, at which version (none
-   * when it wrote nothing). That is remembered as by `put`, unless the cache delivered that very
-   * version meanwhile. True when the cache delivered another version of `key` meanwhile: a change
-   * that was not ours, which the caller must look at.
+   * A write of `key` has ended; `written` is what it wrote, at which version (none when it wrote
+   * nothing). That is remembered as by `put`, unless the cache delivered that very version
+   * meanwhile. Every other event held meanwhile is released: a change that was not this write's.
    */
-  finished(key: string, written?: { resourceVersion: string | undefined; value: T }): boolean {
-    const held = this.writing.get(key);
+  finished(key: string, written?: { resourceVersion: string | undefined; value: T }): void {
+    const held = this.writing.get(key) ?? [];
     this.writing.delete(key);
     const version = written?.resourceVersion;
-    if (written && !(version !== undefined && held?.includes(version))) this.put(key, version, written.value);
-    return held?.some((v) => v === undefined || v !== version) ?? false;
+    const echoed = version !== undefined && held.some((h) => h.resourceVersion === version);
+    if (written && !echoed) this.put(key, version, written.value);
+    for (const h of held) if (h.resourceVersion === undefined || h.resourceVersion !== version) h.release();
   }
 
   /** The cache delivered `resourceVersion` of `key` (or deleted it: pass undefined). */
