@@ -312,8 +312,7 @@ export class NodeUnitController {
     const nodeViews = [...nodes.values()];
     const plan = planDiscovered(units, valuesByKey(keys, nodeViews));
     for (const p of plan.problems) this.log.warn({ key: p.key, value: p.value, reason: p.message }, 'no NodeUnit for this label value');
-    // All at once, like the status writes below: a new grid key over 200 values is 200 creates.
-    await forEachConcurrently(plan.create, UNIT_CONCURRENCY, async (unit) => {
+    for (const unit of plan.create) {
       try {
         await this.writes.run('deferred', () => this.opts.client.request('POST', resourcePath(NODE_UNITS), { body: unit }));
         this.log.info({ nodeUnit: unit.metadata.name, key: unit.spec.key, value: unit.spec.value }, 'NodeUnit discovered');
@@ -321,7 +320,7 @@ export class NodeUnitController {
         // Already there: the cache lags our own create; the next event brings it.
         if (!isStatus(err, 409)) throw err;
       }
-    });
+    }
     for (const name of plan.remove) {
       try {
         await this.writes.run('deferred', () => this.opts.client.request('DELETE', resourcePath(NODE_UNITS, undefined, name)));
