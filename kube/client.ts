@@ -36,6 +36,20 @@ export function isStatus(err: unknown, code: number): boolean {
  */
 export type ResponseObserver = (method: string, code: number | undefined, host: string) => void;
 
+/**
+ * Accept header asking for an object's metadata only (a PartialObjectMetadata), for writes whose
+ * caller reads nothing else of the answer: the apiserver transforms the answer to a create,
+ * update, patch or delete too, which saves parsing the spec and status (a third of a Deployment
+ * that was just created; more of a large object). A server that cannot answers with the whole
+ * object, which carries the same metadata.
+ */
+export const ACCEPT_METADATA = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json';
+
+/** True when `obj` is a metadata-only answer (ACCEPT_METADATA) rather than the whole object. */
+export function isMetadataOnly(obj: { kind?: string } | undefined): boolean {
+  return obj?.kind === 'PartialObjectMetadata';
+}
+
 export type Query = Record<string, string | number | boolean | undefined>;
 
 export interface RequestOptions {
@@ -345,17 +359,18 @@ export class KubeClient {
     return this.request<T>('DELETE', path, { body });
   }
 
-  /** Server-side apply of a whole object as `fieldManager`. */
-  apply<T = unknown>(path: string, obj: unknown, fieldManager: string, force = false): Promise<T> {
+  /** Server-side apply of a whole object as `fieldManager`; `accept`: ACCEPT_METADATA when only the answer's metadata is read. */
+  apply<T = unknown>(path: string, obj: unknown, fieldManager: string, force = false, accept?: string): Promise<T> {
     return this.request<T>('PATCH', path, {
       query: { fieldManager, force: force || undefined },
       body: obj,
       contentType: 'application/apply-patch+yaml',
+      accept,
     });
   }
 
-  mergePatch<T = unknown>(path: string, patch: unknown, fieldManager?: string): Promise<T> {
-    return this.request<T>('PATCH', path, { query: { fieldManager }, body: patch, contentType: 'application/merge-patch+json' });
+  mergePatch<T = unknown>(path: string, patch: unknown, fieldManager?: string, accept?: string): Promise<T> {
+    return this.request<T>('PATCH', path, { query: { fieldManager }, body: patch, contentType: 'application/merge-patch+json', accept });
   }
 }
 

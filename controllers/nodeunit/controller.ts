@@ -4,7 +4,7 @@
 // (one queue key), fed by the caches; a sync with nothing changed makes no write.
 
 import type { Logger } from 'pino';
-import { isStatus, type KubeClient } from '../../kube/client.ts';
+import { ACCEPT_METADATA, isStatus, type KubeClient } from '../../kube/client.ts';
 import { Informer } from '../../kube/informer.ts';
 import { type KubeObject, resourcePath } from '../../kube/objects.ts';
 import type { ReflectorOptions } from '../../kube/reflector.ts';
@@ -330,7 +330,9 @@ export class NodeUnitController {
     const discovered: string[] = [];
     for (const unit of plan.create) {
       try {
-        await this.writes.run('deferred', () => this.opts.client.request('POST', resourcePath(NODE_UNITS), { body: unit }));
+        await this.writes.run('deferred', () =>
+          this.opts.client.request('POST', resourcePath(NODE_UNITS), { body: unit, accept: ACCEPT_METADATA }),
+        );
         discovered.push(unit.metadata.name!);
         this.log.debug({ nodeUnit: unit.metadata.name, key: unit.spec.key, value: unit.spec.value }, 'NodeUnit discovered');
       } catch (err) {
@@ -341,7 +343,9 @@ export class NodeUnitController {
     const deleted: string[] = [];
     for (const name of plan.remove) {
       try {
-        await this.writes.run('deferred', () => this.opts.client.request('DELETE', resourcePath(NODE_UNITS, undefined, name)));
+        await this.writes.run('deferred', () =>
+          this.opts.client.request('DELETE', resourcePath(NODE_UNITS, undefined, name), { accept: ACCEPT_METADATA }),
+        );
         deleted.push(name);
         this.log.debug({ nodeUnit: name }, 'NodeUnit no longer in use; deleted');
       } catch (err) {
@@ -380,7 +384,12 @@ export class NodeUnitController {
     await forEachConcurrently(writes, UNIT_CONCURRENCY, async ({ unit, patch }) => {
       try {
         await this.writes.run('deferred', () =>
-          this.opts.client.mergePatch(resourcePath(NODE_UNITS, undefined, unit.metadata.name, 'status'), { status: patch }, FIELD_MANAGER),
+          this.opts.client.mergePatch(
+            resourcePath(NODE_UNITS, undefined, unit.metadata.name, 'status'),
+            { status: patch },
+            FIELD_MANAGER,
+            ACCEPT_METADATA,
+          ),
         );
       } catch (err) {
         if (isStatus(err, 404)) return;

@@ -219,7 +219,12 @@ export async function syncGrid<G extends GridObject>(
       case 'created':
       case 'updated':
         live.set(r.name, outcome.live);
-        if (outcome.kind !== 'unchanged') ctx.written.put(ref, outcome.live.metadata?.resourceVersion, outcome.live);
+        if (outcome.kind !== 'unchanged') {
+          ctx.written.put(ref, outcome.live.metadata?.resourceVersion, outcome.live);
+          // The watch event of the write may have come before its answer.
+          const echo = parts.objects.get(ns, r.name);
+          if (echo) ctx.drift.seen(echo);
+        }
         ctx.failures.clear(ref);
         if (outcome.kind !== 'unchanged') {
           changes.add(outcome.kind === 'created' ? 'Created' : 'Updated', what);

@@ -2,7 +2,7 @@
 // the grid shows, or from what this controller wrote last while the cache has not caught up
 // with that write yet (a second sync right after the first must not write the same status again).
 
-import type { KubeClient } from '../../kube/client.ts';
+import { ACCEPT_METADATA, type KubeClient } from '../../kube/client.ts';
 import type { KubeObject } from '../../kube/objects.ts';
 import { resourcePath } from '../../kube/objects.ts';
 import { stableStringify } from '../render/common.ts';
@@ -45,5 +45,6 @@ function patchStatus(client: KubeClient, resource: Resource, obj: GridObject, st
   const patch: Record<string, unknown> = {};
   for (const k of Object.keys(obj.status ?? {})) patch[k] = null;
   Object.assign(patch, status);
-  return client.mergePatch<KubeObject>(path, { status: patch }, FIELD_MANAGER);
+  // Only the answer's resourceVersion is read.
+  return client.mergePatch<KubeObject>(path, { status: patch }, FIELD_MANAGER, ACCEPT_METADATA);
 }
