@@ -112,6 +112,8 @@ describe('controller process', () => {
       assert.match(metrics, /^rest_client_requests_total\{code="201",method="POST",host="127\.0\.0\.1:\d+"\} [1-9]/m);
       assert.match(metrics, /^process_resident_memory_bytes [1-9]/m);
       assert.match(metrics, /^nodejs_eventloop_lag_p99_seconds /m);
+      assert.match(metrics, /^nodejs_heap_size_used_bytes [1-9]/m);
+      assert.doesNotMatch(metrics, /nodejs_gc_duration_seconds/, 'no GC observer (see README, metrics)');
       assert.match(metrics, /^servicegroup_units\{kind="DeploymentGrid"\} 2$/m);
       assert.match(metrics, /^leader_election_master_status\{name="servicegroup-controller"\} 1$/m);
       assert.match((await http(r2, '/metrics')).body, /^leader_election_master_status\{name="servicegroup-controller"\} 0$/m);
