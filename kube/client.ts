@@ -314,12 +314,17 @@ export class KubeClient {
       const abort = () => stop(signal?.reason instanceof Error ? signal.reason : new Error(`${method} ${path}: aborted`));
       if (signal?.aborted) abort();
       else signal?.addEventListener('abort', abort, { once: true });
-      req.on('response', (h) => (code = Number(h[':status'])));
+      // Listeners return nothing: Node's emit does more work for a listener that returns a value.
+      req.on('response', (h) => {
+        code = Number(h[':status']);
+      });
       req.on('data', (c: Buffer) => {
         if (first === undefined) first = c;
         else (more ??= [first]).push(c);
       });
-      req.on('error', (err) => (error ??= err));
+      req.on('error', (err) => {
+        error ??= err;
+      });
       req.on('close', () => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', abort);
