@@ -52,12 +52,20 @@ export function isMetadataOnly(obj: { kind?: string } | undefined): boolean {
 
 export type Query = Record<string, string | number | boolean | undefined>;
 
+/**
+ * What of a request's answer the caller reads: `whole` (the default), `metadata` (asks for
+ * metadata only, ACCEPT_METADATA), or `none` (metadata asked for, and the body of a successful
+ * answer is not parsed; an error's still is, for its message).
+ */
+export type Answer = 'whole' | 'metadata' | 'none';
+
 export interface RequestOptions {
   query?: Query;
   body?: unknown;
   contentType?: string;
-  /** The Accept header; JSON by default. */
+  /** The Accept header; JSON by default, metadata only for an `answer` of `metadata` or `none`. */
   accept?: string;
+  answer?: Answer;
   signal?: AbortSignal;
   /** Bound on the whole request, response body included. */
   timeoutMs?: number;
@@ -114,7 +122,8 @@ function requestParts(path: string, opts: RequestOptions): { target: string; pay
       target += `${separator}${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`;
       separator = '&';
     }
-  const headers: Record<string, string | number> = { accept: opts.accept ?? 'application/json' };
+  const accept = opts.accept ?? (opts.answer === 'metadata' || opts.answer === 'none' ? ACCEPT_METADATA : 'application/json');
+  const headers: Record<string, string | number> = { accept };
   if (opts.body === undefined) return { target, headers };
   const payload = JSON.stringify(opts.body);
   headers['content-type'] = opts.contentType ?? 'application/json';
@@ -254,7 +263,8 @@ export class KubeClient {
     const signal = opts.signal ? AbortSignal.any([opts.signal, expired.signal]) : expired.signal;
     try {
       const res = await this.stream(method, path, { ...opts, signal, idleTimeoutMs: timeoutMs });
-      return parseBody(await readBody(res)) as T;
+      const body = await readBody(res);
+      return (opts.answer === 'none' ? undefined : parseBody(body)) as T;
     } catch (err) {
       // Aborting a request rejects with a generic AbortError; the deadline's own reason says more.
       if (expired.signal.aborted) throw expired.signal.reason;
@@ -342,7 +352,7 @@ export class KubeClient {
         }
         const body = more ? Buffer.concat(more) : (first ?? EMPTY);
         if (code === undefined || code >= 300) reject(new ApiError(method, pathOf(target), code ?? 0, parseBody(body)));
-        else resolve(parseBody(body));
+        else resolve(opts.answer === 'none' ? undefined : parseBody(body));
       });
       if (payload !== undefined) req.end(payload);
     });
@@ -364,18 +374,18 @@ export class KubeClient {
     return this.request<T>('DELETE', path, { body });
   }
 
-  /** Server-side apply of a whole object as `fieldManager`; `accept`: ACCEPT_METADATA when only the answer's metadata is read. */
-  apply<T = unknown>(path: string, obj: unknown, fieldManager: string, force = false, accept?: string): Promise<T> {
+  /** Server-side apply of a whole object as `fieldManager`. */
+  apply<T = unknown>(path: string, obj: unknown, fieldManager: string, force = false, answer?: Answer): Promise<T> {
     return this.request<T>('PATCH', path, {
       query: { fieldManager, force: force || undefined },
       body: obj,
       contentType: 'application/apply-patch+yaml',
-      accept,
+      answer,
     });
   }
 
-  mergePatch<T = unknown>(path: string, patch: unknown, fieldManager?: string, accept?: string): Promise<T> {
-    return this.request<T>('PATCH', path, { query: { fieldManager }, body: patch, contentType: 'application/merge-patch+json', accept });
+  mergePatch<T = unknown>(path: string, patch: unknown, fieldManager?: string, answer?: Answer): Promise<T> {
+    return this.request<T>('PATCH', path, { query: { fieldManager }, body: patch, contentType: 'application/merge-patch+json', answer });
   }
 }
 

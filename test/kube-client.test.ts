@@ -7,7 +7,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { ApiError, KubeClient } from '../kube/client.ts';
+import { ApiError, isMetadataOnly, KubeClient } from '../kube/client.ts';
 import { loadKubeconfig } from '../kube/kubeconfig.ts';
 import { useCluster } from './cluster/cluster.ts';
 
@@ -80,6 +80,44 @@ describe('KubeClient requests', () => {
     assert.match(String(err), /no complete response within 300 ms/);
     assert.ok(Date.now() - started < 20_000, `rejected after ${Date.now() - started} ms`);
     assert.equal((await client.get<{ metadata: { name: string } }>('/api/v1/namespaces/default')).metadata.name, 'default');
+    client.close();
+  });
+
+  test('answers of metadata only: the apiserver transforms creates, applies and status patches; none: nothing parsed, errors still carry their status', async () => {
+    const client = new KubeClient(loadKubeconfig(cluster().adminKubeconfigPath));
+    const path = '/apis/apps/v1/namespaces/default/deployments';
+    const deployment = {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'answers', namespace: 'default', labels: { app: 'answers' } },
+      spec: {
+        selector: { matchLabels: { app: 'answers' } },
+        template: { metadata: { labels: { app: 'answers' } }, spec: { containers: [{ name: 'c', image: 'registry.invalid/c:1' }] } },
+      },
+    };
+    type Answer = { kind: string; metadata: { uid?: string; resourceVersion?: string; managedFields?: unknown[] }; spec?: unknown };
+    const metadataOnly = (a: Answer, what: string) => {
+      assert.equal(a.kind, 'PartialObjectMetadata', what);
+      assert.ok(isMetadataOnly(a), what);
+      assert.ok(a.metadata.uid && a.metadata.resourceVersion && a.metadata.managedFields?.length, `${what}: ${JSON.stringify(a)}`);
+      assert.equal(a.spec, undefined, what);
+    };
+    const created = await client.request<Answer>('POST', path, { query: { fieldManager: 'test' }, body: deployment, answer: 'metadata' });
+    metadataOnly(created, 'create');
+    const applied = await client.apply<Answer>(`${path}/answers`, deployment, 'test', true, 'metadata');
+    metadataOnly(applied, 'apply');
+    const status = await client.mergePatch<Answer>(`${path}/answers/status`, { status: { observedGeneration: 1 } }, 'test', 'metadata');
+    metadataOnly(status, 'status patch');
+    assert.ok(Number(status.metadata.resourceVersion) > Number(created.metadata.resourceVersion));
+    const whole = await client.get<Answer>(`${path}/answers`);
+    assert.equal(whole.kind, 'Deployment', 'the whole object by default');
+    assert.equal(
+      await client.request('POST', path, { body: { ...deployment, metadata: { name: 'answers-2' } }, answer: 'none' }),
+      undefined,
+    );
+    const taken = await client.request('POST', path, { body: deployment, answer: 'none' }).catch((e) => e);
+    assert.ok(taken instanceof ApiError && taken.statusCode === 409 && taken.reason === 'AlreadyExists', String(taken));
+    assert.equal(await client.request('DELETE', `${path}/answers`, { answer: 'none' }), undefined);
     client.close();
   });
 

@@ -4,7 +4,7 @@
 // (one queue key), fed by the caches; a sync with nothing changed makes no write.
 
 import type { Logger } from 'pino';
-import { ACCEPT_METADATA, isStatus, type KubeClient } from '../../kube/client.ts';
+import { isStatus, type KubeClient } from '../../kube/client.ts';
 import { Informer } from '../../kube/informer.ts';
 import { type KubeObject, resourcePath } from '../../kube/objects.ts';
 import type { ReflectorOptions } from '../../kube/reflector.ts';
@@ -330,9 +330,7 @@ export class NodeUnitController {
     const discovered: string[] = [];
     for (const unit of plan.create) {
       try {
-        await this.writes.run('deferred', () =>
-          this.opts.client.request('POST', resourcePath(NODE_UNITS), { body: unit, accept: ACCEPT_METADATA }),
-        );
+        await this.writes.run('deferred', () => this.opts.client.request('POST', resourcePath(NODE_UNITS), { body: unit, answer: 'none' }));
         discovered.push(unit.metadata.name!);
         this.log.debug({ nodeUnit: unit.metadata.name, key: unit.spec.key, value: unit.spec.value }, 'NodeUnit discovered');
       } catch (err) {
@@ -344,7 +342,7 @@ export class NodeUnitController {
     for (const name of plan.remove) {
       try {
         await this.writes.run('deferred', () =>
-          this.opts.client.request('DELETE', resourcePath(NODE_UNITS, undefined, name), { accept: ACCEPT_METADATA }),
+          this.opts.client.request('DELETE', resourcePath(NODE_UNITS, undefined, name), { answer: 'none' }),
         );
         deleted.push(name);
         this.log.debug({ nodeUnit: name }, 'NodeUnit no longer in use; deleted');
@@ -388,7 +386,7 @@ export class NodeUnitController {
             resourcePath(NODE_UNITS, undefined, unit.metadata.name, 'status'),
             { status: patch },
             FIELD_MANAGER,
-            ACCEPT_METADATA,
+            'none',
           ),
         );
       } catch (err) {

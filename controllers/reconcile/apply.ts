@@ -15,7 +15,7 @@
 // whole answer instead, so that even when that event is missed the detector learns what the
 // apiserver makes of the render, and the repair is not repeated.
 
-import { ACCEPT_METADATA, ApiError, isMetadataOnly, isStatus, type KubeClient } from '../../kube/client.ts';
+import { ApiError, isMetadataOnly, isStatus, type KubeClient } from '../../kube/client.ts';
 import type { KubeObject } from '../../kube/objects.ts';
 import { resourcePath } from '../../kube/objects.ts';
 import { ANNOTATION_RENDER_HASH } from '../api/v1alpha1.ts';
@@ -85,7 +85,7 @@ export async function applyOwned(t: ApplyTarget): Promise<ApplyOutcome> {
       const answer = await t.client.request<KubeObject>('POST', resourcePath(t.resource, ns), {
         query: { fieldManager: FIELD_MANAGER },
         body: desired,
-        accept: ACCEPT_METADATA,
+        answer: 'metadata',
       });
       return { kind: 'created', live: recordWrite(t, answer, undefined) };
     } catch (err) {
@@ -148,7 +148,7 @@ async function look(t: ApplyTarget, path: string): Promise<{ live: KubeObject | 
 /** `whole`: ask for the whole object in answer, not only its metadata. */
 function applyWithUid(t: ApplyTarget, path: string, uid: string | undefined, whole: boolean): Promise<KubeObject> {
   const body = { ...t.desired, metadata: { ...t.desired.metadata, uid } };
-  return t.client.apply<KubeObject>(path, body, FIELD_MANAGER, true, whole ? undefined : ACCEPT_METADATA);
+  return t.client.apply<KubeObject>(path, body, FIELD_MANAGER, true, whole ? 'whole' : 'metadata');
 }
 
 /**
@@ -201,13 +201,13 @@ export function upgradedManagedFields(entries: ManagedFieldsEntry[] | undefined)
 async function upgradeCreateEntry(client: KubeClient, path: string, cached: KubeObject): Promise<void> {
   // Caches may drop managedFields to save memory: then one read (updates are rare) tells.
   const live =
-    cached.metadata?.managedFields === undefined ? await client.request<KubeObject>('GET', path, { accept: ACCEPT_METADATA }) : cached;
+    cached.metadata?.managedFields === undefined ? await client.request<KubeObject>('GET', path, { answer: 'metadata' }) : cached;
   const upgraded = upgradedManagedFields(live.metadata?.managedFields as ManagedFieldsEntry[] | undefined);
   if (!upgraded) return;
   try {
     await client.request('PATCH', path, {
       query: { fieldManager: FIELD_MANAGER },
-      accept: ACCEPT_METADATA,
+      answer: 'none',
       contentType: 'application/json-patch+json',
       body: [
         { op: 'test', path: '/metadata/resourceVersion', value: live.metadata!.resourceVersion },
@@ -227,7 +227,7 @@ export async function deleteOwned(client: KubeClient, resource: Resource, obj: K
   try {
     await client.request('DELETE', path, {
       body: { apiVersion: 'v1', kind: 'DeleteOptions', propagationPolicy: 'Background', preconditions: { uid: obj.metadata!.uid } },
-      accept: ACCEPT_METADATA,
+      answer: 'none',
     });
     return true;
   } catch (err) {

@@ -5,7 +5,7 @@
 // our own status write, so a second sync right after the first would announce it again).
 
 import type { Logger } from 'pino';
-import { ACCEPT_METADATA, type KubeClient } from '../../kube/client.ts';
+import type { KubeClient } from '../../kube/client.ts';
 import { API_VERSION, GROUP } from '../api/v1alpha1.ts';
 import { FIELD_MANAGER } from './apply.ts';
 import type { WriteLimiter } from './concurrency.ts';
@@ -67,7 +67,7 @@ export class EventRecorder {
       const path = `/apis/events.k8s.io/v1/namespaces/${ns}/events`;
       await this.limiter.run('deferred', () =>
         this.client.request('POST', path, {
-          accept: ACCEPT_METADATA,
+          answer: 'none',
           body: {
             apiVersion: 'events.k8s.io/v1',
             kind: 'Event',

@@ -2,7 +2,7 @@
 // the grid shows, or from what this controller wrote last while the cache has not caught up
 // with that write yet (a second sync right after the first must not write the same status again).
 
-import { ACCEPT_METADATA, type KubeClient } from '../../kube/client.ts';
+import type { KubeClient } from '../../kube/client.ts';
 import type { KubeObject } from '../../kube/objects.ts';
 import { resourcePath } from '../../kube/objects.ts';
 import { stableStringify } from '../render/common.ts';
@@ -46,5 +46,5 @@ function patchStatus(client: KubeClient, resource: Resource, obj: GridObject, st
   for (const k of Object.keys(obj.status ?? {})) patch[k] = null;
   Object.assign(patch, status);
   // Only the answer's resourceVersion is read.
-  return client.mergePatch<KubeObject>(path, { status: patch }, FIELD_MANAGER, ACCEPT_METADATA);
+  return client.mergePatch<KubeObject>(path, { status: patch }, FIELD_MANAGER, 'metadata');
 }
