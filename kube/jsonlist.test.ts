@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { releasePage, splitList, topLevelField } from './jsonlist.ts';
+import { releasePage, splitList } from './jsonlist.ts';
 
 const split = (v: unknown, text = JSON.stringify(v)) => {
   const l = splitList<unknown>(Buffer.from(text));
@@ -100,22 +100,4 @@ test('releasePage frees a page that owns its memory, and nothing that shares mem
   const view = Buffer.alloc(200_000).subarray(10);
   releasePage(view);
   assert.equal(view.length, 199_990, 'a view into part of a memory block is left alone');
-});
-
-test('topLevelField finds a field of the object itself, never one of the same name nested or inside a string', () => {
-  const obj = {
-    metadata: { name: 'x', annotations: { endpoints: '"endpoints":[1]' }, labels: { 'a"b': 'c' } },
-    note: 'a \\"endpoints\\": string',
-    endpoints: [{ addresses: ['1'], deprecatedTopology: { endpoints: 'z' } }],
-    ports: [{ port: 80 }],
-  };
-  const body = Buffer.from(JSON.stringify(obj));
-  const f = topLevelField(body, 'endpoints')!;
-  assert.deepEqual(JSON.parse(body.toString('utf8', f.valueStart, f.valueEnd)), obj.endpoints);
-  assert.equal(body.toString('utf8', f.keyStart, f.valueStart), '"endpoints":');
-  assert.equal(topLevelField(body, 'missing'), undefined);
-  assert.equal(topLevelField(Buffer.from('{"annotations":{"endpoints":[]}}'), 'endpoints'), undefined);
-  assert.deepEqual(topLevelField(Buffer.from(' { "a" : 1 , "b" : "x" } '), 'b'), { keyStart: 13, valueStart: 19, valueEnd: 22 });
-  assert.throws(() => topLevelField(Buffer.from('[1]'), 'a'), SyntaxError);
-  assert.throws(() => topLevelField(Buffer.from('{"a" 1}'), 'a'), SyntaxError);
 });

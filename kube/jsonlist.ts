@@ -103,32 +103,3 @@ export function releasePage(page: Buffer): void {
   const memory = page.buffer;
   if (memory instanceof ArrayBuffer && page.byteOffset === 0 && memory.byteLength === page.length) memory.transfer(0);
 }
-
-/** Where one top-level field of a JSON object lies in its bytes: its key's opening quote, and its value. */
-export interface FieldRange {
-  keyStart: number;
-  valueStart: number;
-  valueEnd: number;
-}
-
-/** The range of the top-level field `name` of the JSON object in `body`, or undefined when it has none. */
-export function topLevelField(body: Buffer, name: string): FieldRange | undefined {
-  const wanted = JSON.stringify(name);
-  let i = skipSpace(body, 0);
-  if (body[i] !== 0x7b) throw new SyntaxError('JSON object: not an object');
-  i = skipSpace(body, i + 1);
-  while (i < body.length && body[i] !== 0x7d) {
-    if (body[i] !== QUOTE) throw new SyntaxError(`JSON object: expected a key at ${i}`);
-    const keyStart = i;
-    const keyEnd = stringEnd(body, i);
-    i = skipSpace(body, keyEnd);
-    if (body[i] !== 0x3a) throw new SyntaxError(`JSON object: expected ':' at ${i}`);
-    const valueStart = skipSpace(body, i + 1);
-    const end = valueEnd(body, valueStart);
-    if (body.toString('utf8', keyStart, keyEnd) === wanted) return { keyStart, valueStart, valueEnd: end };
-    i = skipSpace(body, end);
-    if (body[i] === 0x2c) i = skipSpace(body, i + 1);
-    else if (body[i] !== 0x7d) throw new SyntaxError(`JSON object: expected ',' or '}' at ${i}`);
-  }
-  return undefined;
-}

@@ -108,34 +108,6 @@ test('relabels, annotation changes and node removal emit MODIFIED for exactly th
   assert.equal(view.recomputations - before, 1, 'web has no endpoint left on b1');
 });
 
-test('the upstream slices a saved state keeps are those received, whatever the rule served of them', () => {
-  const { view, served } = setup();
-  for (const n of [node('a1', 'a'), node('b1', 'b')]) view.upsert('nodes', n);
-  view.upsert('services', svc('web', true));
-  const received: KubeObject[] = [
-    {
-      ...slice('web-1', 'web', [
-        ['1', 'a1'],
-        ['2', 'b1'],
-      ]),
-      addressType: 'IPv4',
-      ports: [{ port: 80 }],
-    },
-    { metadata: { name: 'web-2', namespace: 'ns', labels: { 'kubernetes.io/service-name': 'web' } }, addressType: 'IPv4' },
-    { metadata: { name: 'web-3', namespace: 'ns', labels: { 'kubernetes.io/service-name': 'web' } }, endpoints: null },
-    slice('orphan-1', 'nobody', [['3', 'b1']]),
-  ];
-  for (const s of received) view.upsert('endpointslices', { ...s, metadata: { ...s.metadata, resourceVersion: '42' } });
-  assert.deepEqual(served.endpointslices.get('ns/web-1')!.endpoints, [{ addresses: ['1'], nodeName: 'a1', conditions: { ready: true } }]);
-  assert.deepEqual(served.endpointslices.get('ns/web-2')!.endpoints, [], 'served with an empty list');
-  const saved = [...view.upstreamObjects('endpointslices')].map((j) => {
-    const { kind: _k, apiVersion: _a, metadata, ...rest } = JSON.parse(String(j));
-    const { resourceVersion: _rv, ...meta } = metadata;
-    return { metadata: meta, ...rest };
-  });
-  assert.deepEqual(saved, received);
-});
-
 test('Services with the same topology annotation share one parsed copy of it, and each keeps its own', () => {
   const { view, served } = setup();
   for (const n of [node('a1', 'a'), node('b1', 'b')]) view.upsert('nodes', n);

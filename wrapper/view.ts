@@ -2,7 +2,6 @@
 // equal to "upstream with the NodeUnit rule applied". Indexes (slices by Service, Services by
 // node) make each change recompute only the Services it can affect.
 import type { Logger } from 'pino';
-import { topLevelField } from '../kube/jsonlist.ts';
 import { type KubeObject, objectKey } from '../kube/objects.ts';
 import {
   effectiveTopologyKeys,
@@ -73,8 +72,6 @@ const removeFromList = <K, V>(m: Map<K, V[]>, k: K, v: V) => {
   if (l!.length === 1) m.delete(k);
   else l!.splice(i, 1);
 };
-/** Kept for an EndpointSlice without `endpoints` (`null` is kept as JSON, like any value). */
-const NO_ENDPOINTS = '';
 /** Distinct topology key lists kept before the cache of shared ones is emptied (a bound, never reached in practice). */
 const MAX_SHARED_TOPOLOGIES = 1024;
 const sameLabels = (a: Record<string, string> | undefined, b: Record<string, string> | undefined) =>
@@ -94,11 +91,9 @@ export class NodeUnitView {
   private readonly marked = new Set<string>();
   /**
    * Upstream inputs of the rule, as JSON: parsed again only when their Service is recomputed,
-   * which costs less than keeping thousands of parsed objects on every node. Of an EndpointSlice
-   * only its `endpoints` are kept here (NO_ENDPOINTS when it has none): the rule changes nothing
-   * else, so the rest is the served slice's (see upstreamSlice), and a slice is not held twice.
+   * which costs less than keeping thousands of parsed objects on every node.
    */
-  private readonly sliceEndpoints = new Map<string, string>();
+  private readonly slices = new Map<string, string>();
   private readonly sliceService = new Map<string, string>();
   private readonly slicesByService = new Map<string, string[]>();
   private readonly endpoints = new Map<string, string>();
@@ -235,8 +230,8 @@ export class NodeUnitView {
       removeFromList(this.slicesByService, oldService, key);
       this.sliceService.delete(key);
     }
-    if (slice) this.sliceEndpoints.set(key, slice.endpoints === undefined ? NO_ENDPOINTS : JSON.stringify(slice.endpoints));
-    else this.sliceEndpoints.delete(key);
+    if (slice) this.slices.set(key, JSON.stringify(slice));
+    else this.slices.delete(key);
     if (newService !== undefined) {
       addToList(this.slicesByService, newService, key);
       this.sliceService.set(key, newService);
@@ -356,7 +351,7 @@ export class NodeUnitView {
     let dropped = 0;
 
     const sliceKeys = [...(this.slicesByService.get(svcKey) ?? [])];
-    const inputs = sliceKeys.map((k) => (fresh?.input === 'slice' && fresh.key === k ? fresh.obj! : this.upstreamSlice(k)!));
+    const inputs = sliceKeys.map((k) => parsed('slice', k, this.slices.get(k))!);
     for (const s of inputs) {
       for (const e of (s.endpoints as { nodeName?: string }[] | undefined) ?? []) if (e.nodeName) nodes.add(e.nodeName);
     }
@@ -399,47 +394,10 @@ export class NodeUnitView {
    * rebuild the view. Services, Nodes and ServiceCIDRs are served as they came.
    */
   upstreamObjects(resource: UpstreamResource): Iterable<string | Buffer> {
-    if (resource === 'endpointslices') return this.upstreamSliceJson();
+    if (resource === 'endpointslices') return this.slices.values();
     if (resource === 'endpoints') return this.endpoints.values();
     if (resource === 'nodeunits') return this.unitObjects.values();
     return this.served[resource].list(undefined).items;
-  }
-
-  /**
-   * An upstream EndpointSlice as it was last received, but for its resourceVersion (the served
-   * one's): the served slice with the upstream endpoints put back.
-   */
-  private upstreamSlice(key: string): KubeObject | undefined {
-    const endpoints = this.sliceEndpoints.get(key);
-    const served = endpoints === undefined ? undefined : this.served.endpointslices.get(key);
-    if (!served) return undefined;
-    if (endpoints === NO_ENDPOINTS) delete served.endpoints;
-    else served.endpoints = JSON.parse(endpoints!);
-    return served as KubeObject;
-  }
-
-  /**
-   * The upstream slices as JSON for a saved state: the served bytes with the upstream endpoints
-   * spliced in, without parsing 5,000 slices for each snapshot.
-   */
-  private *upstreamSliceJson(): Iterable<string | Buffer> {
-    for (const [key, endpoints] of this.sliceEndpoints) {
-      const served = this.served.endpointslices.encoded(key);
-      if (!served) continue;
-      const field = topLevelField(served, 'endpoints');
-      if (!field) {
-        // Served unfiltered and without endpoints: as received.
-        if (endpoints === NO_ENDPOINTS) yield served;
-        else yield JSON.stringify(this.upstreamSlice(key));
-      } else if (endpoints !== NO_ENDPOINTS) {
-        yield Buffer.concat([served.subarray(0, field.valueStart), Buffer.from(endpoints), served.subarray(field.valueEnd)]);
-      } else if (served[field.keyStart - 1] === 0x2c /* , */) {
-        // The rule gave it an empty list; received without one. Never the first field (kind is).
-        yield Buffer.concat([served.subarray(0, field.keyStart - 1), served.subarray(field.valueEnd)]);
-      } else {
-        yield JSON.stringify(this.upstreamSlice(key));
-      }
-    }
   }
 
   get endpointTotals(): FilterStats {
