@@ -4,7 +4,7 @@
 // (importing one costs tens of MiB of memory for models this project never uses).
 
 import type { IncomingMessage } from 'node:http';
-import type { ClientHttp2Session, OutgoingHttpHeaders } from 'node:http2';
+import type { ClientHttp2Session, ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
@@ -36,14 +36,36 @@ export function isStatus(err: unknown, code: number): boolean {
  */
 export type ResponseObserver = (method: string, code: number | undefined, host: string) => void;
 
+/**
+ * Accept header asking for an object's metadata only (a PartialObjectMetadata), for writes whose
+ * caller reads nothing else of the answer: the apiserver transforms the answer to a create,
+ * update, patch or delete too, which saves parsing the spec and status (a third of a Deployment
+ * that was just created; more of a large object). A server that cannot answers with the whole
+ * object, which carries the same metadata.
+ */
+export const ACCEPT_METADATA = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json';
+
+/** True when `obj` is a metadata-only answer (ACCEPT_METADATA) rather than the whole object. */
+export function isMetadataOnly(obj: { kind?: string } | undefined): boolean {
+  return obj?.kind === 'PartialObjectMetadata';
+}
+
 export type Query = Record<string, string | number | boolean | undefined>;
+
+/**
+ * What of a request's answer the caller reads: `whole` (the default), `metadata` (asks for
+ * metadata only, ACCEPT_METADATA), or `none` (metadata asked for, and the body of a successful
+ * answer is not parsed; an error's still is, for its message).
+ */
+export type Answer = 'whole' | 'metadata' | 'none';
 
 export interface RequestOptions {
   query?: Query;
   body?: unknown;
   contentType?: string;
-  /** The Accept header; JSON by default. */
+  /** The Accept header; JSON by default, metadata only for an `answer` of `metadata` or `none`. */
   accept?: string;
+  answer?: Answer;
   signal?: AbortSignal;
   /** Bound on the whole request, response body included. */
   timeoutMs?: number;
@@ -58,6 +80,15 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 /** After a server declined HTTP/2, requests use HTTP/1.1 this long before it is offered again. */
 const H2_DECLINED_RETRY_MS = 10 * 60_000;
 const H2_PING_TIMEOUT_MS = 5_000;
+/**
+ * Credentials are applied again (a token file read again) at most this often, and after any 401.
+ * A rotated ServiceAccount token is written well before the old one expires, so a few seconds of
+ * delay never sends an expired token; reading the file for every request cost a system call or
+ * four per write.
+ */
+const CREDENTIALS_REFRESH_MS = 5_000;
+
+const EMPTY = Buffer.alloc(0);
 
 async function readBody(res: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -75,22 +106,42 @@ function parseBody(body: Buffer): unknown {
 }
 
 /**
- * A request's URL with its query, its JSON payload and the headers that describe them, for either
- * transport (names in lower case, as HTTP/2 requires and HTTP/1.1 accepts).
+ * A request's target (path and query, the form an HTTP/2 `:path` takes), its JSON payload and the
+ * headers that describe them, for either transport (names in lower case, as HTTP/2 requires and
+ * HTTP/1.1 accepts). Built as a string: parsing a URL and serialising its search parameters per
+ * request cost more than the rest of this function.
  */
-function requestParts(
-  server: URL,
-  path: string,
-  opts: RequestOptions,
-): { url: URL; payload?: string; headers: Record<string, string | number> } {
-  const url = new URL(path, server);
-  for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
-  const headers: Record<string, string | number> = { accept: opts.accept ?? 'application/json' };
-  if (opts.body === undefined) return { url, headers };
+function requestParts(path: string, opts: RequestOptions): { target: string; payload?: string; headers: Record<string, string | number> } {
+  let target = path;
+  let separator = path.includes('?') ? '&' : '?';
+  const query = opts.query;
+  if (query)
+    for (const k of Object.keys(query)) {
+      const v = query[k];
+      if (v === undefined) continue;
+      target += `${separator}${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`;
+      separator = '&';
+    }
+  const accept = opts.accept ?? (opts.answer === 'metadata' || opts.answer === 'none' ? ACCEPT_METADATA : 'application/json');
+  const headers: Record<string, string | number> = { accept };
+  if (opts.body === undefined) return { target, headers };
   const payload = JSON.stringify(opts.body);
   headers['content-type'] = opts.contentType ?? 'application/json';
   headers['content-length'] = Buffer.byteLength(payload);
-  return { url, payload, headers };
+  return { target, payload, headers };
+}
+
+/** The path of a request target, for messages. */
+function pathOf(target: string): string {
+  const q = target.indexOf('?');
+  return q < 0 ? target : target.slice(0, q);
+}
+
+/** What the credentials gave at one moment: TLS options and headers as given, and the headers in lower case for HTTP/2. */
+interface AppliedCredentials {
+  at: number;
+  options: https.RequestOptions;
+  h2Headers: Record<string, string>;
 }
 
 export class KubeClient {
@@ -98,6 +149,8 @@ export class KubeClient {
   readonly server: URL;
   private observer: ResponseObserver = () => {};
   private readonly h2: H2Connection;
+  private applied?: AppliedCredentials;
+  private applying?: Promise<AppliedCredentials>;
 
   /**
    * `http2: false` sends every request over HTTP/1.1 and never loads Node's HTTP/2 module: for a
@@ -119,11 +172,38 @@ export class KubeClient {
     this.observer = observer;
   }
 
-  /** Request options with TLS material, the shared keep-alive agent and credentials (re-read each time: tokens rotate). */
+  /**
+   * Request options with TLS material, the shared keep-alive agent and credentials. A fresh
+   * object each time (callers add headers); the credentials behind it are applied again at most
+   * every CREDENTIALS_REFRESH_MS and after a 401 (tokens rotate).
+   */
   async options(): Promise<https.RequestOptions> {
-    const opts: https.RequestOptions = { headers: {} };
-    await this.credentials.applyToHTTPSOptions(opts);
-    return opts;
+    const { options } = this.appliedNow() ?? (await this.applyCredentials());
+    return { ...options, headers: { ...(options.headers as Record<string, string>) } };
+  }
+
+  /** The credentials as last applied, while recent enough; undefined when they must be applied again. */
+  private appliedNow(): AppliedCredentials | undefined {
+    const a = this.applied;
+    return a && performance.now() - a.at < CREDENTIALS_REFRESH_MS ? a : undefined;
+  }
+
+  private applyCredentials(): Promise<AppliedCredentials> {
+    this.applying ??= (async () => {
+      const options: https.RequestOptions = { headers: {} };
+      await this.credentials.applyToHTTPSOptions(options);
+      const h2Headers: Record<string, string> = {};
+      // HTTP/2 header names are lower case.
+      for (const [k, v] of Object.entries(options.headers as Record<string, string>)) h2Headers[k.toLowerCase()] = v;
+      this.applied = { at: performance.now(), options, h2Headers };
+      return this.applied;
+    })().finally(() => (this.applying = undefined));
+    return this.applying;
+  }
+
+  /** A 401: the token may have rotated; the next request applies the credentials again. */
+  private noteStatus(code: number | undefined): void {
+    if (code === 401) this.applied = undefined;
   }
 
   /**
@@ -131,7 +211,8 @@ export class KubeClient {
    * lists read item by item, and watches). A status of 300 or more rejects with an ApiError.
    */
   async stream(method: string, path: string, opts: StreamOptions): Promise<IncomingMessage> {
-    const { url, payload, headers: content } = requestParts(this.server, path, opts);
+    const { target, payload, headers: content } = requestParts(path, opts);
+    const url = new URL(target, this.server);
     const options = await this.options();
     Object.assign(options.headers as Record<string, string | number>, content);
     const send = url.protocol === 'https:' ? https.request : http.request;
@@ -154,6 +235,7 @@ export class KubeClient {
     });
     const code = res.statusCode ?? 0;
     this.observer(method, code, url.host);
+    this.noteStatus(code);
     if (code >= 300) throw new ApiError(method, url.pathname, code, parseBody(await readBody(res)));
     return res;
   }
@@ -167,69 +249,113 @@ export class KubeClient {
    */
   async request<T = unknown>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(new Error(`${method} ${path}: no complete response within ${timeoutMs} ms`)), timeoutMs);
-    const signal = opts.signal ? AbortSignal.any([opts.signal, deadline.signal]) : deadline.signal;
+    const deadline = performance.now() + timeoutMs;
+    const session = await this.h2.get().catch((err: unknown) => {
+      this.observer(method, undefined, this.server.host);
+      throw err;
+    });
+    if (session) return (await this.requestH2(session, method, path, opts, deadline)) as T;
+    const expired = new AbortController();
+    const timer = setTimeout(
+      () => expired.abort(new Error(`${method} ${path}: no complete response within ${timeoutMs} ms`)),
+      deadline - performance.now(),
+    );
+    const signal = opts.signal ? AbortSignal.any([opts.signal, expired.signal]) : expired.signal;
     try {
-      const session = await this.h2.get().catch((err: unknown) => {
-        this.observer(method, undefined, this.server.host);
-        throw err;
-      });
-      if (session) return (await this.requestH2(session, method, path, { ...opts, signal })) as T;
       const res = await this.stream(method, path, { ...opts, signal, idleTimeoutMs: timeoutMs });
-      return parseBody(await readBody(res)) as T;
+      const body = await readBody(res);
+      return (opts.answer === 'none' ? undefined : parseBody(body)) as T;
     } catch (err) {
       // Aborting a request rejects with a generic AbortError; the deadline's own reason says more.
-      if (deadline.signal.aborted) throw deadline.signal.reason;
+      if (expired.signal.aborted) throw expired.signal.reason;
       throw err;
     } finally {
       clearTimeout(timer);
     }
   }
 
-  private async requestH2(session: ClientHttp2Session, method: string, path: string, opts: RequestOptions): Promise<unknown> {
-    const { url, payload, headers: content } = requestParts(this.server, path, opts);
-    const options = await this.options();
-    const headers: OutgoingHttpHeaders = { ':method': method, ':path': `${url.pathname}${url.search}` };
-    // HTTP/2 header names are lower case.
-    for (const [k, v] of Object.entries(options.headers ?? {})) headers[k.toLowerCase()] = v as string;
-    Object.assign(headers, content);
-    let code: number | undefined;
-    let body: Buffer;
+  /**
+   * One request on the HTTP/2 connection, settled when its stream closes. Kept lean, as every
+   * write goes through here: the credentials' headers as last applied, one timer for the deadline
+   * (no AbortController and listener per request), a listener on the caller's signal only when
+   * there is one, and the body kept as the buffer it arrived in when it came in one piece.
+   */
+  private async requestH2(
+    session: ClientHttp2Session,
+    method: string,
+    path: string,
+    opts: RequestOptions,
+    deadline: number,
+  ): Promise<unknown> {
+    const { target, payload, headers: content } = requestParts(path, opts);
+    const { h2Headers } = this.appliedNow() ?? (await this.applyCredentials());
+    const headers: OutgoingHttpHeaders = { ':method': method, ':path': target, ...h2Headers, ...content };
+    const host = this.server.host;
     this.h2.started();
-    try {
-      body = await new Promise<Buffer>((resolve, reject) => {
+    return new Promise<unknown>((resolve, reject) => {
+      let req: ClientHttp2Stream;
+      try {
         // Node ends the stream of a GET, HEAD or DELETE at once unless told otherwise; a DELETE may carry options.
-        const req = session.request(headers, { endStream: payload === undefined });
-        // Not the request's own `signal` option: Node binds a new async resource per request for it,
-        // a tenth of a millisecond each.
-        const { signal } = opts;
-        const abort = () => req.destroy(signal?.reason);
-        if (signal?.aborted) abort();
-        else signal?.addEventListener('abort', abort, { once: true });
-        const chunks: Buffer[] = [];
-        req.on('response', (h) => (code = Number(h[':status'])));
-        req.on('data', (c: Buffer) => chunks.push(c));
-        req.on('end', () => resolve(Buffer.concat(chunks)));
-        req.on('error', reject);
-        req.on('close', () => {
-          signal?.removeEventListener('abort', abort);
-          // Closed without an end (reset by the server, the connection gone): an error for the caller.
-          reject(new Error(`${method} ${url.pathname}: stream closed before the response ended`));
-        });
-        if (payload !== undefined) req.end(payload);
+        req = session.request(headers, { endStream: payload === undefined });
+      } catch (err) {
+        // The session is closing (a GOAWAY came in meanwhile): no stream, no response.
+        this.h2.finished();
+        this.observer(method, undefined, host);
+        reject(err);
+        return;
+      }
+      let code: number | undefined;
+      let first: Buffer | undefined;
+      let more: Buffer[] | undefined;
+      let error: unknown;
+      // Set when the request ran out of time or its caller gave up: the connection may be dead.
+      let stopped: Error | undefined;
+      const stop = (err: Error) => {
+        stopped = err;
+        req.destroy(err);
+      };
+      const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+      const timer = setTimeout(
+        () => stop(new Error(`${method} ${path}: no complete response within ${timeoutMs} ms`)),
+        Math.max(0, deadline - performance.now()),
+      );
+      // Not the request's own `signal` option, which Node wraps in another listener and async resource.
+      const { signal } = opts;
+      const abort = () => stop(signal?.reason instanceof Error ? signal.reason : new Error(`${method} ${path}: aborted`));
+      if (signal?.aborted) abort();
+      else signal?.addEventListener('abort', abort, { once: true });
+      // Listeners return nothing: Node's emit does more work for a listener that returns a value.
+      req.on('response', (h) => {
+        code = Number(h[':status']);
       });
-    } catch (err) {
-      // A request out of time may be stuck on a dead connection (a half-open link moves nothing
-      // and reports nothing): unless the connection answers a ping, later requests get a new one.
-      if (opts.signal?.aborted) this.h2.check(session);
-      throw err;
-    } finally {
-      this.h2.finished();
-      this.observer(method, code, url.host);
-    }
-    if (code === undefined || code >= 300) throw new ApiError(method, url.pathname, code ?? 0, parseBody(body));
-    return parseBody(body);
+      req.on('data', (c: Buffer) => {
+        if (first === undefined) first = c;
+        else (more ??= [first]).push(c);
+      });
+      req.on('error', (err) => {
+        error ??= err;
+      });
+      req.on('close', () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', abort);
+        this.h2.finished();
+        this.observer(method, code, host);
+        this.noteStatus(code);
+        if (!req.readableEnded || stopped) {
+          // A request out of time may be stuck on a dead connection (a half-open link moves
+          // nothing and reports nothing): unless the connection answers a ping, later requests
+          // get a new one.
+          if (stopped) this.h2.check(session);
+          // Closed without an end (reset by the server, the connection gone): an error for the caller.
+          reject(stopped ?? error ?? new Error(`${method} ${pathOf(target)}: stream closed before the response ended`));
+          return;
+        }
+        const body = more ? Buffer.concat(more) : (first ?? EMPTY);
+        if (code === undefined || code >= 300) reject(new ApiError(method, pathOf(target), code ?? 0, parseBody(body)));
+        else resolve(opts.answer === 'none' ? undefined : parseBody(body));
+      });
+      if (payload !== undefined) req.end(payload);
+    });
   }
 
   get<T = unknown>(path: string, query?: Query): Promise<T> {
@@ -249,16 +375,17 @@ export class KubeClient {
   }
 
   /** Server-side apply of a whole object as `fieldManager`. */
-  apply<T = unknown>(path: string, obj: unknown, fieldManager: string, force = false): Promise<T> {
+  apply<T = unknown>(path: string, obj: unknown, fieldManager: string, force = false, answer?: Answer): Promise<T> {
     return this.request<T>('PATCH', path, {
       query: { fieldManager, force: force || undefined },
       body: obj,
       contentType: 'application/apply-patch+yaml',
+      answer,
     });
   }
 
-  mergePatch<T = unknown>(path: string, patch: unknown, fieldManager?: string): Promise<T> {
-    return this.request<T>('PATCH', path, { query: { fieldManager }, body: patch, contentType: 'application/merge-patch+json' });
+  mergePatch<T = unknown>(path: string, patch: unknown, fieldManager?: string, answer?: Answer): Promise<T> {
+    return this.request<T>('PATCH', path, { query: { fieldManager }, body: patch, contentType: 'application/merge-patch+json', answer });
   }
 }
 

@@ -112,13 +112,26 @@ describe('controller process', () => {
       assert.match(metrics, /^rest_client_requests_total\{code="201",method="POST",host="127\.0\.0\.1:\d+"\} [1-9]/m);
       assert.match(metrics, /^process_resident_memory_bytes [1-9]/m);
       assert.match(metrics, /^nodejs_eventloop_lag_p99_seconds /m);
+      assert.match(metrics, /^nodejs_heap_size_used_bytes [1-9]/m);
+      assert.doesNotMatch(metrics, /nodejs_gc_duration_seconds/, 'no GC observer (see README, metrics)');
       assert.match(metrics, /^servicegroup_units\{kind="DeploymentGrid"\} 2$/m);
       assert.match(metrics, /^leader_election_master_status\{name="servicegroup-controller"\} 1$/m);
       assert.match((await http(r2, '/metrics')).body, /^leader_election_master_status\{name="servicegroup-controller"\} 0$/m);
-      const logs = r1.output.join('');
-      assert.match(logs, /"grid":"proc\/one"/);
-      assert.match(logs, /"unit":"a"/);
-      assert.doesNotMatch(r2.output.join(''), /created deployment/, 'the standby writes nothing');
+      // A line per sync that wrote objects (at info; one per object only at debug), naming the grid and its objects.
+      const written = r1.output
+        .join('')
+        .split('\n')
+        .filter((l) => l.includes('"msg":"Deployment objects written"'))
+        .map((l) => JSON.parse(l) as { grid: string; created?: number; objects: string[] })
+        .filter((l) => l.grid === 'proc/one');
+      assert.equal(
+        written.reduce((n, l) => n + (l.created ?? 0), 0),
+        2,
+        JSON.stringify(written),
+      );
+      assert.deepEqual(written.flatMap((l) => l.objects).sort(), ['one-a (unit "a")', 'one-b (unit "b")']);
+      assert.doesNotMatch(r1.output.join(''), /"msg":"created deployment"/, 'no line per object at info');
+      assert.doesNotMatch(r2.output.join(''), /objects written/, 'the standby writes nothing');
     });
 
     test('killing the leader: the other replica takes over within the lease duration (+ one retry period)', async () => {

@@ -316,6 +316,29 @@ describe('controllers (in process)', () => {
       assert.equal((await admin.get<Obj>(DEPLOY('web-a'))).metadata.generation, settled.metadata.generation);
     });
 
+    test('values the apiserver normalises (1000m, 1024Mi): one write per object, none when the Deployments change status or at resync', async () => {
+      const spec = podSpec('nginx:1');
+      (spec.template.spec.containers[0] as Record<string, unknown>).resources = { requests: { cpu: '1000m', memory: '1024Mi' } };
+      await cluster().apply([deploymentGrid('norm', { gridUniqKey: 'zone', template: spec })]);
+      // Ready means kube-controller-manager wrote each Deployment's status: versions the
+      // controller did not write, whose spec says cpu 1 and memory 1Gi.
+      await until('norm ready', async () => (await admin.get<Obj>(DG('norm'))).status?.readyUnits === 2, 90_000);
+      const ofNorm = async () =>
+        (await cluster().writeRequests(CONTROLLER_USER)).filter((w) => w.resource === 'deployments' && w.name?.startsWith('norm-'));
+      await waitForQuietWrites(cluster(), controller);
+      assert.deepEqual(
+        (await ofNorm()).map((w) => `${w.verb} ${w.name}`).sort(),
+        ['create norm-a', 'create norm-b'],
+        'the status changes that followed the creates are not taken for drift',
+      );
+      const stored = await admin.get<Obj>(DEPLOY('norm-a'));
+      assert.deepEqual(stored.spec.template.spec.containers[0].resources.requests, { cpu: '1', memory: '1Gi' });
+      controller.resyncAll();
+      await controller.waitIdle();
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal((await ofNorm()).length, 2, 'no write at resync');
+    });
+
     test('overrides: replicas and a JSON patch per unit; a failing patch fails only its unit', async () => {
       await cluster().apply([
         deploymentGrid('web', {

@@ -3,8 +3,11 @@
 // replaced by the next request.
 import assert from 'node:assert/strict';
 import dc from 'node:diagnostics_channel';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { ApiError, KubeClient } from '../kube/client.ts';
+import { ApiError, isMetadataOnly, KubeClient } from '../kube/client.ts';
 import { loadKubeconfig } from '../kube/kubeconfig.ts';
 import { useCluster } from './cluster/cluster.ts';
 
@@ -27,6 +30,14 @@ describe('KubeClient requests', () => {
     assert.equal(connections - before, 0, '150 requests in flight at once went over the connection already open');
     const list = await client.get<{ items: { metadata: { name: string } }[] }>('/api/v1/namespaces/burst/configmaps');
     assert.deepEqual(list.items.map((c) => c.metadata.name).sort(), [...names].sort());
+    // Query values are encoded ('=' and ',' inside a selector), undefined ones left out.
+    const one = await client.request<{ items: { metadata: { name: string } }[] }>('GET', '/api/v1/namespaces/burst/configmaps', {
+      query: { fieldSelector: 'metadata.name=cm-3,metadata.namespace=burst', limit: undefined },
+    });
+    assert.deepEqual(
+      one.items.map((c) => c.metadata.name),
+      ['cm-3'],
+    );
 
     const patched = await client.mergePatch<{ data: Record<string, string> }>('/api/v1/namespaces/burst/configmaps/cm-0', {
       data: { x: 'y' },
@@ -69,6 +80,88 @@ describe('KubeClient requests', () => {
     assert.match(String(err), /no complete response within 300 ms/);
     assert.ok(Date.now() - started < 20_000, `rejected after ${Date.now() - started} ms`);
     assert.equal((await client.get<{ metadata: { name: string } }>('/api/v1/namespaces/default')).metadata.name, 'default');
+    client.close();
+  });
+
+  test('answers of metadata only: the apiserver transforms creates, applies and status patches; none: nothing parsed, errors still carry their status', async () => {
+    const client = new KubeClient(loadKubeconfig(cluster().adminKubeconfigPath));
+    const path = '/apis/apps/v1/namespaces/default/deployments';
+    const deployment = {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'answers', namespace: 'default', labels: { app: 'answers' } },
+      spec: {
+        selector: { matchLabels: { app: 'answers' } },
+        template: { metadata: { labels: { app: 'answers' } }, spec: { containers: [{ name: 'c', image: 'registry.invalid/c:1' }] } },
+      },
+    };
+    type Answer = { kind: string; metadata: { uid?: string; resourceVersion?: string; managedFields?: unknown[] }; spec?: unknown };
+    const metadataOnly = (a: Answer, what: string) => {
+      assert.equal(a.kind, 'PartialObjectMetadata', what);
+      assert.ok(isMetadataOnly(a), what);
+      assert.ok(a.metadata.uid && a.metadata.resourceVersion && a.metadata.managedFields?.length, `${what}: ${JSON.stringify(a)}`);
+      assert.equal(a.spec, undefined, what);
+    };
+    const created = await client.request<Answer>('POST', path, { query: { fieldManager: 'test' }, body: deployment, answer: 'metadata' });
+    metadataOnly(created, 'create');
+    const applied = await client.apply<Answer>(`${path}/answers`, deployment, 'test', true, 'metadata');
+    metadataOnly(applied, 'apply');
+    const status = await client.mergePatch<Answer>(`${path}/answers/status`, { status: { observedGeneration: 1 } }, 'test', 'metadata');
+    metadataOnly(status, 'status patch');
+    assert.ok(Number(status.metadata.resourceVersion) > Number(created.metadata.resourceVersion));
+    const whole = await client.get<Answer>(`${path}/answers`);
+    assert.equal(whole.kind, 'Deployment', 'the whole object by default');
+    assert.equal(
+      await client.request('POST', path, { body: { ...deployment, metadata: { name: 'answers-2' } }, answer: 'none' }),
+      undefined,
+    );
+    const taken = await client.request('POST', path, { body: deployment, answer: 'none' }).catch((e) => e);
+    assert.ok(taken instanceof ApiError && taken.statusCode === 409 && taken.reason === 'AlreadyExists', String(taken));
+    assert.equal(await client.request('DELETE', `${path}/answers`, { answer: 'none' }), undefined);
+    client.close();
+  });
+
+  test('a token file that changes is used: at once after a 401, within seconds otherwise', async () => {
+    const c = cluster();
+    const tokenOf = async (name: string) => {
+      await c.kubectl(['create', 'serviceaccount', name, '-n', 'default']);
+      const r = await c.kubectl(['create', 'token', name, '-n', 'default']);
+      assert.equal(r.code, 0, r.stderr);
+      return r.stdout.trim();
+    };
+    const [first, second] = [await tokenOf('rotating-a'), await tokenOf('rotating-b')];
+    const dir = await mkdtemp(join(tmpdir(), 'token-file-'));
+    const tokenFile = join(dir, 'token');
+    const kubeconfig = join(dir, 'kubeconfig');
+    await writeFile(tokenFile, 'not-a-token');
+    await writeFile(
+      kubeconfig,
+      `current-context: c
+contexts: [{name: c, context: {cluster: k, user: u}}]
+clusters: [{name: k, cluster: {server: '${c.server}', certificate-authority-data: ${Buffer.from(c.adminTLS.ca).toString('base64')}}}]
+users: [{name: u, user: {tokenFile: token}}]
+`,
+    );
+    const client = new KubeClient(loadKubeconfig(kubeconfig));
+    const whoAmI = async () =>
+      (
+        await client.post<{ status: { userInfo: { username: string } } }>('/apis/authentication.k8s.io/v1/selfsubjectreviews', {
+          apiVersion: 'authentication.k8s.io/v1',
+          kind: 'SelfSubjectReview',
+        })
+      ).status.userInfo.username;
+    const refused = await whoAmI().catch((e) => e);
+    assert.ok(refused instanceof ApiError && refused.statusCode === 401, String(refused));
+    await writeFile(tokenFile, first);
+    assert.equal(await whoAmI(), 'system:serviceaccount:default:rotating-a', 'the token is read again right after a 401');
+    await writeFile(tokenFile, second);
+    const deadline = Date.now() + 30_000;
+    let user = await whoAmI();
+    while (user !== 'system:serviceaccount:default:rotating-b' && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      user = await whoAmI();
+    }
+    assert.equal(user, 'system:serviceaccount:default:rotating-b', 'a rotated token is picked up without a 401');
     client.close();
   });
 

@@ -106,6 +106,19 @@ function topologyView(obj: KubeObject): KubeObject {
   return { metadata: { name, namespace, uid, resourceVersion, ...(Object.keys(kept).length ? { annotations: kept } : {}) } };
 }
 
+/** NodeUnits named in one log line; the count is complete. */
+const LOGGED_NODE_UNITS = 10;
+
+/** `{ count, <field>: first names in order, more }`, for a log line about many objects. */
+function namesLogged(field: string, names: string[]): Record<string, unknown> {
+  const sorted = [...names].sort();
+  return {
+    count: names.length,
+    [field]: sorted.slice(0, LOGGED_NODE_UNITS),
+    ...(names.length > LOGGED_NODE_UNITS ? { more: names.length - LOGGED_NODE_UNITS } : {}),
+  };
+}
+
 function push<T>(m: Map<string, T[]>, key: string, value: T): void {
   const list = m.get(key);
   if (list) list.push(value);
@@ -314,23 +327,32 @@ export class NodeUnitController {
     const nodeViews = [...nodes.values()];
     const plan = planDiscovered(units, valuesByKey(keys, nodeViews));
     for (const p of plan.problems) this.log.warn({ key: p.key, value: p.value, reason: p.message }, 'no NodeUnit for this label value');
+    const discovered: string[] = [];
     for (const unit of plan.create) {
       try {
-        await this.writes.run('deferred', () => this.opts.client.request('POST', resourcePath(NODE_UNITS), { body: unit }));
-        this.log.info({ nodeUnit: unit.metadata.name, key: unit.spec.key, value: unit.spec.value }, 'NodeUnit discovered');
+        await this.writes.run('deferred', () => this.opts.client.request('POST', resourcePath(NODE_UNITS), { body: unit, answer: 'none' }));
+        discovered.push(unit.metadata.name!);
+        this.log.debug({ nodeUnit: unit.metadata.name, key: unit.spec.key, value: unit.spec.value }, 'NodeUnit discovered');
       } catch (err) {
         // Already there: the cache lags our own create; the next event brings it.
         if (!isStatus(err, 409)) throw err;
       }
     }
+    const deleted: string[] = [];
     for (const name of plan.remove) {
       try {
-        await this.writes.run('deferred', () => this.opts.client.request('DELETE', resourcePath(NODE_UNITS, undefined, name)));
-        this.log.info({ nodeUnit: name }, 'NodeUnit no longer in use; deleted');
+        await this.writes.run('deferred', () =>
+          this.opts.client.request('DELETE', resourcePath(NODE_UNITS, undefined, name), { answer: 'none' }),
+        );
+        deleted.push(name);
+        this.log.debug({ nodeUnit: name }, 'NodeUnit no longer in use; deleted');
       } catch (err) {
         if (!isStatus(err, 404)) throw err;
       }
     }
+    // One line per sync, not per NodeUnit: a new label key discovers a unit per node value.
+    if (discovered.length) this.log.info(namesLogged('nodeUnits', discovered), 'NodeUnits discovered');
+    if (deleted.length) this.log.info(namesLogged('nodeUnits', deleted), 'NodeUnits no longer in use; deleted');
 
     // 3. Status of every unit that stays.
     const removed = new Set(plan.remove);
@@ -360,7 +382,12 @@ export class NodeUnitController {
     await forEachConcurrently(writes, UNIT_CONCURRENCY, async ({ unit, patch }) => {
       try {
         await this.writes.run('deferred', () =>
-          this.opts.client.mergePatch(resourcePath(NODE_UNITS, undefined, unit.metadata.name, 'status'), { status: patch }, FIELD_MANAGER),
+          this.opts.client.mergePatch(
+            resourcePath(NODE_UNITS, undefined, unit.metadata.name, 'status'),
+            { status: patch },
+            FIELD_MANAGER,
+            'none',
+          ),
         );
       } catch (err) {
         if (isStatus(err, 404)) return;

@@ -8,8 +8,14 @@
 // never removes fields another entry still owns; before the first apply to such an object, that
 // entry is merged into our `Apply` entry (what client-go's csaupgrade does), so a field dropped
 // from the template is removed from the object.
+//
+// Writes ask for the answer's metadata only (uid, resourceVersion, managedFields: what the sync
+// reads of a written object besides what it sent); the apiserver's defaulted and normalised spec
+// reaches the drift detector with the watch event of that version. A repair of drift asks for the
+// whole answer instead, so that even when that event is missed the detector learns what the
+// apiserver makes of the render, and the repair is not repeated.
 
-import { ApiError, isStatus, type KubeClient } from '../../kube/client.ts';
+import { ApiError, isMetadataOnly, isStatus, type KubeClient } from '../../kube/client.ts';
 import type { KubeObject } from '../../kube/objects.ts';
 import { resourcePath } from '../../kube/objects.ts';
 import { ANNOTATION_RENDER_HASH } from '../api/v1alpha1.ts';
@@ -76,12 +82,12 @@ export async function applyOwned(t: ApplyTarget): Promise<ApplyOutcome> {
   if (live && !isControlledBy(live, grid)) return conflict(desired, live);
   if (!live) {
     try {
-      const created = await t.client.request<KubeObject>('POST', resourcePath(t.resource, ns), {
+      const answer = await t.client.request<KubeObject>('POST', resourcePath(t.resource, ns), {
         query: { fieldManager: FIELD_MANAGER },
         body: desired,
+        answer: 'metadata',
       });
-      t.drift.recordApplied(desired, created);
-      return { kind: 'created', live: created };
+      return { kind: 'created', live: recordWrite(t, answer, undefined) };
     } catch (err) {
       if (!isStatus(err, 409)) return failure(err);
     }
@@ -99,13 +105,13 @@ export async function applyOwned(t: ApplyTarget): Promise<ApplyOutcome> {
     if (!isControlledBy(live, grid)) return conflict(desired, live);
   }
   const hash = desired.metadata?.annotations?.[ANNOTATION_RENDER_HASH];
-  if (hash && live.metadata?.annotations?.[ANNOTATION_RENDER_HASH] === hash && !t.drift.drifted(desired, live))
-    return { kind: 'unchanged', live };
+  // The live object carries this render: a write now repairs drift.
+  const repair = !!hash && live.metadata?.annotations?.[ANNOTATION_RENDER_HASH] === hash;
+  if (repair && !t.drift.drifted(desired, live)) return { kind: 'unchanged', live };
   try {
     await upgradeCreateEntry(t.client, path, live);
-    const applied = await applyWithUid(t, path, live.metadata!.uid);
-    t.drift.recordApplied(desired, applied);
-    return { kind: 'updated', live: applied };
+    const applied = await applyWithUid(t, path, live.metadata!.uid, repair);
+    return { kind: 'updated', live: recordWrite(t, applied, live.status) };
   } catch (err) {
     if (!isUidMismatch(err)) return failure(err);
   }
@@ -122,9 +128,9 @@ export async function applyOwned(t: ApplyTarget): Promise<ApplyOutcome> {
   if (!isControlledBy(found.live, grid)) return conflict(desired, found.live);
   try {
     await upgradeCreateEntry(t.client, path, found.live);
-    const applied = await applyWithUid(t, path, found.live.metadata!.uid);
-    t.drift.recordApplied(desired, applied);
-    return { kind: 'updated', live: applied };
+    // Rare (the object changed under us): the whole answer, as for a repair.
+    const applied = await applyWithUid(t, path, found.live.metadata!.uid, true);
+    return { kind: 'updated', live: recordWrite(t, applied, found.live.status) };
   } catch (err) {
     return failure(err);
   }
@@ -139,9 +145,24 @@ async function look(t: ApplyTarget, path: string): Promise<{ live: KubeObject | 
   }
 }
 
-function applyWithUid(t: ApplyTarget, path: string, uid: string | undefined): Promise<KubeObject> {
+/** `whole`: ask for the whole object in answer, not only its metadata. */
+function applyWithUid(t: ApplyTarget, path: string, uid: string | undefined, whole: boolean): Promise<KubeObject> {
   const body = { ...t.desired, metadata: { ...t.desired.metadata, uid } };
-  return t.client.apply<KubeObject>(path, body, FIELD_MANAGER, true);
+  return t.client.apply<KubeObject>(path, body, FIELD_MANAGER, true, whole ? 'whole' : 'metadata');
+}
+
+/**
+ * Tells the drift detector of a write's answer and returns the object as the sync goes on with
+ * it: the answer itself when whole; else the desired object with the answer's metadata and the
+ * status the object had (a write of the object never changes its status).
+ */
+function recordWrite(t: ApplyTarget, answer: KubeObject, status: unknown): KubeObject {
+  if (!isMetadataOnly(answer)) {
+    t.drift.recordApplied(t.desired, answer);
+    return answer;
+  }
+  t.drift.recordWritten(t.desired, answer);
+  return { ...t.desired, metadata: answer.metadata, ...(status === undefined ? {} : { status }) };
 }
 
 interface ManagedFieldsEntry {
@@ -179,12 +200,14 @@ export function upgradedManagedFields(entries: ManagedFieldsEntry[] | undefined)
 /** Hands the fields a create recorded under `Update` to our `Apply` entry (only if the object did not change meanwhile). */
 async function upgradeCreateEntry(client: KubeClient, path: string, cached: KubeObject): Promise<void> {
   // Caches may drop managedFields to save memory: then one read (updates are rare) tells.
-  const live = cached.metadata?.managedFields === undefined ? await client.get<KubeObject>(path) : cached;
+  const live =
+    cached.metadata?.managedFields === undefined ? await client.request<KubeObject>('GET', path, { answer: 'metadata' }) : cached;
   const upgraded = upgradedManagedFields(live.metadata?.managedFields as ManagedFieldsEntry[] | undefined);
   if (!upgraded) return;
   try {
     await client.request('PATCH', path, {
       query: { fieldManager: FIELD_MANAGER },
+      answer: 'none',
       contentType: 'application/json-patch+json',
       body: [
         { op: 'test', path: '/metadata/resourceVersion', value: live.metadata!.resourceVersion },
@@ -204,6 +227,7 @@ export async function deleteOwned(client: KubeClient, resource: Resource, obj: K
   try {
     await client.request('DELETE', path, {
       body: { apiVersion: 'v1', kind: 'DeleteOptions', propagationPolicy: 'Background', preconditions: { uid: obj.metadata!.uid } },
+      answer: 'none',
     });
     return true;
   } catch (err) {

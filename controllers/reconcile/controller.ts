@@ -236,6 +236,7 @@ export class GridController {
   private onOwned(kind: Kind, resource: Resource, type: string, obj: KubeObject): void {
     const ref = objectRef(resource, obj.metadata!.namespace!, obj.metadata!.name!);
     const version = type === 'delete' ? undefined : obj.metadata?.resourceVersion;
+    if (version) this.ctx.drift.seen(obj);
     // The echo of our own create or apply: the sync that wrote it already read this very version
     // (the write's response) into the grid's status, so syncing again would only re-render and
     // compare every unit of the grid to find nothing to do.

@@ -27,6 +27,20 @@ describe('DriftDetector', () => {
     d.recordApplied(desired, applied);
     assert.ok(!d.drifted(desired, { ...applied, metadata: { ...applied.metadata, labels: { l: '1', other: 'changed' } } }));
   });
+  it('learns what the apiserver made of a write answered with metadata only from the watch event of that version', () => {
+    const d = new DriftDetector();
+    const answer = { kind: 'PartialObjectMetadata', metadata: { name: 'd', uid: 'u', resourceVersion: '7', labels: { l: '1' } } };
+    const stored = (rv: string, labels = { l: '1' }) => ({
+      metadata: { name: 'd', uid: 'u', resourceVersion: rv, labels },
+      spec: { cpu: '1', image: 'a' },
+    });
+    d.recordWritten(desired, answer);
+    d.seen(stored('6'));
+    assert.ok(d.drifted(desired, stored('8')), 'not learnt from another version: 1000m vs 1 looks like drift');
+    d.seen(stored('7'));
+    assert.ok(!d.drifted(desired, stored('8', { l: '1' })), 'a later version (status changed) with the normalised value is not drift');
+    assert.ok(d.drifted(desired, { ...stored('9'), spec: { cpu: '1', image: 'hacked' } }), 'a change by someone else still is');
+  });
   it('reports a managed field changed by someone else', () => {
     const d = new DriftDetector();
     const applied = { metadata: { name: 'd', uid: 'u', labels: { l: '1' } }, spec: { cpu: '1000m', image: 'a' } };

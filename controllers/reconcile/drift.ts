@@ -78,9 +78,41 @@ export class DriftDetector {
    */
   private readonly renders = new Map<string, { generation: number; units: Map<string, string> }>();
 
+  /**
+   * uid → the render our last write sent and the resourceVersion it returned, while only the
+   * answer's metadata is known: the watch event of that version is what the apiserver made of the
+   * render (see `seen`). An entry the cache never delivers (a relist that skipped it) is replaced
+   * by the next write of the object or dropped with it.
+   */
+  private readonly awaitingEcho = new Map<string, { resourceVersion: string; desired: KubeObject }>();
+
+  /**
+   * A write answered with metadata only: this version is our render, so not drifted from it;
+   * what the apiserver normalised in it is learnt when the cache shows that version.
+   */
+  recordWritten(desired: KubeObject, answer: KubeObject): void {
+    const uid = answer.metadata?.uid as string | undefined;
+    const resourceVersion = answer.metadata?.resourceVersion;
+    if (!uid || !resourceVersion) return;
+    this.applied.delete(uid);
+    this.awaitingEcho.set(uid, { resourceVersion, desired });
+    const stamp = cleanStamp(desired, answer);
+    if (stamp) this.clean.set(uid, stamp);
+  }
+
+  /** The cache shows a version of an object: the one a metadata-only write returned is recorded as that write's result. */
+  seen(live: KubeObject): void {
+    const uid = live.metadata?.uid as string | undefined;
+    const written = uid ? this.awaitingEcho.get(uid) : undefined;
+    if (!written || written.resourceVersion !== live.metadata.resourceVersion) return;
+    this.awaitingEcho.delete(uid!);
+    this.recordApplied(written.desired, live);
+  }
+
   recordApplied(desired: KubeObject, result: KubeObject): void {
     const uid = result.metadata?.uid as string | undefined;
     if (!uid) return;
+    this.awaitingEcho.delete(uid);
     // The fingerprint only matters where the desired object is not literally covered by what
     // the apiserver made of it (normalised values); elsewhere `covers` alone answers, and the
     // digest of a whole object per write is not worth computing.
@@ -96,6 +128,7 @@ export class DriftDetector {
     if (!uid) return;
     this.applied.delete(uid);
     this.clean.delete(uid);
+    this.awaitingEcho.delete(uid);
   }
 
   /** Remembers the render of a grid's unit at the grid's current generation. */

@@ -67,6 +67,7 @@ export class EventRecorder {
       const path = `/apis/events.k8s.io/v1/namespaces/${ns}/events`;
       await this.limiter.run('deferred', () =>
         this.client.request('POST', path, {
+          answer: 'none',
           body: {
             apiVersion: 'events.k8s.io/v1',
             kind: 'Event',
@@ -109,6 +110,27 @@ export class SyncEvents {
 
   count(verb: string): number {
     return this.changes.get(verb)?.length ?? 0;
+  }
+
+  get empty(): boolean {
+    return this.changes.size === 0;
+  }
+
+  /**
+   * The changes as log fields: a count per verb (`created: 200`) and the first `max` objects in
+   * name order, so that one line tells what a sync wrote without growing with the grid.
+   */
+  logFields(max: number): Record<string, unknown> {
+    const fields: Record<string, unknown> = {};
+    const all: string[] = [];
+    for (const [verb, items] of this.changes) {
+      fields[verb.toLowerCase()] = items.length;
+      all.push(...items);
+    }
+    all.sort();
+    fields.objects = all.slice(0, max);
+    if (all.length > max) fields.more = all.length - max;
+    return fields;
   }
 
   post(recorder: EventRecorder, grid: GridObject, objectKind: string): void {

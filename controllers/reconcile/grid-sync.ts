@@ -23,6 +23,9 @@ import type { RecentWrites } from './recent.ts';
 import { type GridObject, isControlledBy, objectRef, type Resource } from './resources.ts';
 import type { StatusWriter } from './status.ts';
 
+/** Objects named in the log line of a sync that wrote objects (the count of each change is complete). */
+const LOGGED_OBJECTS = 10;
+
 /** One object a grid wants, or why a unit has none. Unit '' is grid-wide (a ServiceGrid's shared Service). */
 export interface RenderedObject {
   unit: string;
@@ -216,11 +219,16 @@ export async function syncGrid<G extends GridObject>(
       case 'created':
       case 'updated':
         live.set(r.name, outcome.live);
-        if (outcome.kind !== 'unchanged') ctx.written.put(ref, outcome.live.metadata?.resourceVersion, outcome.live);
+        if (outcome.kind !== 'unchanged') {
+          ctx.written.put(ref, outcome.live.metadata?.resourceVersion, outcome.live);
+          // The watch event of the write may have come before its answer.
+          const echo = parts.objects.get(ns, r.name);
+          if (echo) ctx.drift.seen(echo);
+        }
         ctx.failures.clear(ref);
         if (outcome.kind !== 'unchanged') {
           changes.add(outcome.kind === 'created' ? 'Created' : 'Updated', what);
-          log.info({ unit: r.unit, object: r.name }, `${outcome.kind} ${parts.objectKind.toLowerCase()}`);
+          log.debug({ unit: r.unit, object: r.name }, `${outcome.kind} ${parts.objectKind.toLowerCase()}`);
         }
         break;
       case 'conflict':
@@ -249,8 +257,12 @@ export async function syncGrid<G extends GridObject>(
     if (await ctx.writes.run('object', () => deleteOwned(ctx.client, parts.objectResource, o))) {
       const unit = o.metadata?.labels?.['servicegroup.io/unit'];
       changes.add('Deleted', unit === undefined ? o.metadata!.name! : `${o.metadata!.name} (unit ${JSON.stringify(unit)})`);
+      log.debug({ unit, object: o.metadata!.name }, `deleted ${parts.objectKind.toLowerCase()}`);
     }
   });
+  // One line per sync that wrote objects rather than one per object: a grid over hundreds of
+  // units would otherwise log hundreds of lines per change (and spend its time formatting them).
+  if (!changes.empty) log.info(changes.logFields(LOGGED_OBJECTS), `${parts.objectKind} objects written`);
 
   objectsWritten?.();
   const view: SyncView<G> = { grid, units, rendered, live, changes, log };

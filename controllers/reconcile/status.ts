@@ -45,5 +45,6 @@ function patchStatus(client: KubeClient, resource: Resource, obj: GridObject, st
   const patch: Record<string, unknown> = {};
   for (const k of Object.keys(obj.status ?? {})) patch[k] = null;
   Object.assign(patch, status);
-  return client.mergePatch<KubeObject>(path, { status: patch }, FIELD_MANAGER);
+  // Only the answer's resourceVersion is read.
+  return client.mergePatch<KubeObject>(path, { status: patch }, FIELD_MANAGER, 'metadata');
 }
