@@ -21,6 +21,7 @@ import {
   procStats,
   request,
   requestOk,
+  residentParts,
   startWrapperUnderTest,
   WatchStream,
   wholeNumber,
@@ -133,6 +134,10 @@ async function main() {
       if (wrapper.pid) {
         await new Promise((r) => setTimeout(r, 3000));
         figures.rssAfterSyncMiB = procStats(wrapper.pid).rssMiB;
+        // Where it is: the process's own memory, and the pages of its executable and libraries.
+        const parts = residentParts(wrapper.pid);
+        figures.anonymousAfterSyncMiB = parts.anonymousMiB;
+        figures.fileAfterSyncMiB = parts.fileMiB;
         figures.idleCpu = await cpuOver(wrapper.pid, 10_000);
         // What an idle node keeps resident, once whatever the sync left behind is collected.
         figures.rssIdleMiB = procStats(wrapper.pid).rssMiB;
@@ -242,6 +247,11 @@ async function main() {
       [
         ['time to ready (list + sync)', f(figures.syncMs, 'ms', 0), ''],
         ['RSS after sync', or('memory and idle CPU', f(figures.rssAfterSyncMiB, 'MiB')), '≤ 100 MB'],
+        [
+          '… of which anonymous / file-backed',
+          or('memory and idle CPU', `${f(figures.anonymousAfterSyncMiB, 'MiB')} / ${f(figures.fileAfterSyncMiB, 'MiB')}`),
+          '',
+        ],
         ['RSS after the 10 s idle window', or('memory and idle CPU', f(figures.rssIdleMiB, 'MiB')), '≤ 100 MB'],
         ['heap used after sync', or('memory and idle CPU', f(figures.heapUsedMiB, 'MiB')), ''],
         [

@@ -18,7 +18,7 @@ function watched(opts: { growthMiB: number; minIntervalMs: number }) {
   mock.timers.enable({ apis: ['setInterval', 'Date'], now: 1_000_000 });
   let used = 20 * MiB;
   let collections = 0;
-  const stop = collectIdleHeap({
+  const collector = collectIdleHeap({
     log,
     gc: () => {
       collections++;
@@ -35,8 +35,9 @@ function watched(opts: { growthMiB: number; minIntervalMs: number }) {
     get collections() {
       return collections;
     },
+    collect: (reason: string) => collector.collect(reason),
     stop: () => {
-      stop();
+      collector.stop();
       mock.timers.reset();
     },
   };
@@ -79,6 +80,23 @@ test('at most one collection per interval', () => {
   }
 });
 
+test('a collection asked for runs at once, and counts as the last one for the interval and the growth', () => {
+  const h = watched({ growthMiB: 4, minIntervalMs: 30_000 });
+  try {
+    h.set(21);
+    h.collect('initial lists delivered');
+    assert.equal(h.collections, 1, 'neither grown by 4 MiB nor quiet: collected because asked');
+    h.set(30);
+    h.tick();
+    h.tick();
+    assert.equal(h.collections, 1, 'grew and quiet again, within 30 s of the collection asked for');
+    for (let i = 0; i < 30; i++) h.tick();
+    assert.equal(h.collections, 2, 'after the interval');
+  } finally {
+    h.stop();
+  }
+});
+
 test("with --expose-gc, V8's memory-reducing collection runs and frees what an idle heap kept", async () => {
   // A process of its own: the collector is the real one, and the heap the real heap.
   const code = `
@@ -97,7 +115,7 @@ test("with --expose-gc, V8's memory-reducing collection runs and frees what an i
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l) as { msg: string; beforeBytes: number; afterBytes: number })
-    .filter((l) => l.msg === 'idle heap collected');
+    .filter((l) => l.msg === 'heap collected');
   assert.ok(collected.length >= 1, `no collection logged: ${stdout}`);
   assert.ok(
     collected.some((c) => c.afterBytes < c.beforeBytes - 2 ** 20),

@@ -32,8 +32,20 @@ function exposedGc(): (() => void) | undefined {
   return gc && (() => gc({ type: 'major', execution: 'sync', flavor: 'last-resort' }));
 }
 
-/** Starts watching the heap; returns a stop function, or undefined when no collector is available. */
-export function collectIdleHeap(opts: IdleHeapOptions): (() => void) | undefined {
+export interface IdleHeapCollector {
+  /** Stops watching the heap. */
+  stop(): void;
+  /**
+   * Collects now, whatever the heap grew by and however recently it was collected: for the end of
+   * a burst the program itself knows of (the wrapper's initial lists), whose garbage would
+   * otherwise stay resident until the heap is next seen quiet, up to `minIntervalMs` later if a
+   * pause in the burst was taken for quiet.
+   */
+  collect(reason: string): void;
+}
+
+/** Starts watching the heap; undefined when no collector is available. */
+export function collectIdleHeap(opts: IdleHeapOptions): IdleHeapCollector | undefined {
   const gc = opts.gc ?? exposedGc();
   if (!gc) return undefined;
   const growth = opts.growthBytes ?? 4 * 2 ** 20;
@@ -44,17 +56,21 @@ export function collectIdleHeap(opts: IdleHeapOptions): (() => void) | undefined
   let baseline = heapUsed();
   let previous = baseline;
   let lastAt = 0;
+  const collect = (reason: string) => {
+    const used = heapUsed();
+    const started = performance.now();
+    gc();
+    lastAt = Date.now();
+    baseline = previous = heapUsed();
+    opts.log.debug({ reason, beforeBytes: used, afterBytes: baseline, ms: Math.round(performance.now() - started) }, 'heap collected');
+  };
   const timer = setInterval(() => {
     const used = heapUsed();
     const changed = Math.abs(used - previous) >= quiet;
     previous = used;
     if (changed || used - baseline < growth || Date.now() - lastAt < minInterval) return;
-    const started = performance.now();
-    gc();
-    lastAt = Date.now();
-    baseline = previous = heapUsed();
-    opts.log.debug({ beforeBytes: used, afterBytes: baseline, ms: Math.round(performance.now() - started) }, 'idle heap collected');
+    collect('idle after growing');
   }, opts.checkEveryMs ?? 2_000);
   timer.unref();
-  return () => clearInterval(timer);
+  return { stop: () => clearInterval(timer), collect };
 }

@@ -63,7 +63,7 @@ const flags = parseCommandLine({
 });
 
 const log = pino({ name: 'application-grid-wrapper', level: flags['log-level'] });
-collectIdleHeap({ log });
+const idleHeap = collectIdleHeap({ log });
 const nodeName = flags['node-name'];
 const membership = flags.membership;
 // Everything read upstream (and saved): what is served, plus the NodeUnits when they place nodes.
@@ -140,7 +140,13 @@ const reflectors = [...SERVED_RESOURCES.map(reflectorFor), ...(membership === 'n
 for (const r of reflectors) void r.synced.then(() => durable.listed(r.resource.resource));
 
 // With a saved state the wrapper serves at once: a complete state, only older than the apiserver's.
-let ready = restored !== undefined;
+let ready = false;
+/** From now on requests are answered; no client can hold a version of an event made before. */
+const startServing = () => {
+  ready = true;
+  for (const s of Object.values(served)) s.forgetEvents();
+};
+if (restored) startServing();
 const state = {
   specs: SERVED_RESOURCES,
   served,
@@ -185,7 +191,10 @@ process.once('SIGINT', () => void shutdown('SIGINT'));
 
 for (const r of reflectors) r.start();
 await Promise.all(reflectors.map((r) => r.synced));
-ready = true;
+if (!ready) startServing();
+// The garbage of the first lists (pages, parsed objects) is freed now rather than at the heap's
+// next quiet moment, which a pause between list pages may have already used up.
+idleHeap?.collect('initial lists delivered');
 durable.setVersion(await upstream.get('/version').catch(() => durable.version));
 log.info({ counts: Object.fromEntries(Object.entries(served).map(([k, s]) => [k, s.count])) }, 'caches synced; ready');
 

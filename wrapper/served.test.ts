@@ -79,6 +79,24 @@ test('410 for versions before this run, before the log, and not issued', () => {
   assert.match(served.expiredReason(clock.current + 1)!, /not issued/);
 });
 
+test('a forgotten event log: older versions get 410, the current state and later changes are served', () => {
+  const { served, clock } = setup();
+  for (const n of ['a', 'b']) served.apply(n, obj(n));
+  const before = clock.current - 1;
+  served.forgetEvents();
+  const now = clock.current;
+  assert.match(served.expiredReason(before)!, /too old resource version/);
+  assert.equal(served.expiredReason(now), undefined);
+  served.apply('c', obj('c'));
+  served.apply('a', obj('a', {}, 'x'));
+  const fromNow = new Sink();
+  served.watch(fromNow, { fromRv: now, initialEventsEnd: false, bookmarks: false, match: undefined });
+  assert.deepEqual(fromNow.types, ['ADDED:c', 'MODIFIED:a'], 'replayed exactly from the log kept after forgetting');
+  const initial = new Sink();
+  served.watch(initial, { fromRv: undefined, initialEventsEnd: false, bookmarks: false, match: undefined });
+  assert.deepEqual(initial.types.sort(), ['ADDED:a', 'ADDED:b', 'ADDED:c'], 'the objects themselves are kept');
+});
+
 test('initial state, streaming-list end bookmark, bookmarks', () => {
   const { served } = setup();
   served.apply('a', obj('a'));

@@ -100,6 +100,35 @@ test('relabels, annotation changes and node removal emit MODIFIED for exactly th
   view.delete('endpointslices', slice('web-1', 'web', []));
   assert.deepEqual(events.splice(0), ['MODIFIED:web-2:', 'DELETED:web-1:1']);
   assert.equal(served.endpointslices.count, 3);
+
+  // The indexes followed the move: b1 joining the local unit recomputes db (now holding web-2) only.
+  before = view.recomputations;
+  view.upsert('nodes', node('b1', 'c'));
+  assert.deepEqual(events.splice(0), ['MODIFIED:web-2:3']);
+  assert.equal(view.recomputations - before, 1, 'web has no endpoint left on b1');
+});
+
+test('Services with the same topology annotation share one parsed copy of it, and each keeps its own', () => {
+  const { view, served } = setup();
+  for (const n of [node('a1', 'a'), node('b1', 'b')]) view.upsert('nodes', n);
+  const keysOf = (v: NodeUnitView, key: string) => (v as unknown as { topology: Map<string, unknown> }).topology.get(key);
+  for (const name of ['one', 'two']) {
+    view.upsert('services', svc(name, true));
+    view.upsert(
+      'endpointslices',
+      slice(`${name}-1`, name, [
+        ['1', 'a1'],
+        ['2', 'b1'],
+      ]),
+    );
+  }
+  assert.equal(keysOf(view, 'ns/one'), keysOf(view, 'ns/two'));
+  view.upsert('services', { metadata: { name: 'two', namespace: 'ns', annotations: { [ANNOTATION_TOPOLOGY_KEYS]: '["*"]' } } });
+  assert.notEqual(keysOf(view, 'ns/one'), keysOf(view, 'ns/two'));
+  const ips = (name: string) =>
+    (served.endpointslices.get(`ns/${name}`)!.endpoints as { addresses: string[] }[]).map((e) => e.addresses[0]);
+  assert.deepEqual(ips('one-1'), ['1']);
+  assert.deepEqual(ips('two-1'), ['1', '2']);
 });
 
 test('a Namespace annotation makes its Services unit-local unless a Service says otherwise', () => {

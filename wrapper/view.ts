@@ -58,6 +58,22 @@ const removeFrom = <K, V>(m: Map<K, Set<V>>, k: K, v: V) => {
   const s = m.get(k);
   if (s?.delete(v) && s.size === 0) m.delete(k);
 };
+// Lists instead of Sets for the per-Service indexes: a Service has one slice and a few nodes as a
+// rule, and at 5,000 Services a Set each costs ~1 MiB of heap more than a small array.
+const addToList = <K, V>(m: Map<K, V[]>, k: K, v: V) => {
+  const l = m.get(k);
+  if (!l) m.set(k, [v]);
+  else if (!l.includes(v)) l.push(v);
+};
+const removeFromList = <K, V>(m: Map<K, V[]>, k: K, v: V) => {
+  const l = m.get(k);
+  const i = l ? l.indexOf(v) : -1;
+  if (i < 0) return;
+  if (l!.length === 1) m.delete(k);
+  else l!.splice(i, 1);
+};
+/** Distinct topology key lists kept before the cache of shared ones is emptied (a bound, never reached in practice). */
+const MAX_SHARED_TOPOLOGIES = 1024;
 const sameLabels = (a: Record<string, string> | undefined, b: Record<string, string> | undefined) =>
   JSON.stringify(Object.entries(a ?? {}).sort()) === JSON.stringify(Object.entries(b ?? {}).sort());
 
@@ -79,7 +95,7 @@ export class NodeUnitView {
    */
   private readonly slices = new Map<string, string>();
   private readonly sliceService = new Map<string, string>();
-  private readonly slicesByService = new Map<string, Set<string>>();
+  private readonly slicesByService = new Map<string, string[]>();
   private readonly endpoints = new Map<string, string>();
   private readonly nodeLabels = new Map<string, Record<string, string>>();
   readonly membership: MembershipSource;
@@ -91,7 +107,13 @@ export class NodeUnitView {
   private readonly unitLabels = new Map<string, Record<string, string>>();
   /** Since when this node's own labels and its NodeUnits disagree (0: they agree). */
   private staleSinceMs = 0;
-  private readonly nodesOfService = new Map<string, Set<string>>();
+  /** Nodes with an endpoint of the Service (its slices' and Endpoints'), each once. */
+  private readonly nodesOfService = new Map<string, string[]>();
+  /**
+   * One object per distinct topology (most Services of a cluster share a few annotation values):
+   * thousands of Services then hold a reference each instead of a parsed copy each.
+   */
+  private readonly sharedTopologies = new Map<string, TopologyKeys>();
   private readonly servicesByNode = new Map<string, Set<string>>();
   private readonly stats = new Map<string, FilterStats>();
   private kept = 0;
@@ -184,10 +206,19 @@ export class NodeUnitView {
       this.log.warn({ service: key, error: next.error }, 'topology annotation invalid; service endpoints are not filtered');
     }
     if (next.kind === 'none') this.topology.delete(key);
-    else this.topology.set(key, next);
+    else this.topology.set(key, this.shared(next));
     if (next.kind === 'keys') this.marked.add(key);
     else this.marked.delete(key);
     if (JSON.stringify(prev) !== JSON.stringify(next)) this.recompute(key);
+  }
+
+  private shared(t: TopologyKeys): TopologyKeys {
+    const id = JSON.stringify(t);
+    const known = this.sharedTopologies.get(id);
+    if (known) return known;
+    if (this.sharedTopologies.size >= MAX_SHARED_TOPOLOGIES) this.sharedTopologies.clear();
+    this.sharedTopologies.set(id, t);
+    return t;
   }
 
   private sliceChanged(key: string, slice: KubeObject | undefined): void {
@@ -196,13 +227,13 @@ export class NodeUnitView {
     const svcName = slice?.metadata.labels?.[SERVICE_NAME_LABEL];
     const newService = slice && svcName ? `${ns}/${svcName}` : undefined;
     if (oldService !== undefined && oldService !== newService) {
-      removeFrom(this.slicesByService, oldService, key);
+      removeFromList(this.slicesByService, oldService, key);
       this.sliceService.delete(key);
     }
     if (slice) this.slices.set(key, JSON.stringify(slice));
     else this.slices.delete(key);
     if (newService !== undefined) {
-      addTo(this.slicesByService, newService, key);
+      addToList(this.slicesByService, newService, key);
       this.sliceService.set(key, newService);
     }
     if (oldService !== undefined && oldService !== newService) this.recompute(oldService);
@@ -344,10 +375,10 @@ export class NodeUnitView {
       this.served.endpoints.apply(svcKey, undefined);
     }
 
-    const oldNodes = this.nodesOfService.get(svcKey) ?? new Set<string>();
+    const oldNodes = new Set(this.nodesOfService.get(svcKey));
     for (const n of oldNodes) if (!nodes.has(n)) removeFrom(this.servicesByNode, n, svcKey);
     for (const n of nodes) if (!oldNodes.has(n)) addTo(this.servicesByNode, n, svcKey);
-    if (nodes.size > 0) this.nodesOfService.set(svcKey, nodes);
+    if (nodes.size > 0) this.nodesOfService.set(svcKey, [...nodes]);
     else this.nodesOfService.delete(svcKey);
 
     const old = this.stats.get(svcKey) ?? { kept: 0, dropped: 0 };
