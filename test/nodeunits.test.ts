@@ -310,6 +310,45 @@ describe('NodeUnit controller', () => {
     await label('u-a1', { color: null });
   });
 
+  test('a key with many values: each discovered NodeUnit is created once and its status written once (a sync does not repeat writes its cache does not show yet)', async () => {
+    const values = Array.from({ length: 80 }, (_, i) => `r${i}`);
+    await Promise.all(values.map((v) => cluster().createNode(`rack-${v}`, { rack: v })));
+    await until('kwok marks the rack nodes Ready', async () => {
+      const nodes = (await admin.get<{ items: Obj[] }>('/api/v1/nodes?labelSelector=rack')).items;
+      return nodes.length === values.length && nodes.every((n) => cond(n, 'Ready')?.status === 'True');
+    });
+    await controller.waitIdle();
+    const nodeUnitWrites = async () => (await cluster().writeRequests(CONTROLLER_USER)).filter((w) => w.resource === 'nodeunits');
+    const before = (await nodeUnitWrites()).length;
+    await cluster().apply([deploymentGrid('racks', ns, { key: 'rack', container: 'web', image: 'nginx' })]);
+    await until(
+      'every rack NodeUnit with its node Ready and the grid',
+      async () => {
+        const units = (await admin.get<{ items: Obj[] }>(NU())).items.filter((u) => u.spec.key === 'rack');
+        return units.length === values.length && units.every((u) => u.status?.readyNodes === 1 && u.status?.grids?.length === 1);
+      },
+      120_000,
+      explainUnits,
+    );
+    await controller.waitIdle();
+    const written = (await nodeUnitWrites()).slice(before);
+    const count = (verb: string, subresource?: string) => written.filter((w) => w.verb === verb && w.subresource === subresource).length;
+    assert.equal(
+      count('create'),
+      values.length,
+      `creates: ${JSON.stringify(written.filter((w) => w.verb === 'create' && w.code !== 201))}`,
+    );
+    assert.equal(count('patch', 'status'), values.length, 'one status write per NodeUnit');
+    assert.equal(
+      written.length,
+      2 * values.length,
+      JSON.stringify(written.filter((w) => w.verb !== 'create' && w.subresource !== 'status')),
+    );
+    await admin.request('DELETE', `/apis/servicegroup.io/v1alpha1/namespaces/${ns}/deploymentgrids/racks`);
+    await Promise.all(values.map((v) => admin.request('DELETE', `/api/v1/nodes/rack-${v}`)));
+    await until('rack NodeUnits released', async () => (await admin.get<{ items: Obj[] }>(NU())).items.every((u) => u.spec.key !== 'rack'));
+  });
+
   describe('namespace opt-in (wrapper)', () => {
     let wrapper: RunningWrapper | undefined;
     const optin = 'optin';
