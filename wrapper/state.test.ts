@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { pino } from 'pino';
 import { liveBytes } from '../test/live-memory.ts';
+import { seededRandom } from '../test/seeded-random.ts';
 import { RvClock } from './rv-clock.ts';
 import { decodeState, encodeState, SnapshotScheduler, StateStore } from './state.ts';
 
@@ -29,17 +30,6 @@ function recordingLog() {
 const svc = (name: string) => ({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'ns' }, spec: { clusterIP: '10.0.0.1' } });
 const objects = (n: number, tag: string): [string, string][] =>
   Array.from({ length: n }, (_, i) => ['services', JSON.stringify(svc(`${tag}-${i}`))]);
-
-/** A deterministic PRNG (mulberry32), so a failing corruption can be reproduced from its seed. */
-function prng(seed: number) {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('a snapshot round-trips: header, meta and every object in order', () => {
   const buf = encodeState('n1', 7, { version: { gitVersion: 'v1.35.0' }, lastContact: 123 }, objects(3, 'a'));
@@ -89,7 +79,7 @@ test('60 random corruptions of the newest generation: never served; the previous
   const kinds = ['truncate', 'flip', 'garbage', 'older-version', 'other-node', 'extend'] as const;
   const seen = new Map<string, number>();
   for (let seed = 1; seed <= 60; seed++) {
-    const rnd = prng(seed);
+    const rnd = seededRandom(seed);
     const kind = kinds[seed % kinds.length]!;
     let bad: Buffer;
     switch (kind) {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { V1ObjectMeta } from '@kubernetes/client-node';
+import { seededRandom } from '../../test/seeded-random.ts';
 import { ANNOTATION_RENDER_HASH } from '../api/v1alpha1.ts';
 import { jsonEqual, stableStringify, withRenderHash } from './common.ts';
 
@@ -14,17 +15,6 @@ function reference(value: unknown): string {
     .filter((k) => obj[k] !== undefined)
     .map((k) => `${JSON.stringify(k)}:${reference(obj[k])}`);
   return `{${parts.join(',')}}`;
-}
-
-/** A small deterministic generator (mulberry32), so a failure names a seed that reproduces it. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const KEYS = ['a', 'b', 'name', 'labels', 'spec', '10', '9', 'k"q', 'ü', '', 'constructor'];
@@ -78,7 +68,7 @@ describe('stableStringify', () => {
 
   it('gives the text of its definition (sorted keys, undefined dropped or null in arrays) for any JSON-like value', () => {
     for (let seed = 1; seed <= 3000; seed++) {
-      const v = value(random(seed), 4);
+      const v = value(seededRandom(seed), 4);
       assert.equal(stableStringify(v), reference(v), `seed ${seed}`);
     }
   });
@@ -103,7 +93,7 @@ describe('jsonEqual', () => {
   it('is true exactly when stableStringify gives the same text', () => {
     let equal = 0;
     for (let seed = 1; seed <= 3000; seed++) {
-      const rnd = random(seed);
+      const rnd = seededRandom(seed);
       const a = value(rnd, 4);
       for (const b of [reshuffled(rnd, a), nudged(rnd, a), value(rnd, 4)]) {
         const same = stableStringify(a) === stableStringify(b);
