@@ -224,8 +224,10 @@ export class ResumableWatch {
 }
 
 export function procStats(pid: number): { rssMiB: number; cpuSeconds: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const rss = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+  // RSS from smaps_rollup, not VmRSS of /proc/<pid>/status: the kernel keeps the latter in
+  // per-CPU counters and documents it as inaccurate (proc(5)); a controller whose smaps_rollup
+  // said 76.4 MiB showed 81.8 MiB there at the same moment.
+  const rss = residentParts(pid).rssMiB;
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
