@@ -26,6 +26,7 @@ import {
 import { FIELD_MANAGER } from '../reconcile/apply.ts';
 import { CONTROLLER_WRITE_CONCURRENCY, forEachConcurrently, UNIT_CONCURRENCY, WriteLimiter } from '../reconcile/concurrency.ts';
 import { WorkQueue } from '../reconcile/queue.ts';
+import { RecentWrites } from '../reconcile/recent.ts';
 import { NODES, type Resource, SERVICES } from '../reconcile/resources.ts';
 import { jsonEqual, stableStringify } from '../render/common.ts';
 import {
@@ -48,9 +49,6 @@ export const NODE_UNITS: Resource = { group: GROUP, version: VERSION, resource: 
 const NAMESPACES: Resource = { group: '', version: 'v1', resource: 'namespaces' };
 
 const SYNC_KEY = 'nodeunits';
-
-/** How long a NodeUnit this controller created may stay out of its cache before a sync creates it again. */
-const CREATE_ECHO_WAIT_MS = 30_000;
 
 export interface NodeUnitControllerOptions {
   client: KubeClient;
@@ -145,14 +143,12 @@ export class NodeUnitController {
    */
   private readonly labelFailures = new Map<string, { attempt: string; message: string }>();
   /**
-   * Writes the cache does not show yet. A sync that starts before the watch brings back the
-   * previous sync's creates and status writes would otherwise send them again (a 409 for the
-   * create, the same status once more). A status entry holds while the cached NodeUnit is still
-   * the version it was written over; a create while the cache lacks the NodeUnit, for a bounded
-   * time (a watch that lost the event is repaired by the next relist anyway).
+   * Creates and status writes the cache does not show yet. A sync that starts before the watch
+   * brings back the previous sync's writes would otherwise send them again (a 409 for the create,
+   * the same status once more).
    */
-  private readonly createdNotSeen = new Map<string, number>();
-  private readonly statusNotSeen = new Map<string, { over: string | undefined; status: unknown }>();
+  private readonly created = new RecentWrites<true>();
+  private readonly statusWritten = new RecentWrites<unknown>();
   private worker?: Promise<void>;
   private resyncTimer?: NodeJS.Timeout;
 
@@ -338,15 +334,15 @@ export class NodeUnitController {
     const plan = planDiscovered(units, valuesByKey(keys, nodeViews));
     for (const p of plan.problems) this.log.warn({ key: p.key, value: p.value, reason: p.message }, 'no NodeUnit for this label value');
     const discovered: string[] = [];
-    const cached = new Set(units.map((u) => u.metadata.name!));
-    const now = Date.now();
-    for (const [name, at] of this.createdNotSeen) if (cached.has(name) || now - at > CREATE_ECHO_WAIT_MS) this.createdNotSeen.delete(name);
+    for (const u of units) this.created.seen(u.metadata.name!, u.metadata.resourceVersion);
     for (const unit of plan.create) {
-      if (this.createdNotSeen.has(unit.metadata.name!)) continue;
+      if (this.created.get(unit.metadata.name!, undefined)) continue;
       try {
-        await this.writes.run('deferred', () => this.opts.client.request('POST', resourcePath(NODE_UNITS), { body: unit, answer: 'none' }));
+        const answer = await this.writes.run('deferred', () =>
+          this.opts.client.request<NodeUnit>('POST', resourcePath(NODE_UNITS), { body: unit, answer: 'metadata' }),
+        );
         discovered.push(unit.metadata.name!);
-        this.createdNotSeen.set(unit.metadata.name!, Date.now());
+        this.created.put(unit.metadata.name!, answer.metadata.resourceVersion, true);
         this.log.debug({ nodeUnit: unit.metadata.name, key: unit.spec.key, value: unit.spec.value }, 'NodeUnit discovered');
       } catch (err) {
         // Already there: the cache lags our own create; the next event brings it.
@@ -360,6 +356,7 @@ export class NodeUnitController {
           this.opts.client.request('DELETE', resourcePath(NODE_UNITS, undefined, name), { answer: 'none' }),
         );
         deleted.push(name);
+        this.statusWritten.seen(name, undefined);
         this.log.debug({ nodeUnit: name }, 'NodeUnit no longer in use; deleted');
       } catch (err) {
         if (!isStatus(err, 404)) throw err;
@@ -380,7 +377,6 @@ export class NodeUnitController {
         push(gridsByKey, key, { kind, namespace: g.metadata!.namespace!, name: g.metadata!.name! });
     }
     const writes: { unit: NodeUnit; patch: Record<string, unknown>; status: unknown }[] = [];
-    for (const name of this.statusNotSeen.keys()) if (!cached.has(name)) this.statusNotSeen.delete(name);
     for (const unit of units) {
       if (unit.metadata.deletionTimestamp || removed.has(unit.metadata.name!)) continue;
       const status = nodeUnitStatus(
@@ -390,29 +386,25 @@ export class NodeUnitController {
         claims.conflicts.get(unit.metadata.name!),
       );
       const patch = statusPatch((unit.status ?? {}) as Record<string, unknown>, status as unknown as Record<string, unknown>);
-      if (!patch) {
-        this.statusNotSeen.delete(unit.metadata.name!);
-        continue;
-      }
-      const written = this.statusNotSeen.get(unit.metadata.name!);
-      if (written && written.over === unit.metadata.resourceVersion && jsonEqual(written.status, status)) continue;
+      if (!patch) continue;
+      const written = this.statusWritten.get(unit.metadata.name!, unit.metadata.resourceVersion);
+      if (written !== undefined && jsonEqual(written, status)) continue;
       writes.push({ unit, patch, status });
     }
     // All at once: after a relabel the unit the node left and the one it joined reach the
     // wrappers in one round trip, not one after the other.
     const computed = performance.now();
     await forEachConcurrently(writes, UNIT_CONCURRENCY, async ({ unit, patch, status }) => {
-      this.statusNotSeen.delete(unit.metadata.name!);
       try {
-        await this.writes.run('deferred', () =>
-          this.opts.client.mergePatch(
+        const answer = await this.writes.run('deferred', () =>
+          this.opts.client.mergePatch<NodeUnit>(
             resourcePath(NODE_UNITS, undefined, unit.metadata.name, 'status'),
             { status: patch },
             FIELD_MANAGER,
-            'none',
+            'metadata',
           ),
         );
-        this.statusNotSeen.set(unit.metadata.name!, { over: unit.metadata.resourceVersion, status });
+        this.statusWritten.put(unit.metadata.name!, answer.metadata.resourceVersion, status);
       } catch (err) {
         if (isStatus(err, 404)) return;
         this.log.warn({ nodeUnit: unit.metadata.name, err }, 'NodeUnit status write failed');
