@@ -141,7 +141,12 @@ describe('controllers when things go wrong (in process)', () => {
     };
     await cluster().apply([foreign]);
     await cluster().apply([deploymentGrid('blk', { gridUniqKey: 'zone', template: podSpec('blk') })]);
-    await until('conflict reported', async () => cond(await admin.get<Obj>(DG('blk')), 'Degraded')?.reason === 'Conflict');
+    // Unit b's Deployment is ours: kube-controller-manager's first status update of it makes it
+    // ready, a real change of the grid's status. Counting starts once the grid shows it.
+    await until('conflict reported, unit b ready', async () => {
+      const g = await admin.get<Obj>(DG('blk'));
+      return cond(g, 'Degraded')?.reason === 'Conflict' && g.status?.readyUnits === 1;
+    });
     assert.deepEqual(await resyncs(2), [], 'a standing conflict makes no write');
     const conflicts = (await events('blk')).filter((e) => e.reason === 'Conflict');
     assert.equal(conflicts.length, 1, `the Conflict Warning is posted once: ${JSON.stringify(conflicts)}`);
