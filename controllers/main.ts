@@ -3,11 +3,11 @@
 // server.
 
 import { hostname } from 'node:os';
-import pino from 'pino';
 import { KubeClient } from '../kube/client.ts';
 import { boolFlag, durationFlag, enumFlag, intFlag, listenFlag, parseCommandLine, stringFlag } from '../kube/flags.ts';
 import { collectIdleHeap } from '../kube/idle-gc.ts';
 import { loadCredentials } from '../kube/kubeconfig.ts';
+import { stdoutLogger } from '../kube/log.ts';
 import { LeaderElector, leaderElectionConfigProblem } from './leader.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { NodeUnitController } from './nodeunit/controller.ts';
@@ -86,7 +86,7 @@ const flags = parseCommandLine({
   },
 });
 
-const log = pino({ level: flags['log-level'], base: { component: 'servicegroup-controller' } });
+const log = stdoutLogger({ level: flags['log-level'], base: { component: 'servicegroup-controller' } });
 const client = new KubeClient(loadCredentials(flags.kubeconfig));
 const identity = flags.identity || `${hostname()}_${process.pid}`;
 const lease = flags['leader-elect-resource-name'];

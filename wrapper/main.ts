@@ -1,10 +1,10 @@
 // application-grid-wrapper: wires flags, the upstream client, the view and the HTTP servers.
 import { mkdirSync } from 'node:fs';
-import { pino } from 'pino';
 import { KubeClient } from '../kube/client.ts';
 import { durationFlag, enumFlag, formatListenAddress, intFlag, listenFlag, parseCommandLine, stringFlag } from '../kube/flags.ts';
 import { collectIdleHeap } from '../kube/idle-gc.ts';
 import { loadCredentials } from '../kube/kubeconfig.ts';
+import { stdoutLogger } from '../kube/log.ts';
 import { apiVersionOf, type GroupVersionResource } from '../kube/objects.ts';
 import { Reflector } from '../kube/reflector.ts';
 import { DurableView } from './durable-view.ts';
@@ -62,7 +62,7 @@ const flags = parseCommandLine({
   check: (f) => (f['node-name'] ? undefined : 'no node name: set --node-name or NODE_NAME'),
 });
 
-const log = pino({ name: 'application-grid-wrapper', level: flags['log-level'] });
+const log = stdoutLogger({ name: 'application-grid-wrapper', level: flags['log-level'] });
 const idleHeap = collectIdleHeap({ log });
 const nodeName = flags['node-name'];
 const membership = flags.membership;
