@@ -266,6 +266,10 @@ export async function syncGrid<G extends GridObject>(
   if (!changes.empty) log.info(changes.logFields(LOGGED_OBJECTS), `${parts.objectKind} objects written`);
 
   objectsWritten?.();
+  // What follows reports on the objects (and its writes are deferred anyway): while other syncs
+  // still have object writes under way (a new unit touches every grid of its key), computing it
+  // would take the thread from them.
+  await ctx.writes.objectsSettled();
   const view: SyncView<G> = { grid, units, rendered, live, changes, log };
   const extras = (await parts.extras?.(view)) ?? {};
   sortProblems(problems);
