@@ -181,6 +181,22 @@ function writesBetween(a: WriteSnapshot, b: WriteSnapshot, benchUser: string): W
 }
 
 /**
+ * When the controller's object creates reached the apiserver, from its audit log: the first one
+ * received and the last one completed, in ms after `sinceWallMs` (a Date.now() of the bench, the
+ * same clock). Splits a reaction into the controller noticing and the writes themselves.
+ */
+async function objectWriteSpan(cluster: Cluster, sinceWallMs: number): Promise<{ firstMs: number; lastMs: number } | undefined> {
+  const creates = (await cluster.writeRequests(CONTROLLER_USER)).filter(
+    (w) => w.verb === 'create' && (w.resource === 'deployments' || w.resource === 'services') && w.receivedAt >= sinceWallMs,
+  );
+  if (!creates.length) return undefined;
+  return {
+    firstMs: Math.min(...creates.map((w) => w.receivedAt)) - sinceWallMs,
+    lastMs: Math.max(...creates.map((w) => w.completedAt)) - sinceWallMs,
+  };
+}
+
+/**
  * Waits until the apiserver's write count has not moved for `quietMs` (the controller is done
  * writing). A program that never stops writing is a result, not an error: false after the timeout.
  */
@@ -475,6 +491,8 @@ interface ConvergenceRound {
   /** Writes from before the creates until the controller stopped writing. */
   writes: WriteFigures;
   controllerCpuSeconds?: number;
+  /** The controller's first object create received and last completed by the apiserver, after the first create response. */
+  objectWrites?: { firstMs: number; lastMs: number };
 }
 
 async function convergenceRound(
@@ -498,17 +516,24 @@ async function convergenceRound(
   const before = await snapshot(cluster);
   const cpuBefore = controller.pid ? procStats(controller.pid).cpuSeconds : undefined;
   let firstResponse = Number.POSITIVE_INFINITY;
+  let firstResponseWall = Number.POSITIVE_INFINITY;
   await Promise.all(
     [
       write('POST', `${GRIDS_API}/namespaces/${ns}/deploymentgrids`, deploymentGrid(ns, name, 'zone')),
       write('POST', `${GRIDS_API}/namespaces/${ns}/servicegrids`, serviceGrid(ns, name, 'zone', name)),
-    ].map((p) => p.then(() => (firstResponse = Math.min(firstResponse, performance.now())))),
+    ].map((p) =>
+      p.then(() => {
+        firstResponse = Math.min(firstResponse, performance.now());
+        firstResponseWall = Math.min(firstResponseWall, Date.now());
+      }),
+    ),
   );
   const objectsAt = await seen.until(`convergence round ${round}: all objects`, objectsPresent);
   const statusAt = withStatus ? await seen.until(`convergence round ${round}: status`, statusWritten) : undefined;
   await writesQuiet(cluster);
   const after = await snapshot(cluster);
   const cpuAfter = controller.pid ? procStats(controller.pid).cpuSeconds : undefined;
+  const objectWrites = await objectWriteSpan(cluster, firstResponseWall);
   seen.close();
   const deployments = seen.deployments.size;
   if (deployments !== N.units) throw new Error(`round ${round}: ${deployments} Deployments, expected ${N.units}`);
@@ -530,6 +555,7 @@ async function convergenceRound(
     statusMs: statusAt === undefined ? undefined : statusAt - firstResponse,
     writes: writesBetween(before, after, benchUser),
     controllerCpuSeconds: cpuBefore !== undefined && cpuAfter !== undefined ? cpuAfter - cpuBefore : undefined,
+    objectWrites,
   };
 }
 
@@ -577,7 +603,7 @@ async function main() {
       const res = await convergenceRound(cluster, controller, r, benchUser);
       rounds.push(res);
       console.error(
-        `[bench] convergence round ${r}: objects ${res.objectsMs.toFixed(0)} ms, status ${res.statusMs?.toFixed(0) ?? 'n/a'} ms, controller writes ${res.writes.controller} (audit ${res.writes.auditController})`,
+        `[bench] convergence round ${r}: objects ${res.objectsMs.toFixed(0)} ms, status ${res.statusMs?.toFixed(0) ?? 'n/a'} ms, controller writes ${res.writes.controller} (audit ${res.writes.auditController})${res.objectWrites ? `; object creates reached the apiserver from ${res.objectWrites.firstMs.toFixed(0)} ms, the last completed at ${res.objectWrites.lastMs.toFixed(0)} ms` : ''}`,
       );
     }
     await stopController(controller);
@@ -647,7 +673,13 @@ async function main() {
     seen.close();
 
     // 6. Reaction: new site values, one at a time.
-    const reactions: { unit: string; ms: number; statusMs?: number; writes: WriteFigures }[] = [];
+    const reactions: {
+      unit: string;
+      ms: number;
+      statusMs?: number;
+      writes: WriteFigures;
+      objectWrites?: { firstMs: number; lastMs: number };
+    }[] = [];
     for (let r = 0; r < N.reactions; r++) {
       const unit = `s${N.steadyUnits + r}`;
       const watch = new Seen(STEADY_NS, `${LABEL_UNIT}=${unit}`, true);
@@ -656,6 +688,7 @@ async function main() {
       const started = performance.now();
       await createNode(`site-node-${N.steadyUnits + r}`, { site: unit });
       const respondedAt = performance.now();
+      const respondedWall = Date.now();
       const at = await watch.until(`reaction to ${unit}`, () => watch.deployments.size === half && watch.services.size === half);
       // Grids are watched from now on, so each one's first event is its status update.
       const statusAt = withStatus
@@ -667,14 +700,19 @@ async function main() {
       await writesQuiet(cluster);
       const a = await snapshot(cluster);
       watch.close();
+      const objectWrites = await objectWriteSpan(cluster, respondedWall);
       reactions.push({
         unit,
         ms: at - respondedAt,
         statusMs: statusAt === undefined ? undefined : statusAt - respondedAt,
         writes: writesBetween(b, a, benchUser),
+        objectWrites,
       });
+      const span = objectWrites
+        ? `; the controller's first object create reached the apiserver after ${objectWrites.firstMs.toFixed(0)} ms, the last completed after ${objectWrites.lastMs.toFixed(0)} ms`
+        : '';
       console.error(
-        `[bench] reaction to ${unit}: ${(at - respondedAt).toFixed(0)} ms (create took ${(respondedAt - started).toFixed(0)} ms)`,
+        `[bench] reaction to ${unit}: ${(at - respondedAt).toFixed(0)} ms (create took ${(respondedAt - started).toFixed(0)} ms${span})`,
       );
     }
     if (pid) Object.assign(steady, { rssAfterReactionsMiB: procStats(pid).rssMiB });

@@ -42,6 +42,9 @@ export interface WriteRequest {
   namespace?: string;
   name?: string;
   code: number;
+  /** When the apiserver received the request and when it completed the response (ms since the epoch). */
+  receivedAt: number;
+  completedAt: number;
 }
 
 export interface Cluster {
@@ -423,6 +426,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
           namespace: e.objectRef?.namespace,
           name: e.objectRef?.name,
           code: e.responseStatus?.code,
+          receivedAt: Date.parse(e.requestReceivedTimestamp),
+          completedAt: Date.parse(e.stageTimestamp),
         });
       }
       return out;
