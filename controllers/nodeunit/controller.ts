@@ -385,10 +385,12 @@ export class NodeUnitController {
         gridsByKey.get(unit.spec.key) ?? [],
         claims.conflicts.get(unit.metadata.name!),
       );
-      const patch = statusPatch((unit.status ?? {}) as Record<string, unknown>, status as unknown as Record<string, unknown>);
+      // Until the cache shows our last write, the NodeUnit holds what we wrote: a membership that
+      // went back meanwhile (a node relabelled away and back at once) must still be written, and
+      // the echo of our write wakes no sync to notice it later.
+      const live = this.statusWritten.get(unit.metadata.name!, unit.metadata.resourceVersion) ?? unit.status ?? {};
+      const patch = statusPatch(live as Record<string, unknown>, status as unknown as Record<string, unknown>);
       if (!patch) continue;
-      const written = this.statusWritten.get(unit.metadata.name!, unit.metadata.resourceVersion);
-      if (written !== undefined && jsonEqual(written, status)) continue;
       writes.push({ unit, patch, status });
     }
     // All at once: after a relabel the unit the node left and the one it joined reach the

@@ -23,10 +23,12 @@ export class StatusWriter {
 
   /** Writes `status` when it differs. Returns true when it wrote. */
   async write(client: KubeClient, resource: Resource, grid: GridObject, status: Record<string, unknown>): Promise<boolean> {
-    if (jsonEqual(grid.status ?? {}, status)) return false;
-    const ours = this.written.get(grid.metadata.uid, grid.metadata.resourceVersion);
-    if (ours && jsonEqual(ours, status)) return false;
-    const written = await this.limiter.run('deferred', () => patchStatus(client, resource, grid, status));
+    // Until the cache shows our last write, the grid holds what we wrote, not what the cache
+    // shows: a status that went back to the cached one meanwhile must still be written (the echo
+    // of our write wakes no sync to notice it later).
+    const live = this.written.get(grid.metadata.uid, grid.metadata.resourceVersion) ?? grid.status ?? {};
+    if (jsonEqual(live, status)) return false;
+    const written = await this.limiter.run('deferred', () => patchStatus(client, resource, grid, live, status));
     this.written.put(grid.metadata.uid, written?.metadata?.resourceVersion, status);
     return true;
   }
@@ -38,12 +40,18 @@ export class StatusWriter {
   }
 }
 
-/** A merge patch of the status subresource that replaces the whole status. */
-function patchStatus(client: KubeClient, resource: Resource, obj: GridObject, status: Record<string, unknown>): Promise<KubeObject> {
+/** A merge patch of the status subresource that replaces the whole status (`live`: the status the grid holds). */
+function patchStatus(
+  client: KubeClient,
+  resource: Resource,
+  obj: GridObject,
+  live: Record<string, unknown>,
+  status: Record<string, unknown>,
+): Promise<KubeObject> {
   const path = resourcePath(resource, obj.metadata.namespace || undefined, obj.metadata.name, 'status');
   // Null out fields that disappeared so the merge patch really replaces the status.
   const patch: Record<string, unknown> = {};
-  for (const k of Object.keys(obj.status ?? {})) patch[k] = null;
+  for (const k of Object.keys(live)) patch[k] = null;
   Object.assign(patch, status);
   // Only the answer's resourceVersion is read.
   return client.mergePatch<KubeObject>(path, { status: patch }, FIELD_MANAGER, 'metadata');
