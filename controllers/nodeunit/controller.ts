@@ -74,13 +74,24 @@ interface NodeObject extends KubeObject {
   status?: { conditions?: { type: string; status: string }[] };
 }
 
+/**
+ * What a sync reads of a Node, made once per cached version: every sync reads every Node (10,000
+ * of them at the scale this is built for), and a cache replaces an object when a new version
+ * arrives rather than changing it.
+ */
+const viewOfNode = new WeakMap<NodeObject, NodeView>();
 function nodeView(node: NodeObject): NodeView {
-  return {
-    name: node.metadata.name,
-    labels: node.metadata.labels ?? {},
-    ready: isNodeReady(node),
-    ownedLabels: ownedLabelKeys(node.metadata.annotations),
-  };
+  let view = viewOfNode.get(node);
+  if (!view) {
+    view = {
+      name: node.metadata.name,
+      labels: node.metadata.labels ?? {},
+      ready: isNodeReady(node),
+      ownedLabels: ownedLabelKeys(node.metadata.annotations),
+    };
+    viewOfNode.set(node, view);
+  }
+  return view;
 }
 
 /**
@@ -273,7 +284,13 @@ export class NodeUnitController {
     const claims = resolveClaims(units, [...nodes.values()], matchesLabels);
     const labelConflicts = new Map<string, string>();
     for (const node of [...nodes.values()]) {
-      const desired = claims.desired.get(node.name) ?? {};
+      const wanted = claims.desired.get(node.name);
+      // Most nodes: no declared unit claims them and we own none of their labels.
+      if (!wanted && node.ownedLabels.length === 0) {
+        this.labelFailures.delete(node.name);
+        continue;
+      }
+      const desired = wanted ?? {};
       if (labelsSettled(node, desired)) {
         this.labelFailures.delete(node.name);
         continue;
@@ -368,8 +385,15 @@ export class NodeUnitController {
 
     // 3. Status of every unit that stays.
     const removed = new Set(plan.remove);
+    // Members by (key, value), over the keys of the units only: a node carries a dozen labels,
+    // the units use one or two keys.
+    const unitKeys = [...new Set(units.map((u) => u.spec.key))];
     const byPair = new Map<string, NodeView[]>();
-    for (const n of nodeViews) for (const [k, v] of Object.entries(n.labels)) push(byPair, pairId(k, v), n);
+    for (const n of nodeViews)
+      for (const k of unitKeys) {
+        const v = n.labels[k];
+        if (v !== undefined) push(byPair, pairId(k, v), n);
+      }
     const gridsByKey = new Map<string, NodeUnitGridRef[]>();
     for (const { g, kind } of grids) {
       const key = g.spec?.gridUniqKey as string | undefined;

@@ -134,6 +134,7 @@ export function resolveClaims(
   matches: (reqs: LabelRequirement[], labels: Record<string, string>) => boolean,
 ): Claims {
   const declared = units.filter((u) => isDeclared(u) && !u.metadata.deletionTimestamp).sort(claimOrder);
+  if (declared.length === 0) return { desired: new Map(), conflicts: new Map() };
   const byName = new Map(nodes.map((n) => [n.name, n]));
   // node → key → claims in claim order
   const claims = new Map<string, Map<string, NodeUnit[]>>();
