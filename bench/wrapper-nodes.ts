@@ -1,9 +1,9 @@
 // Wrapper benchmark 4: what one wrapper costs as the cluster's node count grows, with membership
 // from every Node (--membership=nodes, the old way) and from NodeUnits (--membership=nodeunits).
-// For each node count: nodes with a kubelet-sized status (conditions and a status.images list),
-// each node's status updated about once per --update-period-seconds as kubelets do (a strategic
-// merge patch of the conditions' heartbeats), Services and
-// endpoints marked with a topology key, and the controller keeping the NodeUnits. Per wrapper:
+// For each node count: nodes with a kubelet's labels and a kubelet-sized status (conditions and a
+// status.images list), each node's status updated about once per --update-period-seconds as
+// kubelets do (a strategic merge patch of the conditions' heartbeats), Services and endpoints
+// marked with a topology key, and the controller keeping the NodeUnits. Per wrapper:
 // bytes it read from the apiserver per minute (/proc/<pid>/io rchar; over a window of several
 // minutes, as an idle watch carries one bookmark a minute and a one-minute window holds one or two
 // of each depending on where it falls), RSS, and the time from a
@@ -90,6 +90,20 @@ const NS = 'nodes-bench';
 const SLICES = '/apis/discovery.k8s.io/v1/endpointslices';
 const nodeName = (i: number) => `node-${i}`;
 const unitOf = (i: number) => `unit-${i % P.units}`;
+
+/** The labels a kubelet on a cloud VM registers its Node with (the topology key comes on top). */
+function kubeletLabels(i: number): Record<string, string> {
+  return {
+    'beta.kubernetes.io/arch': 'amd64',
+    'beta.kubernetes.io/os': 'linux',
+    'kubernetes.io/arch': 'amd64',
+    'kubernetes.io/hostname': nodeName(i),
+    'kubernetes.io/os': 'linux',
+    'node.kubernetes.io/instance-type': 'e2-standard-4',
+    'topology.kubernetes.io/region': 'europe-west1',
+    'topology.kubernetes.io/zone': `europe-west1-${'bcd'[i % 3]}`,
+  };
+}
 
 /** A status the size a kubelet reports: conditions, addresses, capacity and the node's images. */
 function nodeStatus(i: number, beat: string) {
@@ -341,7 +355,7 @@ async function atScale(nodes: number) {
       await requestOk(api, 'POST', '/api/v1/nodes', {
         apiVersion: 'v1',
         kind: 'Node',
-        metadata: { name: nodeName(i), labels: { zone: unitOf(i) } },
+        metadata: { name: nodeName(i), labels: { ...kubeletLabels(i), zone: unitOf(i) } },
       });
       await requestOk(api, 'PATCH', `/api/v1/nodes/${nodeName(i)}/status`, { status: nodeStatus(i, beat) }, 'application/merge-patch+json');
     });
