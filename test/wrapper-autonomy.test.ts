@@ -215,7 +215,13 @@ describe('edge autonomy of the application-grid-wrapper', () => {
         watch.events.slice(3).map((e) => `${e.type}:${e.object.metadata.name}`),
         ['DELETED:gone'],
       );
-      assert.equal(await metric(w.url, 'servicegroup_wrapper_offline'), 0);
+      // Every upstream watch reconnects within its backoff (at most 1 s), not necessarily before
+      // the ones kube-proxy's rules depend on.
+      await waitFor(
+        'the wrapper online again',
+        async () => ((await metric(w.url, 'servicegroup_wrapper_offline')) === 0 ? true : undefined),
+        { timeoutMs: 5_000 },
+      );
     } finally {
       watch.close();
       await proxy.stop();
@@ -342,19 +348,44 @@ describe('edge autonomy of the application-grid-wrapper', () => {
       await waitFor('a failed write', async () =>
         (await metric(url, 'servicegroup_wrapper_state_write_failures_total')) > 0 ? true : undefined,
       );
-      assert.ok(logLines(w).some((l) => l.msg.startsWith('cannot save state') && /ENOSPC/.test(l.err?.message ?? '')));
-      assert.deepEqual(
-        readdirSync(mnt).filter((n) => n.endsWith('.tmp')),
-        [],
-        'no partial file left taking the space',
+      // Log lines are written asynchronously: the line may follow the metric by a moment.
+      await waitFor(
+        'the ENOSPC log line',
+        async () =>
+          logLines(w!).some((l) => l.msg.startsWith('cannot save state') && /ENOSPC/.test(l.err?.message ?? '')) ? true : undefined,
+        { timeoutMs: 5_000, intervalMs: 20 },
       );
-      execFileSync('mount', ['-o', 'remount,ro', mnt]);
+      // A later write may be under way at any moment (each change schedules one); a partial file
+      // left behind by a failed one would stay for good.
+      await waitFor(
+        'no partial file left taking the space',
+        async () => (readdirSync(mnt).some((n) => n.endsWith('.tmp')) ? undefined : true),
+        { timeoutMs: 5_000, intervalMs: 5 },
+      );
+      // A remount read-only fails (busy) while a file is open for writing: a state write may be
+      // under way at this moment. It is retried until none is.
+      await waitFor(
+        'the state directory remounted read-only',
+        async () => {
+          try {
+            execFileSync('mount', ['-o', 'remount,ro', mnt], { stdio: 'pipe' });
+            return true;
+          } catch (err) {
+            if (/busy/.test(String((err as { stderr?: Buffer }).stderr))) return undefined;
+            throw err;
+          }
+        },
+        { timeoutMs: 10_000, intervalMs: 10 },
+      );
       const failures = await metric(url, 'servicegroup_wrapper_state_write_failures_total');
       await cluster().apply([service('extra2', false)]);
       await waitFor('another failed write', async () =>
         (await metric(url, 'servicegroup_wrapper_state_write_failures_total')) > failures ? true : undefined,
       );
-      assert.ok(logLines(w).some((l) => /EROFS/.test(l.err?.message ?? '')));
+      await waitFor('the EROFS log line', async () => (logLines(w!).some((l) => /EROFS/.test(l.err?.message ?? '')) ? true : undefined), {
+        timeoutMs: 5_000,
+        intervalMs: 20,
+      });
       const list = JSON.parse((await httpText(`${url}/api/v1/namespaces/${ns}/services`)).body);
       assert.ok(
         list.items.some((s: { metadata: { name: string } }) => s.metadata.name === 'extra2'),
