@@ -38,7 +38,6 @@ import {
   nodeLabelsApply,
   nodeUnitStatus,
   ownedLabelKeys,
-  pairId,
   planDiscovered,
   resolveClaims,
   statusPatch,
@@ -161,6 +160,8 @@ export class NodeUnitController {
   private readonly created = new RecentWrites<true>();
   private readonly statusWritten = new RecentWrites<unknown>();
   private worker?: Promise<void>;
+  /** Keys the topology annotations of Services and Namespaces name; recomputed after one of those changes. */
+  private annotatedKeys?: Set<string>;
   private resyncTimer?: NodeJS.Timeout;
 
   constructor(opts: NodeUnitControllerOptions) {
@@ -202,12 +203,14 @@ export class NodeUnitController {
       const now = topologyOnce(obj, topologyKeysOf);
       if (type === 'update' && old && jsonEqual(topologyOnce(old, topologyKeysOf), now)) return;
       if (type !== 'update' && now.kind === 'none') return;
+      this.annotatedKeys = undefined;
       wake();
     });
     this.namespaces.on((type, obj, old) => {
       const now = topologyOnce(obj, namespaceTopologyKeysOf);
       if (type === 'update' && old && jsonEqual(topologyOnce(old, namespaceTopologyKeysOf), now)) return;
       if (type !== 'update' && now.kind === 'none') return;
+      this.annotatedKeys = undefined;
       wake();
     });
     const onGrid = (type: string, obj: KubeObject, old?: KubeObject) => {
@@ -277,17 +280,21 @@ export class NodeUnitController {
   private async sync(): Promise<boolean> {
     const started = performance.now();
     const units = this.units.list() as unknown as NodeUnit[];
-    const nodes = new Map((this.nodes.list() as NodeObject[]).map((n) => [n.metadata.name, nodeView(n)]));
+    // Every sync reads every node (10,000 at the scale this is built for): one array of views,
+    // passes over it kept to a few.
+    let nodeViews = (this.nodes.list() as NodeObject[]).map(nodeView);
     let retry = false;
 
     // 1. Labels of declared units on their nodes.
-    const claims = resolveClaims(units, [...nodes.values()], matchesLabels);
+    const claims = resolveClaims(units, nodeViews, matchesLabels);
     const labelConflicts = new Map<string, string>();
-    for (const node of [...nodes.values()]) {
+    const gone = new Set<string>();
+    for (let i = 0; i < nodeViews.length; i++) {
+      const node = nodeViews[i]!;
       const wanted = claims.desired.get(node.name);
       // Most nodes: no declared unit claims them and we own none of their labels.
       if (!wanted && node.ownedLabels.length === 0) {
-        this.labelFailures.delete(node.name);
+        if (this.labelFailures.size) this.labelFailures.delete(node.name);
         continue;
       }
       const desired = wanted ?? {};
@@ -309,12 +316,12 @@ export class NodeUnitController {
             NODE_LABEL_FIELD_MANAGER,
           ),
         );
-        nodes.set(node.name, nodeView(live));
+        nodeViews[i] = nodeView(live);
         this.labelFailures.delete(node.name);
         this.log.info({ node: node.name, labels: desired }, 'node labels applied for declared NodeUnits');
       } catch (err) {
         if (isStatus(err, 404)) {
-          nodes.delete(node.name);
+          gone.add(node.name);
           continue;
         }
         if (!isStatus(err, 409)) throw err;
@@ -340,14 +347,20 @@ export class NodeUnitController {
       ...this.opts.serviceGrids.list().map((g) => ({ g, kind: KIND_SERVICE_GRID })),
       ...this.opts.statefulSetGrids.list().map((g) => ({ g, kind: KIND_STATEFULSET_GRID })),
     ];
-    const keys = keysInUse(
-      grids.map(({ g }) => g.spec?.gridUniqKey as string | undefined),
+    // Every Service is read only when a topology annotation changed (thousands of them).
+    this.annotatedKeys ??= keysInUse(
+      [],
       [
         ...this.services.list().map((s) => topologyOnce(s, topologyKeysOf)),
         ...this.namespaces.list().map((n) => topologyOnce(n, namespaceTopologyKeysOf)),
       ],
     );
-    const nodeViews = [...nodes.values()];
+    const keys = keysInUse(
+      grids.map(({ g }) => g.spec?.gridUniqKey as string | undefined),
+      [],
+    );
+    for (const k of this.annotatedKeys) keys.add(k);
+    if (gone.size) nodeViews = nodeViews.filter((n) => !gone.has(n.name));
     const plan = planDiscovered(units, valuesByKey(keys, nodeViews));
     for (const p of plan.problems) this.log.warn({ key: p.key, value: p.value, reason: p.message }, 'no NodeUnit for this label value');
     const discovered: string[] = [];
@@ -385,15 +398,16 @@ export class NodeUnitController {
 
     // 3. Status of every unit that stays.
     const removed = new Set(plan.remove);
-    // Members by (key, value), over the keys of the units only: a node carries a dozen labels,
-    // the units use one or two keys.
+    // Members by key, then value, over the keys of the units only: a node carries a dozen
+    // labels, the units use one or two keys.
     const unitKeys = [...new Set(units.map((u) => u.spec.key))];
-    const byPair = new Map<string, NodeView[]>();
+    const byValue = unitKeys.map(() => new Map<string, NodeView[]>());
     for (const n of nodeViews)
-      for (const k of unitKeys) {
-        const v = n.labels[k];
-        if (v !== undefined) push(byPair, pairId(k, v), n);
+      for (let k = 0; k < unitKeys.length; k++) {
+        const v = n.labels[unitKeys[k]!];
+        if (v !== undefined) push(byValue[k]!, v, n);
       }
+    const membersByKey = new Map(unitKeys.map((k, i) => [k, byValue[i]!]));
     const gridsByKey = new Map<string, NodeUnitGridRef[]>();
     for (const { g, kind } of grids) {
       const key = g.spec?.gridUniqKey as string | undefined;
@@ -405,7 +419,7 @@ export class NodeUnitController {
       if (unit.metadata.deletionTimestamp || removed.has(unit.metadata.name!)) continue;
       const status = nodeUnitStatus(
         unit,
-        byPair.get(pairId(unit.spec.key, unit.spec.value)) ?? [],
+        membersByKey.get(unit.spec.key)?.get(unit.spec.value) ?? [],
         gridsByKey.get(unit.spec.key) ?? [],
         claims.conflicts.get(unit.metadata.name!),
       );
@@ -441,7 +455,7 @@ export class NodeUnitController {
     // until every wrapper follows it.
     this.log.debug(
       {
-        nodes: nodes.size,
+        nodes: nodeViews.length,
         nodeUnits: units.length,
         statusWrites: writes.length,
         computeMs: Math.round((computed - started) * 10) / 10,
