@@ -8,7 +8,7 @@ import { isStatus, type KubeClient } from '../../kube/client.ts';
 import { Informer } from '../../kube/informer.ts';
 import { type KubeObject, resourcePath } from '../../kube/objects.ts';
 import type { ReflectorOptions } from '../../kube/reflector.ts';
-import { namespaceTopologyKeysOf, type TopologyKeys, topologyKeysOf } from '../../wrapper/filter.ts';
+import { namespaceTopologyKeysOf, topologyKeysOf } from '../../wrapper/filter.ts';
 import { matchesLabels } from '../../wrapper/selectors.ts';
 import {
   ANNOTATION_TOPOLOGY_KEYS,
@@ -28,7 +28,8 @@ import { CONTROLLER_WRITE_CONCURRENCY, forEachConcurrently, UNIT_CONCURRENCY, Wr
 import { WorkQueue } from '../reconcile/queue.ts';
 import { RecentWrites } from '../reconcile/recent.ts';
 import { NODES, type Resource, SERVICES } from '../reconcile/resources.ts';
-import { jsonEqual, stableStringify } from '../render/common.ts';
+import { jsonEqual, oncePerObject, stableStringify } from '../render/common.ts';
+import { NodeMembership } from './membership.ts';
 import {
   isDeclared,
   isNodeReady,
@@ -41,7 +42,6 @@ import {
   planDiscovered,
   resolveClaims,
   statusPatch,
-  valuesByKey,
 } from './render.ts';
 
 export const NODE_UNITS: Resource = { group: GROUP, version: VERSION, resource: PLURAL_NODE_UNIT };
@@ -74,35 +74,22 @@ interface NodeObject extends KubeObject {
 }
 
 /**
- * What a sync reads of a Node, made once per cached version: every sync reads every Node (10,000
- * of them at the scale this is built for), and a cache replaces an object when a new version
- * arrives rather than changing it.
+ * What a sync reads of a Node, made once per cached version: every Node event is compared with
+ * the node's last view (about 170 heartbeats a second at 10,000 nodes), and the grid controller
+ * shares this cache.
  */
-const viewOfNode = new WeakMap<NodeObject, NodeView>();
-function nodeView(node: NodeObject): NodeView {
-  let view = viewOfNode.get(node);
-  if (!view) {
-    view = {
-      name: node.metadata.name,
-      labels: node.metadata.labels ?? {},
-      ready: isNodeReady(node),
-      ownedLabels: ownedLabelKeys(node.metadata.annotations),
-    };
-    viewOfNode.set(node, view);
-  }
-  return view;
-}
+const nodeView = oncePerObject(
+  (node: NodeObject): NodeView => ({
+    name: node.metadata.name,
+    labels: node.metadata.labels ?? {},
+    ready: isNodeReady(node),
+    ownedLabels: ownedLabelKeys(node.metadata.annotations),
+  }),
+);
 
-/**
- * Topology keys parsed once per object version: every sync reads the annotations of every
- * Service, and a cache replaces an object (never changes it) when a new version arrives.
- */
-const parsedTopology = new WeakMap<KubeObject, TopologyKeys>();
-function topologyOnce(obj: KubeObject, parse: (o: never) => TopologyKeys): TopologyKeys {
-  let keys = parsedTopology.get(obj);
-  if (!keys) parsedTopology.set(obj, (keys = parse(obj as never)));
-  return keys;
-}
+/** Topology keys parsed once per object version: a handler compares an object's old and new keys. */
+const serviceTopology = oncePerObject((obj: KubeObject) => topologyKeysOf(obj));
+const namespaceTopology = oncePerObject((obj: KubeObject) => namespaceTopologyKeysOf(obj));
 
 /**
  * The parts of a Service or Namespace the NodeUnit rules read: its name and its topology
@@ -128,6 +115,26 @@ function namesLogged(field: string, names: string[]): Record<string, unknown> {
     [field]: sorted.slice(0, LOGGED_NODE_UNITS),
     ...(names.length > LOGGED_NODE_UNITS ? { more: names.length - LOGGED_NODE_UNITS } : {}),
   };
+}
+
+/** What a NodeUnit's status is computed from, and the status it holds. */
+interface SettledInputs {
+  unit: NodeUnit;
+  members: readonly NodeView[];
+  grids: readonly NodeUnitGridRef[];
+  conflicts: readonly string[] | undefined;
+  live: unknown;
+}
+
+function sameInputs(a: SettledInputs | undefined, b: SettledInputs): boolean {
+  return (
+    a !== undefined &&
+    a.unit === b.unit &&
+    a.members === b.members &&
+    a.live === b.live &&
+    jsonEqual(a.grids, b.grids) &&
+    jsonEqual(a.conflicts, b.conflicts)
+  );
 }
 
 function push<T>(m: Map<string, T[]>, key: string, value: T): void {
@@ -159,6 +166,14 @@ export class NodeUnitController {
    */
   private readonly created = new RecentWrites<true>();
   private readonly statusWritten = new RecentWrites<unknown>();
+  /** The Node cache grouped by the label keys in use, kept by the Node handler. */
+  private readonly membership = new NodeMembership();
+  /**
+   * NodeUnit name → the inputs of its last status computation that needed no write. The same
+   * inputs again (the unit object, its member array, its grids and conflicts, the status it
+   * holds) need none either: most units are untouched by a relabel.
+   */
+  private readonly settled = new Map<string, SettledInputs>();
   private worker?: Promise<void>;
   /** Keys the topology annotations of Services and Namespaces name; recomputed after one of those changes. */
   private annotatedKeys?: Set<string>;
@@ -190,25 +205,21 @@ export class NodeUnitController {
         return;
       wake();
     });
-    this.nodes.on((type, obj, old) => {
+    this.nodes.on((type, obj) => {
       // Status updates of nodes are frequent; only labels, readiness and presence matter here.
-      if (type === 'update' && old) {
-        const a = nodeView(old as NodeObject);
-        const b = nodeView(obj as NodeObject);
-        if (a.ready === b.ready && jsonEqual(a.labels, b.labels) && jsonEqual(a.ownedLabels, b.ownedLabels)) return;
-      }
-      wake();
+      const changed = type === 'delete' ? this.membership.delete(obj.metadata.name) : this.membership.set(nodeView(obj as NodeObject));
+      if (changed) wake();
     });
     this.services.on((type, obj, old) => {
-      const now = topologyOnce(obj, topologyKeysOf);
-      if (type === 'update' && old && jsonEqual(topologyOnce(old, topologyKeysOf), now)) return;
+      const now = serviceTopology(obj);
+      if (type === 'update' && old && jsonEqual(serviceTopology(old), now)) return;
       if (type !== 'update' && now.kind === 'none') return;
       this.annotatedKeys = undefined;
       wake();
     });
     this.namespaces.on((type, obj, old) => {
-      const now = topologyOnce(obj, namespaceTopologyKeysOf);
-      if (type === 'update' && old && jsonEqual(topologyOnce(old, namespaceTopologyKeysOf), now)) return;
+      const now = namespaceTopology(obj);
+      if (type === 'update' && old && jsonEqual(namespaceTopology(old), now)) return;
       if (type !== 'update' && now.kind === 'none') return;
       this.annotatedKeys = undefined;
       wake();
@@ -226,6 +237,8 @@ export class NodeUnitController {
     for (const i of this.own) i.start();
     const shared = [this.opts.nodes, this.opts.deploymentGrids, this.opts.serviceGrids, this.opts.statefulSetGrids];
     await Promise.all([...this.own, ...shared].map((i) => i.synced));
+    // The Node cache is shared: it may have held nodes before this controller's handler was added.
+    this.membership.reset((this.nodes.list() as NodeObject[]).map(nodeView));
     this.log.info({ nodeUnits: this.units.size, nodes: this.nodes.size }, 'nodeunit caches synced');
     this.queue.add(SYNC_KEY);
     this.worker = this.work();
@@ -280,24 +293,19 @@ export class NodeUnitController {
   private async sync(): Promise<boolean> {
     const started = performance.now();
     const units = this.units.list() as unknown as NodeUnit[];
-    // Every sync reads every node (10,000 at the scale this is built for): one array of views,
-    // passes over it kept to a few.
-    let nodeViews = (this.nodes.list() as NodeObject[]).map(nodeView);
+    const membership = this.membership;
     let retry = false;
 
-    // 1. Labels of declared units on their nodes.
-    const claims = resolveClaims(units, nodeViews, matchesLabels);
+    // 1. Labels of declared units on their nodes: the nodes they claim and the nodes carrying a
+    // label this controller set (every other node has nothing to settle).
+    const claims = resolveClaims(units, membership.nodes, matchesLabels);
     const labelConflicts = new Map<string, string>();
-    const gone = new Set<string>();
-    for (let i = 0; i < nodeViews.length; i++) {
-      const node = nodeViews[i]!;
-      const wanted = claims.desired.get(node.name);
-      // Most nodes: no declared unit claims them and we own none of their labels.
-      if (!wanted && node.ownedLabels.length === 0) {
-        if (this.labelFailures.size) this.labelFailures.delete(node.name);
-        continue;
-      }
-      const desired = wanted ?? {};
+    const candidates = new Set([...claims.desired.keys(), ...membership.owning]);
+    for (const name of this.labelFailures.keys()) if (!candidates.has(name)) this.labelFailures.delete(name);
+    for (const name of candidates) {
+      const node = membership.nodes.get(name);
+      if (!node) continue;
+      const desired = claims.desired.get(name) ?? {};
       if (labelsSettled(node, desired)) {
         this.labelFailures.delete(node.name);
         continue;
@@ -316,12 +324,12 @@ export class NodeUnitController {
             NODE_LABEL_FIELD_MANAGER,
           ),
         );
-        nodeViews[i] = nodeView(live);
+        membership.set(nodeView(live));
         this.labelFailures.delete(node.name);
         this.log.info({ node: node.name, labels: desired }, 'node labels applied for declared NodeUnits');
       } catch (err) {
         if (isStatus(err, 404)) {
-          gone.add(node.name);
+          membership.delete(node.name);
           continue;
         }
         if (!isStatus(err, 409)) throw err;
@@ -350,18 +358,12 @@ export class NodeUnitController {
     // Every Service is read only when a topology annotation changed (thousands of them).
     this.annotatedKeys ??= keysInUse(
       [],
-      [
-        ...this.services.list().map((s) => topologyOnce(s, topologyKeysOf)),
-        ...this.namespaces.list().map((n) => topologyOnce(n, namespaceTopologyKeysOf)),
-      ],
+      [...this.services.list().map((s) => serviceTopology(s)), ...this.namespaces.list().map((n) => namespaceTopology(n))],
     );
-    const keys = keysInUse(
-      grids.map(({ g }) => g.spec?.gridUniqKey as string | undefined),
-      [],
-    );
-    for (const k of this.annotatedKeys) keys.add(k);
-    if (gone.size) nodeViews = nodeViews.filter((n) => !gone.has(n.name));
-    const plan = planDiscovered(units, valuesByKey(keys, nodeViews));
+    const keys = new Set(this.annotatedKeys);
+    for (const { g } of grids) if (g.spec?.gridUniqKey) keys.add(g.spec.gridUniqKey as string);
+    membership.indexKeys(new Set([...keys, ...units.map((u) => u.spec.key)]));
+    const plan = planDiscovered(units, membership.pairs(keys));
     for (const p of plan.problems) this.log.warn({ key: p.key, value: p.value, reason: p.message }, 'no NodeUnit for this label value');
     const discovered: string[] = [];
     for (const u of units) this.created.seen(u.metadata.name!, u.metadata.resourceVersion);
@@ -398,16 +400,6 @@ export class NodeUnitController {
 
     // 3. Status of every unit that stays.
     const removed = new Set(plan.remove);
-    // Members by key, then value, over the keys of the units only: a node carries a dozen
-    // labels, the units use one or two keys.
-    const unitKeys = [...new Set(units.map((u) => u.spec.key))];
-    const byValue = unitKeys.map(() => new Map<string, NodeView[]>());
-    for (const n of nodeViews)
-      for (let k = 0; k < unitKeys.length; k++) {
-        const v = n.labels[unitKeys[k]!];
-        if (v !== undefined) push(byValue[k]!, v, n);
-      }
-    const membersByKey = new Map(unitKeys.map((k, i) => [k, byValue[i]!]));
     const gridsByKey = new Map<string, NodeUnitGridRef[]>();
     for (const { g, kind } of grids) {
       const key = g.spec?.gridUniqKey as string | undefined;
@@ -416,19 +408,29 @@ export class NodeUnitController {
     }
     const writes: { unit: NodeUnit; patch: Record<string, unknown>; status: unknown }[] = [];
     for (const unit of units) {
-      if (unit.metadata.deletionTimestamp || removed.has(unit.metadata.name!)) continue;
-      const status = nodeUnitStatus(
-        unit,
-        membersByKey.get(unit.spec.key)?.get(unit.spec.value) ?? [],
-        gridsByKey.get(unit.spec.key) ?? [],
-        claims.conflicts.get(unit.metadata.name!),
-      );
+      const name = unit.metadata.name!;
+      if (unit.metadata.deletionTimestamp || removed.has(name)) {
+        this.settled.delete(name);
+        continue;
+      }
       // Until the cache shows our last write, the NodeUnit holds what we wrote: a membership that
       // went back meanwhile (a node relabelled away and back at once) must still be written, and
       // the echo of our write wakes no sync to notice it later.
-      const live = this.statusWritten.get(unit.metadata.name!, unit.metadata.resourceVersion) ?? unit.status ?? {};
-      const patch = statusPatch(live as Record<string, unknown>, status as unknown as Record<string, unknown>);
-      if (!patch) continue;
+      const inputs: SettledInputs = {
+        unit,
+        members: membership.members(unit.spec.key, unit.spec.value),
+        grids: gridsByKey.get(unit.spec.key) ?? [],
+        conflicts: claims.conflicts.get(name),
+        live: this.statusWritten.current(name, unit.metadata.resourceVersion, unit.status ?? {}),
+      };
+      if (sameInputs(this.settled.get(name), inputs)) continue;
+      const status = nodeUnitStatus(unit, inputs.members, inputs.grids, inputs.conflicts);
+      const patch = statusPatch(inputs.live as Record<string, unknown>, status as unknown as Record<string, unknown>);
+      if (!patch) {
+        this.settled.set(name, inputs);
+        continue;
+      }
+      this.settled.delete(name);
       writes.push({ unit, patch, status });
     }
     // All at once: after a relabel the unit the node left and the one it joined reach the
@@ -455,7 +457,7 @@ export class NodeUnitController {
     // until every wrapper follows it.
     this.log.debug(
       {
-        nodes: nodeViews.length,
+        nodes: membership.nodes.size,
         nodeUnits: units.length,
         statusWrites: writes.length,
         computeMs: Math.round((computed - started) * 10) / 10,

@@ -20,10 +20,13 @@ import {
   resolveClaims,
   selectorRequirements,
   statusPatch,
-  valuesByKey,
 } from './render.ts';
 
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+function byName(nodes: NodeView[]): Map<string, NodeView> {
+  return new Map(nodes.map((n) => [n.name, n]));
+}
 
 function node(name: string, labels: Record<string, string> = {}, ready = true, ownedLabels: string[] = []): NodeView {
   return { name, labels, ready, ownedLabels };
@@ -103,17 +106,6 @@ describe('keys in use', () => {
     );
     assert.deepEqual([...keys].sort(), ['rack', 'region', 'site', 'zone']);
   });
-
-  it('values per key are the distinct non-empty label values', () => {
-    const pairs = valuesByKey(
-      ['zone'],
-      [node('a', { zone: 'x' }), node('b', { zone: 'x' }), node('c', { zone: '' }), node('d', { zone: 'y' })],
-    );
-    assert.deepEqual(pairs, [
-      { key: 'zone', value: 'x' },
-      { key: 'zone', value: 'y' },
-    ]);
-  });
 });
 
 describe('discovered units', () => {
@@ -158,7 +150,7 @@ describe('declared claims', () => {
 
   it('nodes by name and by selector get key=value; unknown names are ignored', () => {
     const u = declared('site-a', 'site', 'a', { nodes: ['n3', 'missing'], nodeSelector: { matchLabels: { disk: 'ssd' } } });
-    const { desired, conflicts } = resolveClaims([u], nodes, matchesLabels);
+    const { desired, conflicts } = resolveClaims([u], byName(nodes), matchesLabels);
     assert.deepEqual(Object.fromEntries(desired), { n1: { site: 'a' }, n2: { site: 'a' }, n3: { site: 'a' } });
     assert.equal(conflicts.size, 0);
   });
@@ -170,7 +162,7 @@ describe('declared claims', () => {
       [older, newer],
       [newer, older],
     ]) {
-      const { desired, conflicts } = resolveClaims(units, nodes, matchesLabels);
+      const { desired, conflicts } = resolveClaims(units, byName(nodes), matchesLabels);
       assert.deepEqual(Object.fromEntries(desired), { n1: { site: 'a' }, n2: { site: 'a' }, n3: { site: 'b' } });
       assert.match(
         conflicts.get('site-a')!.join(),
@@ -184,7 +176,7 @@ describe('declared claims', () => {
     const t = '2026-01-01T00:00:00Z';
     const { desired, conflicts } = resolveClaims(
       [declared('b', 'site', 'y', { nodes: ['n1'] }, t), declared('a', 'site', 'x', { nodes: ['n1'] }, t)],
-      nodes,
+      byName(nodes),
       matchesLabels,
     );
     assert.equal(desired.get('n1')!.site, 'x');
@@ -195,7 +187,7 @@ describe('declared claims', () => {
         declared('a2', 'site', 'x', { nodes: ['n1'] }),
         declared('r', 'region', 'eu', { nodes: ['n1'] }),
       ],
-      nodes,
+      byName(nodes),
       matchesLabels,
     );
     assert.deepEqual(calm.desired.get('n1'), { site: 'x', region: 'eu' });
@@ -207,19 +199,19 @@ describe('declared claims', () => {
     const a = declared('a', 'site', 'x', { nodes: ['n1'] }, t);
     const b = declared('b', 'site', 'y', { nodes: ['n1'] }, t);
     const held = [node('n1', { site: 'y' }, true, ['site'])];
-    assert.equal(resolveClaims([a, b], held, matchesLabels).desired.get('n1')!.site, 'y');
+    assert.equal(resolveClaims([a, b], byName(held), matchesLabels).desired.get('n1')!.site, 'y');
     // A value someone else set does not count as a claim this controller made.
     const foreign = [node('n1', { site: 'y' }, true, [])];
-    assert.equal(resolveClaims([a, b], foreign, matchesLabels).desired.get('n1')!.site, 'x');
+    assert.equal(resolveClaims([a, b], byName(foreign), matchesLabels).desired.get('n1')!.site, 'x');
     // Created earlier beats holding.
     const older = declared('c', 'site', 'z', { nodes: ['n1'] }, '2025-12-31T23:59:59Z');
-    assert.equal(resolveClaims([a, b, older], held, matchesLabels).desired.get('n1')!.site, 'z');
+    assert.equal(resolveClaims([a, b, older], byName(held), matchesLabels).desired.get('n1')!.site, 'z');
   });
 
   it('units being deleted claim nothing', () => {
     const going = declared('site-a', 'site', 'a', { nodes: ['n1'] });
     going.metadata.deletionTimestamp = '2026-01-03T00:00:00Z' as never;
-    assert.equal(resolveClaims([going], nodes, matchesLabels).desired.size, 0);
+    assert.equal(resolveClaims([going], byName(nodes), matchesLabels).desired.size, 0);
   });
 
   it('selector expressions map onto label requirements', () => {

@@ -126,16 +126,16 @@ export interface Claims {
  * so among units created in the same second the one whose value this controller already put on
  * the node keeps it, else the smaller name. Every unit in the contest reports it. The winner
  * never changes while the units stay (it holds the node from then on), so nothing flaps.
- * `matches` evaluates a unit's nodeSelector against a node's labels.
+ * `matches` evaluates a unit's nodeSelector against a node's labels; `nodes` are by name.
  */
 export function resolveClaims(
   units: readonly NodeUnit[],
-  nodes: readonly NodeView[],
+  nodes: ReadonlyMap<string, NodeView>,
   matches: (reqs: LabelRequirement[], labels: Record<string, string>) => boolean,
 ): Claims {
   const declared = units.filter((u) => isDeclared(u) && !u.metadata.deletionTimestamp).sort(claimOrder);
   if (declared.length === 0) return { desired: new Map(), conflicts: new Map() };
-  const byName = new Map(nodes.map((n) => [n.name, n]));
+  const byName = nodes;
   // node → key → claims in claim order
   const claims = new Map<string, Map<string, NodeUnit[]>>();
   const conflicts = new Map<string, string[]>();
@@ -154,7 +154,7 @@ export function resolveClaims(
         report(unit, (err as Error).message);
         continue;
       }
-      for (const n of nodes) if (matches(reqs, n.labels)) members.add(n.name);
+      for (const n of nodes.values()) if (matches(reqs, n.labels)) members.add(n.name);
     }
     for (const node of members) {
       let perKey = claims.get(node);
@@ -203,20 +203,6 @@ export function nodeLabelsApply(node: string, desired: Record<string, string>): 
     ? { name: node, labels: desired, annotations: { [ANNOTATION_NODE_LABELS]: keys.join(',') } }
     : { name: node };
   return { apiVersion: 'v1', kind: 'Node', metadata };
-}
-
-/** Distinct non-empty values of each key on the nodes. */
-export function valuesByKey(keys: Iterable<string>, nodes: readonly NodeView[]): { key: string; value: string }[] {
-  const pairs: { key: string; value: string }[] = [];
-  for (const key of keys) {
-    const values = new Set<string>();
-    for (const n of nodes) {
-      const v = n.labels[key];
-      if (v) values.add(v);
-    }
-    for (const value of [...values].sort()) pairs.push({ key, value });
-  }
-  return pairs;
 }
 
 export interface UnitPlan {

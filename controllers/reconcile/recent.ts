@@ -40,6 +40,11 @@ export class RecentWrites<T> {
     return undefined;
   }
 
+  /** What the object holds now: the value written under `key` until the cache (at `cachedVersion`) shows it, else `cached`. */
+  current(key: string, cachedVersion: string | undefined, cached: T): T {
+    return this.get(key, cachedVersion) ?? cached;
+  }
+
   /**
    * True when `resourceVersion` is exactly the version this controller wrote under `key` and has
    * not seen come back yet: the watch event carrying it is the echo of our own write.

@@ -26,7 +26,7 @@ export class StatusWriter {
     // Until the cache shows our last write, the grid holds what we wrote, not what the cache
     // shows: a status that went back to the cached one meanwhile must still be written (the echo
     // of our write wakes no sync to notice it later).
-    const live = this.written.get(grid.metadata.uid, grid.metadata.resourceVersion) ?? grid.status ?? {};
+    const live = this.written.current(grid.metadata.uid, grid.metadata.resourceVersion, grid.status ?? {});
     if (jsonEqual(live, status)) return false;
     const written = await this.limiter.run('deferred', () => patchStatus(client, resource, grid, live, status));
     this.written.put(grid.metadata.uid, written?.metadata?.resourceVersion, status);

@@ -169,3 +169,17 @@ export function once<T>(compute: () => T): () => T {
     return value;
   };
 }
+
+/**
+ * `compute`, remembered per object. For what is read from cached objects: a cache replaces an
+ * object when a new version arrives and never changes it, so the object is the version.
+ */
+export function oncePerObject<K extends object, V>(compute: (obj: K) => V): (obj: K) => V {
+  const memo = new WeakMap<K, V>();
+  return (obj) => {
+    if (memo.has(obj)) return memo.get(obj) as V;
+    const value = compute(obj);
+    memo.set(obj, value);
+    return value;
+  };
+}
