@@ -27,7 +27,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type Cluster, startCluster } from '../test/cluster/cluster.ts';
+import { type Cluster, startCluster, type WriteRequest } from '../test/cluster/cluster.ts';
 import { type AssembledImage, assembleImage } from '../test/cluster/dockerfile.ts';
 import { CONTROLLER_USER, installCrds, installRbac } from '../test/controllers-helpers.ts';
 import { manifestContainer, startContainer } from '../test/image-harness.ts';
@@ -106,6 +106,8 @@ interface WriteSnapshot {
   /** Audit log entries (writes) per user. */
   audit: Map<string, number>;
   byResource: Map<string, { n: number; seconds: number }>;
+  /** The audit log's write requests at the time. */
+  requests: WriteRequest[];
 }
 
 /** Per `VERB group/resource[/subresource]`: requests (apiserver_request_total) and seconds spent (apiserver_request_duration_seconds_sum). */
@@ -138,7 +140,7 @@ async function snapshot(cluster: Cluster): Promise<WriteSnapshot> {
   ]);
   const audit = new Map<string, number>();
   for (const e of entries) audit.set(e.user, (audit.get(e.user) ?? 0) + 1);
-  return { apiserver, bench: benchWrites, audit, byResource };
+  return { apiserver, bench: benchWrites, audit, byResource, requests: entries };
 }
 
 interface WriteFigures {
@@ -185,9 +187,13 @@ function writesBetween(a: WriteSnapshot, b: WriteSnapshot, benchUser: string): W
  * received and the last one completed, in ms after `sinceWallMs` (a Date.now() of the bench, the
  * same clock). Splits a reaction into the controller noticing and the writes themselves.
  */
-async function objectWriteSpan(cluster: Cluster, sinceWallMs: number): Promise<{ firstMs: number; lastMs: number } | undefined> {
-  const creates = (await cluster.writeRequests(CONTROLLER_USER)).filter(
-    (w) => w.verb === 'create' && (w.resource === 'deployments' || w.resource === 'services') && w.receivedAt >= sinceWallMs,
+function objectWriteSpan(after: WriteSnapshot, sinceWallMs: number): { firstMs: number; lastMs: number } | undefined {
+  const creates = after.requests.filter(
+    (w) =>
+      w.user === CONTROLLER_USER &&
+      w.verb === 'create' &&
+      (w.resource === 'deployments' || w.resource === 'services') &&
+      w.receivedAt >= sinceWallMs,
   );
   if (!creates.length) return undefined;
   return {
@@ -533,7 +539,7 @@ async function convergenceRound(
   await writesQuiet(cluster);
   const after = await snapshot(cluster);
   const cpuAfter = controller.pid ? procStats(controller.pid).cpuSeconds : undefined;
-  const objectWrites = await objectWriteSpan(cluster, firstResponseWall);
+  const objectWrites = objectWriteSpan(after, firstResponseWall);
   seen.close();
   const deployments = seen.deployments.size;
   if (deployments !== N.units) throw new Error(`round ${round}: ${deployments} Deployments, expected ${N.units}`);
@@ -700,7 +706,7 @@ async function main() {
       await writesQuiet(cluster);
       const a = await snapshot(cluster);
       watch.close();
-      const objectWrites = await objectWriteSpan(cluster, respondedWall);
+      const objectWrites = objectWriteSpan(a, respondedWall);
       reactions.push({
         unit,
         ms: at - respondedAt,
