@@ -1,19 +1,22 @@
 // How the grid controllers behave when things go wrong, against the real test cluster: failing
 // grids settle with zero writes, conflicts that clear are noticed at once, events are aggregated
-// and announced once, overrides naming unknown units, selector changes, and pods a relabel left
-// in another unit. The controller runs in this process with the install manifest's RBAC.
+// and announced once, overrides naming unknown units, selector changes, pods a relabel left in
+// another unit, and a grid watch that delivers late. The controller runs in this process with the
+// install manifest's RBAC.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { GridController } from '../controllers/reconcile/controller.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { useCluster, type WriteRequest } from './cluster/cluster.ts';
-import { CONTROLLER_USER, getIfExists, type Obj, startGridController, until } from './controllers-helpers.ts';
+import { CONTROLLER_USER, getIfExists, LaggingWatch, type Obj, startGridController, until } from './controllers-helpers.ts';
 
 const cluster = useCluster({ controllerManager: true, scheduler: true, kwok: true });
 const ns = 'hard';
 
 let admin: KubeClient;
 let controller: GridController;
+/** The controller's client; its ServiceGrid watch can be made to lag. */
+let client: LaggingWatch;
 
 const DG = (n: string) => `/apis/servicegroup.io/v1alpha1/namespaces/${ns}/deploymentgrids/${n}`;
 const DEPLOY = (n: string) => `/apis/apps/v1/namespaces/${ns}/deployments/${n}`;
@@ -67,7 +70,12 @@ async function resyncs(times: number) {
 describe('controllers when things go wrong (in process)', () => {
   before(
     async () => {
-      ({ admin, controller } = await startGridController(cluster(), ns, { 'h-a': { zone: 'a' }, 'h-b': { zone: 'b' } }));
+      ({ admin, controller } = await startGridController(
+        cluster(),
+        ns,
+        { 'h-a': { zone: 'a' }, 'h-b': { zone: 'b' } },
+        (c) => (client = new LaggingWatch(c, 'servicegrids')),
+      ));
     },
     { timeout: 30 * 60_000 },
   );
@@ -254,6 +262,39 @@ describe('controllers when things go wrong (in process)', () => {
       return !a.error && g;
     });
     assert.match(cond(unitA, 'Degraded').message, /^unit "b": SelectorChanged/);
+  });
+
+  test('a unit that appears and goes again before the grid watch shows the first status write: the status ends with the last units', async () => {
+    const SG = `/apis/servicegroup.io/v1alpha1/namespaces/${ns}/servicegrids/lag`;
+    const units = async () => ((await admin.get<Obj>(SG)).status?.units ?? []).map((u: Obj) => u.name).join(',');
+    const label = (node: string, value: string | null) =>
+      admin.mergePatch(`/api/v1/nodes/${node}`, { metadata: { labels: { lane: value } } }, 'operator');
+    await label('h-a', 'x');
+    await cluster().apply([
+      {
+        apiVersion: 'servicegroup.io/v1alpha1',
+        kind: 'ServiceGrid',
+        metadata: { name: 'lag', namespace: ns },
+        spec: { gridUniqKey: 'lane', template: { selector: { app: 'lag' }, ports: [{ port: 80 }] } },
+      },
+    ]);
+    await until('status names unit x', async () => (await units()) === 'x');
+    await controller.waitIdle();
+    client.lagMs = 1500;
+    try {
+      await label('h-b', 'y');
+      await until('status names units x and y', async () => (await units()) === 'x,y');
+      // The controller's cache still shows a status naming x only, which is right again now.
+      await label('h-b', null);
+      await until('status names unit x again', async () => (await units()) === 'x', 15_000);
+      // And it stays so once the late events have all arrived.
+      await new Promise((r) => setTimeout(r, 2000));
+      await controller.waitIdle();
+      assert.equal(await units(), 'x');
+    } finally {
+      client.lagMs = 0;
+      await label('h-a', null);
+    }
   });
 
   test('a pod left on a node that moved to another unit: reported, evicted once its disruption budget allows, recreated in its unit', async () => {

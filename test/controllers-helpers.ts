@@ -1,14 +1,16 @@
 // Shared setup of the controller integration tests: CRDs from crds/, the RBAC of
 // examples/install/controller.yaml (loaded, not copied), and a kubeconfig for its ServiceAccount.
 import { readFile } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
 import { dirname, join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
 import pino from 'pino';
 import { GridController } from '../controllers/reconcile/controller.ts';
 import { CRD_FILES } from '../crds/generate.ts';
-import { isStatus, KubeClient } from '../kube/client.ts';
-import { loadKubeconfig } from '../kube/kubeconfig.ts';
+import { isStatus, KubeClient, type StreamOptions } from '../kube/client.ts';
+import { type Credentials, loadKubeconfig } from '../kube/kubeconfig.ts';
 import type { Cluster } from './cluster/cluster.ts';
 import { waitFor } from './cluster/processes.ts';
 
@@ -42,6 +44,38 @@ export async function installRbac(cluster: Cluster): Promise<string> {
   return cluster.kubeconfigForServiceAccount('servicegroup-system', 'servicegroup-controller');
 }
 
+/**
+ * A client with a fault to inject: its watches of one resource (by plural name) can be made to
+ * deliver their events late (in order), as a slow or congested watch connection does, while
+ * requests answer at once. Everything still comes from the real apiserver.
+ */
+export class LaggingWatch extends KubeClient {
+  lagMs = 0;
+  private readonly resource: string;
+
+  constructor(config: Credentials, resource: string) {
+    super(config);
+    this.resource = resource;
+  }
+
+  override async stream(method: string, path: string, opts: StreamOptions): Promise<IncomingMessage> {
+    const res = await super.stream(method, path, opts);
+    if (!opts.query?.watch || !path.endsWith(`/${this.resource}`)) return res;
+    const out = new PassThrough();
+    let last = 0;
+    // Each chunk goes out lagMs after it came, never before the one before it.
+    const later = (f: () => void) => {
+      last = Math.max(performance.now() + this.lagMs, last);
+      setTimeout(f, last - performance.now());
+    };
+    res.on('data', (c: Buffer) => later(() => out.write(c)));
+    res.on('end', () => later(() => out.end()));
+    res.on('error', (err) => out.destroy(err));
+    out.on('close', () => res.destroy());
+    return out as unknown as IncomingMessage;
+  }
+}
+
 export function clientFor(kubeconfigPath: string): KubeClient {
   return new KubeClient(loadKubeconfig(kubeconfigPath));
 }
@@ -55,6 +89,8 @@ export async function startGridController(
   cluster: Cluster,
   namespace: string,
   nodes: Record<string, Record<string, string>>,
+  /** The controller's client, made from its ServiceAccount's kubeconfig. */
+  controllerClient: (kubeconfig: Credentials) => KubeClient = (c) => new KubeClient(c),
 ): Promise<{ admin: KubeClient; controller: GridController }> {
   await installCrds(cluster);
   const saKubeconfig = await installRbac(cluster);
@@ -62,7 +98,7 @@ export async function startGridController(
   await cluster.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } }]);
   for (const [name, labels] of Object.entries(nodes)) await cluster.createNode(name, labels);
   const controller = new GridController({
-    client: clientFor(saKubeconfig),
+    client: controllerClient(loadKubeconfig(saKubeconfig)),
     log: pino({ level: process.env.LOG_LEVEL ?? 'warn' }),
     resyncPeriodMs: 0,
   });

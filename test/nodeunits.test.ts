@@ -2,56 +2,37 @@
 // install manifest: discovered and declared units, contested nodes, labels the controller did not
 // set, zero writes once settled (from the apiserver's audit log); and the wrapper's namespace opt-in.
 import assert from 'node:assert/strict';
-import type { IncomingMessage } from 'node:http';
-import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { NodeUnitController } from '../controllers/nodeunit/controller.ts';
 import { nodeUnitName } from '../controllers/nodeunit/render.ts';
 import { slimNode } from '../controllers/reconcile/cache-views.ts';
 import { DEPLOYMENT_GRIDS, NODES, SERVICE_GRIDS, STATEFULSET_GRIDS } from '../controllers/reconcile/resources.ts';
-import { KubeClient, type StreamOptions } from '../kube/client.ts';
+import { KubeClient } from '../kube/client.ts';
 import { Informer } from '../kube/informer.ts';
 import { loadKubeconfig } from '../kube/kubeconfig.ts';
 import type { KubeObject } from '../kube/objects.ts';
 import { useCluster } from './cluster/cluster.ts';
 import type { KubeProxy } from './cluster/kube-proxy.ts';
 import { waitFor } from './cluster/processes.ts';
-import { CONTROLLER_USER, deploymentGrid, getIfExists, installCrds, installRbac, type Obj, until } from './controllers-helpers.ts';
+import {
+  CONTROLLER_USER,
+  deploymentGrid,
+  getIfExists,
+  installCrds,
+  installRbac,
+  LaggingWatch,
+  type Obj,
+  until,
+} from './controllers-helpers.ts';
 import { httpText, installWrapperRbac, type RunningWrapper, startWrapper } from './wrapper-harness.ts';
 
 const cluster = useCluster({ kwok: true });
 const ns = 'units';
 const NU = (name = '') => `/apis/servicegroup.io/v1alpha1/nodeunits${name ? `/${name}` : ''}`;
 
-/**
- * The controller's client, with a fault to inject: the NodeUnit watch can be made to deliver its
- * events late (in order), as a slow or congested watch connection does, while requests answer at
- * once. Everything still comes from the real apiserver.
- */
-class LaggingNodeUnitWatch extends KubeClient {
-  lagMs = 0;
-
-  override async stream(method: string, path: string, opts: StreamOptions): Promise<IncomingMessage> {
-    const res = await super.stream(method, path, opts);
-    if (!opts.query?.watch || !path.endsWith('/nodeunits')) return res;
-    const out = new PassThrough();
-    let last = 0;
-    // Each chunk goes out lagMs after it came, never before the one before it.
-    const later = (f: () => void) => {
-      last = Math.max(performance.now() + this.lagMs, last);
-      setTimeout(f, last - performance.now());
-    };
-    res.on('data', (c: Buffer) => later(() => out.write(c)));
-    res.on('end', () => later(() => out.end()));
-    res.on('error', (err) => out.destroy(err));
-    out.on('close', () => res.destroy());
-    return out as unknown as IncomingMessage;
-  }
-}
-
 let admin: KubeClient;
-let controllerClient: LaggingNodeUnitWatch;
+let controllerClient: LaggingWatch;
 let controller: NodeUnitController;
 let grids: Informer<KubeObject>[] = [];
 
@@ -108,7 +89,7 @@ describe('NodeUnit controller', () => {
       await c.createNode('u-a2', { zone: 'a', disk: 'ssd' });
       await c.createNode('u-b', { zone: 'b', disk: 'ssd' });
       await c.createNode('u-x', {});
-      const client = (controllerClient = new LaggingNodeUnitWatch(loadKubeconfig(saKubeconfig)));
+      const client = (controllerClient = new LaggingWatch(loadKubeconfig(saKubeconfig), 'nodeunits'));
       const log = pino({ level: process.env.LOG_LEVEL ?? 'warn' });
       grids = [DEPLOYMENT_GRIDS, SERVICE_GRIDS, STATEFULSET_GRIDS].map((r) => new Informer<KubeObject>(client, r, log));
       grids.push(new Informer<KubeObject>(client, NODES, log, { keep: slimNode }));
