@@ -36,6 +36,7 @@ const benchmarks: { name: string; passes: Passed[] }[] = [
   { name: 'wrapper-watches', passes: ['wrapper-cmd', 'wrapper-url'] },
   { name: 'wrapper-state', passes: ['wrapper-cmd'] },
   { name: 'controllers', passes: ['controller-cmd', 'no-readyz', 'no-status', 'as-image'] },
+  { name: 'write-floor', passes: [] },
   { name: 'startup', passes: [] },
 ];
 const only = values.only?.split(',');

@@ -1,14 +1,19 @@
 // The API client's request path against a real apiserver: plain requests share one HTTP/2
-// connection, errors carry the apiserver's status, and a connection the apiserver ended is
-// replaced by the next request.
+// connection, errors carry the apiserver's status, lists come from the watch cache or page by
+// page, and a connection the apiserver ended is replaced by the next request.
 import assert from 'node:assert/strict';
 import dc from 'node:diagnostics_channel';
 import { mkdtemp, writeFile } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { describe, test } from 'node:test';
-import { ApiError, isMetadataOnly, KubeClient } from '../kube/client.ts';
+import pino from 'pino';
+import { ApiError, isMetadataOnly, KubeClient, type StreamOptions } from '../kube/client.ts';
+import { Informer } from '../kube/informer.ts';
 import { loadKubeconfig } from '../kube/kubeconfig.ts';
+import type { KubeObject } from '../kube/objects.ts';
 import { useCluster } from './cluster/cluster.ts';
 
 const cluster = useCluster({});
@@ -163,6 +168,54 @@ users: [{name: u, user: {tokenFile: token}}]
     }
     assert.equal(user, 'system:serviceaccount:default:rotating-b', 'a rotated token is picked up without a 401');
     client.close();
+  });
+
+  test('an informer lists from the watch cache (which answers in one body, whatever the limit), or page by page with pagedLists', async () => {
+    const admin = new KubeClient(loadKubeconfig(cluster().adminKubeconfigPath));
+    for (let i = 0; i < 5; i++)
+      await admin.request('POST', '/api/v1/namespaces/default/configmaps', {
+        body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `paged-${i}`, labels: { paged: 'yes' } } },
+      });
+    /** The list requests an informer sends, and how many objects each answer carried. */
+    class Recording extends KubeClient {
+      lists: { query: Record<string, unknown>; items: number }[] = [];
+      override async stream(method: string, path: string, opts: StreamOptions): Promise<IncomingMessage> {
+        const res = await super.stream(method, path, opts);
+        if (opts.query?.watch) return res;
+        const body: Buffer[] = [];
+        for await (const c of res) body.push(c as Buffer);
+        const text = Buffer.concat(body);
+        this.lists.push({ query: { ...opts.query }, items: (JSON.parse(text.toString()) as { items: unknown[] }).items.length });
+        const replay = new PassThrough();
+        replay.end(text);
+        return replay as unknown as IncomingMessage;
+      }
+    }
+    const log = pino({ level: 'silent' });
+    const CONFIGMAPS = { group: '', version: 'v1', resource: 'configmaps' };
+    for (const pagedLists of [false, true]) {
+      const client = new Recording(loadKubeconfig(cluster().adminKubeconfigPath));
+      const cache = new Informer<KubeObject>(client, CONFIGMAPS, log, { labelSelector: 'paged=yes', pageSize: 2, pagedLists });
+      cache.start();
+      await cache.synced;
+      assert.equal(cache.size, 5, `all five objects cached (pagedLists ${pagedLists})`);
+      if (pagedLists) {
+        assert.deepEqual(
+          client.lists.map((l) => l.items),
+          [2, 2, 1],
+        );
+        assert.equal(client.lists[0]!.query.resourceVersion, undefined, 'a consistent read, not the watch cache');
+      } else {
+        assert.deepEqual(
+          client.lists.map((l) => [l.query.resourceVersion, l.items]),
+          [['0', 5]],
+          'the cache ignores the limit of 2',
+        );
+      }
+      cache.stop();
+      client.close();
+    }
+    admin.close();
   });
 
   test('after the apiserver restarts, the next request opens a new connection', async () => {

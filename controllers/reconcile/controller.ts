@@ -134,7 +134,8 @@ export class GridController {
     // Units are node label values: labels are all this controller reads of a Node. The NodeUnit
     // controller shares this cache and also reads readiness, so it is a watch of whole Nodes
     // slimmed as they arrive rather than a metadata-only one: one Node watch for both.
-    this.nodes = informer(NODES, { keep: slimNode });
+    // Paged: the watch cache would answer the first list of 10,000 Nodes in one body of ~100 MB.
+    this.nodes = informer(NODES, { keep: slimNode, pagedLists: true });
     // Only labelled objects are cached; a same-name foreign object is found when a write runs into it.
     this.deployments = informer(DEPLOYMENTS, { labelSelector: LABEL_GRID, keep: deploymentView });
     this.statefulSets = informer(STATEFULSETS, { labelSelector: LABEL_GRID, keep: statefulSetView });
