@@ -182,23 +182,28 @@ function writesBetween(a: WriteSnapshot, b: WriteSnapshot, benchUser: string): W
   };
 }
 
+interface ObjectWriteSpan {
+  firstMs: number;
+  lastMs: number;
+  /** The controller's other writes (statuses, events, NodeUnits) received before the last object create completed. */
+  otherWritesMeanwhile: number;
+}
+
 /**
  * When the controller's object creates reached the apiserver, from its audit log: the first one
  * received and the last one completed, in ms after `sinceWallMs` (a Date.now() of the bench, the
  * same clock). Splits a reaction into the controller noticing and the writes themselves.
  */
-function objectWriteSpan(after: WriteSnapshot, sinceWallMs: number): { firstMs: number; lastMs: number } | undefined {
-  const creates = after.requests.filter(
-    (w) =>
-      w.user === CONTROLLER_USER &&
-      w.verb === 'create' &&
-      (w.resource === 'deployments' || w.resource === 'services') &&
-      w.receivedAt >= sinceWallMs,
-  );
+function objectWriteSpan(after: WriteSnapshot, sinceWallMs: number): ObjectWriteSpan | undefined {
+  const mine = after.requests.filter((w) => w.user === CONTROLLER_USER && w.receivedAt >= sinceWallMs);
+  const creates = mine.filter((w) => w.verb === 'create' && (w.resource === 'deployments' || w.resource === 'services'));
   if (!creates.length) return undefined;
+  const first = Math.min(...creates.map((w) => w.receivedAt));
+  const last = Math.max(...creates.map((w) => w.completedAt));
   return {
-    firstMs: Math.min(...creates.map((w) => w.receivedAt)) - sinceWallMs,
-    lastMs: Math.max(...creates.map((w) => w.completedAt)) - sinceWallMs,
+    firstMs: first - sinceWallMs,
+    lastMs: last - sinceWallMs,
+    otherWritesMeanwhile: mine.filter((w) => !creates.includes(w) && w.receivedAt < last).length,
   };
 }
 
@@ -498,7 +503,7 @@ interface ConvergenceRound {
   writes: WriteFigures;
   controllerCpuSeconds?: number;
   /** The controller's first object create received and last completed by the apiserver, after the first create response. */
-  objectWrites?: { firstMs: number; lastMs: number };
+  objectWrites?: ObjectWriteSpan;
 }
 
 async function convergenceRound(
@@ -609,7 +614,7 @@ async function main() {
       const res = await convergenceRound(cluster, controller, r, benchUser);
       rounds.push(res);
       console.error(
-        `[bench] convergence round ${r}: objects ${res.objectsMs.toFixed(0)} ms, status ${res.statusMs?.toFixed(0) ?? 'n/a'} ms, controller writes ${res.writes.controller} (audit ${res.writes.auditController})${res.objectWrites ? `; object creates reached the apiserver from ${res.objectWrites.firstMs.toFixed(0)} ms, the last completed at ${res.objectWrites.lastMs.toFixed(0)} ms` : ''}`,
+        `[bench] convergence round ${r}: objects ${res.objectsMs.toFixed(0)} ms, status ${res.statusMs?.toFixed(0) ?? 'n/a'} ms, controller writes ${res.writes.controller} (audit ${res.writes.auditController})${res.objectWrites ? `; object creates reached the apiserver from ${res.objectWrites.firstMs.toFixed(0)} ms, the last completed at ${res.objectWrites.lastMs.toFixed(0)} ms, ${res.objectWrites.otherWritesMeanwhile} other writes meanwhile` : ''}`,
       );
     }
     await stopController(controller);
@@ -684,7 +689,7 @@ async function main() {
       ms: number;
       statusMs?: number;
       writes: WriteFigures;
-      objectWrites?: { firstMs: number; lastMs: number };
+      objectWrites?: ObjectWriteSpan;
     }[] = [];
     for (let r = 0; r < N.reactions; r++) {
       const unit = `s${N.steadyUnits + r}`;
@@ -715,7 +720,7 @@ async function main() {
         objectWrites,
       });
       const span = objectWrites
-        ? `; the controller's first object create reached the apiserver after ${objectWrites.firstMs.toFixed(0)} ms, the last completed after ${objectWrites.lastMs.toFixed(0)} ms`
+        ? `; the controller's first object create reached the apiserver after ${objectWrites.firstMs.toFixed(0)} ms, the last completed after ${objectWrites.lastMs.toFixed(0)} ms, ${objectWrites.otherWritesMeanwhile} other writes meanwhile`
         : '';
       console.error(
         `[bench] reaction to ${unit}: ${(at - respondedAt).toFixed(0)} ms (create took ${(respondedAt - started).toFixed(0)} ms${span})`,
