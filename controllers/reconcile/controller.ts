@@ -234,7 +234,9 @@ export class GridController {
     const now = (node.metadata?.labels ?? {}) as Record<string, string>;
     const before = (type === 'update' ? (old?.metadata?.labels ?? {}) : {}) as Record<string, string>;
     const after = type === 'delete' ? {} : now;
-    if (!jsonEqual(before, after)) this.unitsByKey.clear();
+    // Most Node events are status updates (a heartbeat per node and minute): nothing for grids.
+    if (jsonEqual(before, after)) return;
+    this.unitsByKey.clear();
     for (const [kind, { grids }] of this.kinds) {
       for (const g of grids.list()) {
         const key = g.spec?.gridUniqKey as string | undefined;

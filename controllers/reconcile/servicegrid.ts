@@ -89,14 +89,11 @@ export function serviceGridParts(caches: ServiceGridCaches): GridKindParts<Grid>
       const slicesOf = (service: string) => slicesByService.get(service) ?? [];
       const sharedName = rendered.find((r) => r.unit === SHARED)!.name;
       const sharedSlices = slicesOf(sharedName);
-      const unitOfNode = new Map<string, string>();
-      // Only when the shared Service has endpoints to place: a pass over every node.
-      if (sharedSlices.some((s) => s.endpoints?.length))
-        for (const n of caches.nodes.list() as V1Node[]) {
-          const v = n.metadata?.labels?.[grid.spec.gridUniqKey];
-          if (v) unitOfNode.set(n.metadata!.name!, v);
-        }
-      const sharedCounts = readyEndpointsBy(sharedSlices, (node) => (node ? unitOfNode.get(node) : undefined));
+      // Each endpoint's node looked up by name: a sync costs the endpoints, not the cluster's nodes.
+      const key = grid.spec.gridUniqKey;
+      const unitOfNode = (node: string | undefined) =>
+        node ? (caches.nodes.get(undefined, node) as V1Node | undefined)?.metadata?.labels?.[key] || undefined : undefined;
+      const sharedCounts = readyEndpointsBy(sharedSlices, unitOfNode);
       return (r) => {
         // A unit has its own Service when it has a name and no error (reading r.desired would render it).
         const own = r.name !== '' && !r.error;
