@@ -34,6 +34,7 @@ import { manifestContainer, startContainer } from '../test/image-harness.ts';
 import {
   apiserverEndpoint,
   DEFAULT_CONTROLLER_CMD,
+  benchDeploymentGrid as deploymentGrid,
   type Endpoint,
   goDuration,
   inParallel,
@@ -46,6 +47,7 @@ import {
   requestOk,
   residentParts,
   root,
+  benchServiceGrid as serviceGrid,
   startControllerUnderTest,
   wholeNumber,
   writeJson,
@@ -234,34 +236,6 @@ async function writesQuiet(cluster: Cluster, quietMs = 1500, timeoutMs = 60_000)
 // Objects.
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function deploymentGrid(ns: string, name: string, key: string) {
-  return {
-    apiVersion: 'servicegroup.io/v1alpha1',
-    kind: 'DeploymentGrid',
-    metadata: { name, namespace: ns },
-    spec: {
-      gridUniqKey: key,
-      template: {
-        replicas: 1,
-        selector: { matchLabels: { app: name } },
-        template: {
-          metadata: { labels: { app: name } },
-          spec: { containers: [{ name: 'web', image: 'registry.invalid/echo:1', ports: [{ containerPort: 8080 }] }] },
-        },
-      },
-    },
-  };
-}
-
-function serviceGrid(ns: string, name: string, key: string, app: string) {
-  return {
-    apiVersion: 'servicegroup.io/v1alpha1',
-    kind: 'ServiceGrid',
-    metadata: { name, namespace: ns },
-    spec: { gridUniqKey: key, template: { selector: { app }, ports: [{ port: 80, targetPort: 8080 }] } },
-  };
-}
 
 const createNode = (name: string, labels: Record<string, string>) =>
   write('POST', '/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name, labels } }).then(() => {});

@@ -367,3 +367,35 @@ export const machine = () => {
   const cpu = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU';
   return `${cpu}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm)?.length ?? '?'} cores, Node ${process.versions.node}`;
 };
+
+/**
+ * The grids of the controller benchmarks (bench/controllers.ts) and of the write floor measured
+ * under them (bench/write-floor.ts): one definition, so both measure the same rendered objects.
+ */
+export function benchDeploymentGrid(ns: string, name: string, key: string) {
+  return {
+    apiVersion: 'servicegroup.io/v1alpha1',
+    kind: 'DeploymentGrid',
+    metadata: { name, namespace: ns },
+    spec: {
+      gridUniqKey: key,
+      template: {
+        replicas: 1,
+        selector: { matchLabels: { app: name } },
+        template: {
+          metadata: { labels: { app: name } },
+          spec: { containers: [{ name: 'web', image: 'registry.invalid/echo:1', ports: [{ containerPort: 8080 }] }] },
+        },
+      },
+    },
+  };
+}
+
+export function benchServiceGrid(ns: string, name: string, key: string, app: string) {
+  return {
+    apiVersion: 'servicegroup.io/v1alpha1',
+    kind: 'ServiceGrid',
+    metadata: { name, namespace: ns },
+    spec: { gridUniqKey: key, template: { selector: { app }, ports: [{ port: 80, targetPort: 8080 }] } },
+  };
+}
