@@ -297,6 +297,36 @@ describe('controllers when things go wrong (in process)', () => {
     }
   });
 
+  test('a sync in a later second, before the grid watch shows the first status write, writes no second status (condition times come from what the grid holds)', async () => {
+    const statusWrites = () => controllerWrites((w) => w.resource === 'servicegrids' && w.name === 'late' && w.subresource === 'status');
+    client.lagMs = 3_000;
+    try {
+      await cluster().apply([
+        {
+          apiVersion: 'servicegroup.io/v1alpha1',
+          kind: 'ServiceGrid',
+          metadata: { name: 'late', namespace: ns },
+          spec: { gridUniqKey: 'zone', template: { selector: { app: 'late' }, ports: [{ port: 80 }] } },
+        },
+      ]);
+      await until(
+        'status written',
+        async () => (await admin.get<Obj>(`/apis/servicegroup.io/v1alpha1/namespaces/${ns}/servicegrids/late`)).status?.totalUnits === 2,
+      );
+      // The status holds this second in its condition times; the cache shows the grid without it
+      // for a while yet.
+      await new Promise((r) => setTimeout(r, 1_200));
+      controller.resyncAll();
+      await controller.waitIdle();
+      await new Promise((r) => setTimeout(r, 4_000));
+    } finally {
+      client.lagMs = 0;
+    }
+    await new Promise((r) => setTimeout(r, 1_000));
+    const writes = await statusWrites();
+    assert.equal(writes.length, 1, JSON.stringify(writes));
+  });
+
   test('a pod left on a node that moved to another unit: reported, evicted once its disruption budget allows, recreated in its unit', async () => {
     await cluster().createNode('h-r1', { room: 'x' });
     await cluster().createNode('h-r2', { room: 'x' });

@@ -177,6 +177,38 @@ describe('NodeUnit controller', () => {
     }
   });
 
+  test('a sync in a later second, before the NodeUnit watch shows the first status write, writes no second status (condition times come from what the unit holds)', async () => {
+    await cluster().createNode('u-d', {});
+    await until('kwok marks u-d Ready', async () => cond(await admin.get<Obj>('/api/v1/nodes/u-d'), 'Ready')?.status === 'True');
+    await controller.waitIdle();
+    const statusWrites = async () =>
+      (await cluster().writeRequests(CONTROLLER_USER)).filter(
+        (w) => w.resource === 'nodeunits' && w.name === 'zone.d' && w.subresource === 'status',
+      );
+    controllerClient.lagMs = 3_000;
+    try {
+      await label('u-d', { zone: 'd' });
+      await until(
+        'zone.d written with its node',
+        async () => JSON.stringify((await getOrUndefined(NU('zone.d')))?.status?.nodes) === '["u-d"]',
+      );
+      // The status holds this second in its condition times; the cache shows the unit without it
+      // for a while yet. A change elsewhere wakes a sync in a later second.
+      await new Promise((r) => setTimeout(r, 1_200));
+      await label('u-b', { unrelated: 'x' });
+      await controller.waitIdle();
+      await new Promise((r) => setTimeout(r, 4_000));
+    } finally {
+      controllerClient.lagMs = 0;
+    }
+    await new Promise((r) => setTimeout(r, 1_000));
+    const writes = await statusWrites();
+    assert.equal(writes.length, 1, JSON.stringify(writes));
+    await label('u-b', { unrelated: null });
+    await admin.request('DELETE', '/api/v1/nodes/u-d');
+    await unitGone('zone.d');
+  });
+
   test('a StatefulSetGrid key is in use too: its units are discovered and name the grid; deleting it releases them', async () => {
     const path = `/apis/servicegroup.io/v1alpha1/namespaces/${ns}/statefulsetgrids/db`;
     await cluster().apply([

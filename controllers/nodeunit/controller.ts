@@ -20,6 +20,7 @@ import {
   NODE_LABEL_FIELD_MANAGER,
   type NodeUnit,
   type NodeUnitGridRef,
+  type NodeUnitStatus,
   PLURAL_NODE_UNIT,
   VERSION,
 } from '../api/v1alpha1.ts';
@@ -119,7 +120,7 @@ interface SettledInputs {
   members: readonly NodeView[];
   grids: readonly NodeUnitGridRef[];
   conflicts: readonly string[] | undefined;
-  live: unknown;
+  live: NodeUnitStatus;
 }
 
 function sameInputs(a: SettledInputs | undefined, b: SettledInputs): boolean {
@@ -161,7 +162,7 @@ export class NodeUnitController {
    * the same status once more).
    */
   private readonly created = new RecentWrites<true>();
-  private readonly statusWritten = new RecentWrites<unknown>();
+  private readonly statusWritten = new RecentWrites<NodeUnitStatus>();
   /** The Node cache grouped by the label keys in use, kept by the Node handler. */
   private readonly membership = new NodeMembership();
   /**
@@ -402,7 +403,7 @@ export class NodeUnitController {
       if (key && !g.metadata?.deletionTimestamp)
         push(gridsByKey, key, { kind, namespace: g.metadata!.namespace!, name: g.metadata!.name! });
     }
-    const writes: { unit: NodeUnit; patch: Record<string, unknown>; status: unknown }[] = [];
+    const writes: { unit: NodeUnit; patch: Record<string, unknown>; status: NodeUnitStatus }[] = [];
     for (const unit of units) {
       const name = unit.metadata.name!;
       if (unit.metadata.deletionTimestamp || removed.has(name)) {
@@ -420,8 +421,8 @@ export class NodeUnitController {
         live: this.statusWritten.current(name, unit.metadata.resourceVersion, unit.status ?? {}),
       };
       if (sameInputs(this.settled.get(name), inputs)) continue;
-      const status = nodeUnitStatus(unit, inputs.members, inputs.grids, inputs.conflicts);
-      const patch = statusPatch(inputs.live as Record<string, unknown>, status as unknown as Record<string, unknown>);
+      const status = nodeUnitStatus(unit, inputs.members, inputs.grids, inputs.conflicts, inputs.live);
+      const patch = statusPatch(inputs.live as Record<string, unknown>, status as Record<string, unknown>);
       if (!patch) {
         this.settled.set(name, inputs);
         continue;

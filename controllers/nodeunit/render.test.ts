@@ -281,6 +281,9 @@ describe('NodeUnit status', () => {
     u.status = { ...first, conditions: first.conditions!.map((c) => ({ ...c, lastTransitionTime: '2020-01-01T00:00:00Z' as never })) };
     const again = nodeUnitStatus(u, [node('n1')], [], undefined);
     assert.deepEqual(again, u.status);
+    // What the unit holds beyond the cache (a write not seen back yet) wins over the cached status.
+    const held = { ...first, conditions: first.conditions!.map((c) => ({ ...c, lastTransitionTime: '2021-01-01T00:00:00Z' as never })) };
+    assert.deepEqual(nodeUnitStatus(u, [node('n1')], [], undefined, held), held);
   });
 });
 

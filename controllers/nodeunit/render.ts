@@ -265,9 +265,15 @@ export function nodeUnitStatus(
   members: readonly NodeView[],
   grids: readonly NodeUnitGridRef[],
   conflicts: readonly string[] | undefined,
+  /**
+   * The status the unit holds: the cache's, or what this controller last wrote while the cache
+   * does not show it yet. Condition times are kept from it, so a sync before that write comes
+   * back renders the same status as the write.
+   */
+  held: NodeUnitStatus | undefined = unit.status,
 ): NodeUnitStatus {
   const generation = unit.metadata.generation;
-  const old = unit.status?.conditions;
+  const old = held?.conditions;
   const nodes = members.map((n) => n.name).sort();
   const ready = members.filter((n) => n.ready).length;
   const conditions: V1Condition[] = [

@@ -471,7 +471,9 @@ export class GridController {
       this.forgetGrid(key, obj?.metadata?.uid);
       return { retry: false };
     }
-    const grid = { ...obj, kind } as GridObject;
+    // The status is what the grid holds: our last write until the cache shows it. Condition times
+    // and the rollout's progress are carried over from it.
+    const grid = { ...obj, kind, status: this.ctx.statuses.held(obj) } as GridObject;
     const result = await syncGrid(this.ctx, entry.parts, grid, this.unitsFor(grid.spec?.gridUniqKey), objectsWritten);
     this.unitCounts.set(key, { total: result.totalUnits, ready: result.readyUnits });
     this.updateBlocked(key, result.blocked);

@@ -21,12 +21,17 @@ export class StatusWriter {
     this.limiter = limiter;
   }
 
+  /** The status `grid` holds: what this controller last wrote until the cache shows it, else the cache's. */
+  held(grid: KubeObject): Record<string, unknown> | undefined {
+    return this.written.get(grid.metadata.uid!, grid.metadata.resourceVersion) ?? (grid.status as Record<string, unknown> | undefined);
+  }
+
   /** Writes `status` when it differs. Returns true when it wrote. */
   async write(client: KubeClient, resource: Resource, grid: GridObject, status: Record<string, unknown>): Promise<boolean> {
     // Until the cache shows our last write, the grid holds what we wrote, not what the cache
     // shows: a status that went back to the cached one meanwhile must still be written (the echo
     // of our write wakes no sync to notice it later).
-    const live = this.written.current(grid.metadata.uid, grid.metadata.resourceVersion, grid.status ?? {});
+    const live = this.held(grid) ?? {};
     if (jsonEqual(live, status)) return false;
     const written = await this.limiter.run('deferred', () => patchStatus(client, resource, grid, live, status));
     this.written.put(grid.metadata.uid, written?.metadata?.resourceVersion, status);
