@@ -140,6 +140,7 @@ async function startController(): Promise<void> {
     serviceGrids: controller.serviceGrids,
     statefulSetGrids: controller.statefulSetGrids,
     nodes: controller.nodes,
+    membership: controller.membership,
     resyncPeriodMs: flags['resync-period'],
     watchIdleTimeoutMs: flags['watch-idle-timeout'],
     writes,

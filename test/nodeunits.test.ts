@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { NodeUnitController } from '../controllers/nodeunit/controller.ts';
+import { NodeMembership } from '../controllers/nodeunit/membership.ts';
 import { nodeUnitName } from '../controllers/nodeunit/render.ts';
 import { slimNode } from '../controllers/reconcile/cache-views.ts';
 import { DEPLOYMENT_GRIDS, NODES, SERVICE_GRIDS, STATEFULSET_GRIDS } from '../controllers/reconcile/resources.ts';
@@ -101,6 +102,7 @@ describe('NodeUnit controller', () => {
         serviceGrids: grids[1]!,
         statefulSetGrids: grids[2]!,
         nodes: grids[3]!,
+        membership: NodeMembership.following(grids[3]!),
         resyncPeriodMs: 0,
       });
       await controller.start();

@@ -30,16 +30,14 @@ import { WorkQueue } from '../reconcile/queue.ts';
 import { RecentWrites } from '../reconcile/recent.ts';
 import { NODES, type Resource, SERVICES } from '../reconcile/resources.ts';
 import { jsonEqual, oncePerObject, stableStringify } from '../render/common.ts';
-import { NodeMembership } from './membership.ts';
+import { type NodeMembership, nodeView } from './membership.ts';
 import {
   isDeclared,
-  isNodeReady,
   keysInUse,
   labelsSettled,
   type NodeView,
   nodeLabelsApply,
   nodeUnitStatus,
-  ownedLabelKeys,
   planDiscovered,
   resolveClaims,
   statusPatch,
@@ -59,6 +57,8 @@ export interface NodeUnitControllerOptions {
   statefulSetGrids: Informer<KubeObject>;
   /** The Node cache (shared with the grid controller), kept with `slimNode`. */
   nodes: Informer<KubeObject>;
+  /** That cache grouped by label value (`NodeMembership.following(nodes)`, shared with the grid controller). */
+  membership: NodeMembership;
   /** Re-sync this often (0: never). */
   resyncPeriodMs?: number;
   /** A watch silent this long is taken for a dead connection and re-opened (default: the reflector's). */
@@ -72,16 +72,6 @@ export interface NodeUnitControllerOptions {
 
 interface NodeObject extends KubeObject {
   status?: { conditions?: { type: string; status: string }[] };
-}
-
-/** What the NodeUnit rules read of a Node. */
-function nodeView(node: NodeObject): NodeView {
-  return {
-    name: node.metadata.name,
-    labels: node.metadata.labels ?? {},
-    ready: isNodeReady(node),
-    ownedLabels: ownedLabelKeys(node.metadata.annotations),
-  };
 }
 
 /** Topology keys parsed once per object version: a handler compares an object's old and new keys. */
@@ -163,8 +153,8 @@ export class NodeUnitController {
    */
   private readonly created = new RecentWrites<true>();
   private readonly statusWritten = new RecentWrites<NodeUnitStatus>();
-  /** The Node cache grouped by the label keys in use, kept by the Node handler. */
-  private readonly membership = new NodeMembership();
+  /** The Node cache grouped by the label keys in use. */
+  private readonly membership: NodeMembership;
   /**
    * NodeUnit name → the inputs of its last status computation that needed no write. The same
    * inputs again (the unit object, its member array, its grids and conflicts, the status it
@@ -185,6 +175,7 @@ export class NodeUnitController {
     this.units = informer(NODE_UNITS);
     // The grid controller's Node cache (kept with slimNode: labels, annotations, readiness).
     this.nodes = opts.nodes;
+    this.membership = opts.membership;
     // Only topology annotations matter for these two: metadata is enough, and of it only those.
     this.services = informer(SERVICES, { metadataOnly: true, keep: topologyView });
     this.namespaces = informer(NAMESPACES, { metadataOnly: true, keep: topologyView });
@@ -202,11 +193,8 @@ export class NodeUnitController {
         return;
       wake();
     });
-    this.nodes.on((type, obj) => {
-      // Status updates of nodes are frequent; only labels, readiness and presence matter here.
-      const changed = type === 'delete' ? this.membership.delete(obj.metadata.name) : this.membership.set(nodeView(obj as NodeObject));
-      if (changed) wake();
-    });
+    // Only labels, readiness and presence matter here, not the frequent heartbeats.
+    this.membership.onChange(wake);
     this.services.on((type, obj, old) => {
       const now = serviceTopology(obj);
       if (type === 'update' && old && jsonEqual(serviceTopology(old), now)) return;
@@ -234,8 +222,6 @@ export class NodeUnitController {
     for (const i of this.own) i.start();
     const shared = [this.opts.nodes, this.opts.deploymentGrids, this.opts.serviceGrids, this.opts.statefulSetGrids];
     await Promise.all([...this.own, ...shared].map((i) => i.synced));
-    // The Node cache is shared: it may have held nodes before this controller's handler was added.
-    this.membership.reset((this.nodes.list() as NodeObject[]).map(nodeView));
     this.log.info({ nodeUnits: this.units.size, nodes: this.nodes.size }, 'nodeunit caches synced');
     this.queue.add(SYNC_KEY);
     this.worker = this.work();
@@ -359,7 +345,7 @@ export class NodeUnitController {
     );
     const keys = new Set(this.annotatedKeys);
     for (const { g } of grids) if (g.spec?.gridUniqKey) keys.add(g.spec.gridUniqKey as string);
-    membership.indexKeys(new Set([...keys, ...units.map((u) => u.spec.key)]));
+    membership.indexKeys('nodeunits', new Set([...keys, ...units.map((u) => u.spec.key)]));
     const plan = planDiscovered(units, membership.pairs(keys));
     for (const p of plan.problems) this.log.warn({ key: p.key, value: p.value, reason: p.message }, 'no NodeUnit for this label value');
     const discovered: string[] = [];

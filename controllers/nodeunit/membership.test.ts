@@ -23,7 +23,7 @@ describe('node membership', () => {
   it('groups nodes by the indexed keys; values are the distinct non-empty ones, sorted', () => {
     const m = new NodeMembership();
     m.reset([node('b', { zone: 'x' }), node('a', { zone: 'x' }), node('c', { zone: '' }), node('d', { zone: 'y', rack: '1' })]);
-    m.indexKeys(new Set(['zone']));
+    m.indexKeys('t', new Set(['zone']));
     assert.deepEqual(names(m.members('zone', 'x')), ['a', 'b']);
     assert.deepEqual(names(m.members('zone', '')), ['c']);
     assert.deepEqual(m.pairs(['zone']), [
@@ -31,14 +31,14 @@ describe('node membership', () => {
       { key: 'zone', value: 'y' },
     ]);
     // A key indexed later is grouped from the nodes already known; a key dropped is forgotten.
-    m.indexKeys(new Set(['rack']));
-    assert.deepEqual(m.pairs(['rack', 'zone']), [{ key: 'rack', value: '1' }]);
+    m.indexKeys('t', new Set(['rack']));
+    assert.deepEqual(names(m.members('rack', '1')), ['d']);
     assert.deepEqual(names(m.members('zone', 'x')), []);
   });
 
   it('follows relabels, readiness and deletes, and reports only changes a unit reads', () => {
     const m = new NodeMembership();
-    m.indexKeys(new Set(['zone']));
+    m.indexKeys('t', new Set(['zone']));
     assert.equal(m.set(node('n1', { zone: 'a' })), true);
     assert.equal(m.set(node('n2', { zone: 'a' })), true);
     const before = m.members('zone', 'a');
@@ -65,7 +65,7 @@ describe('node membership', () => {
 
   it('after any sequence of changes agrees with grouping every node from scratch', () => {
     const m = new NodeMembership();
-    m.indexKeys(new Set(['zone']));
+    m.indexKeys('t', new Set(['zone']));
     const live = new Map<string, NodeView>();
     let seed = 7;
     const rand = (n: number) => {
@@ -91,5 +91,48 @@ describe('node membership', () => {
           for (const v of m.members('zone', value)) assert.equal(v.ready, live.get(v.name)!.ready, `${value}/${members}`);
       }
     }
+  });
+
+  it('values: sorted, the same array until a value appears or goes; a key no user indexed is read from the nodes', () => {
+    const m = new NodeMembership();
+    m.indexKeys('grids', new Set(['zone']));
+    m.set(node('n1', { zone: 'b', rack: '2' }));
+    m.set(node('n2', { zone: 'a', rack: '1' }));
+    const first = m.values('zone');
+    assert.deepEqual(first, ['a', 'b']);
+    // A member joining a value that exists, or readiness: the same array.
+    m.set(node('n3', { zone: 'a' }));
+    m.set(node('n3', { zone: 'a' }, false));
+    assert.equal(m.values('zone'), first);
+    m.set(node('n3', { zone: 'c' }));
+    assert.deepEqual(m.values('zone'), ['a', 'b', 'c']);
+    m.delete('n1');
+    assert.deepEqual(m.values('zone'), ['a', 'c']);
+    assert.deepEqual(m.values('rack'), ['1']);
+  });
+
+  it("indexes the union of its users' keys: one user dropping a key leaves it to the other", () => {
+    const m = new NodeMembership();
+    m.reset([node('n1', { zone: 'a', rack: '1' })]);
+    m.indexKeys('grids', new Set(['zone']));
+    m.indexKeys('nodeunits', new Set(['zone', 'rack']));
+    m.indexKeys('nodeunits', new Set(['rack']));
+    assert.deepEqual(names(m.members('zone', 'a')), ['n1']);
+    m.indexKeys('grids', new Set());
+    assert.deepEqual(names(m.members('zone', 'a')), [], 'no user left for zone');
+    assert.deepEqual(names(m.members('rack', '1')), ['n1']);
+  });
+
+  it('tells listeners of each change with the previous and the new view, and of nothing else', () => {
+    const m = new NodeMembership();
+    const seen: string[] = [];
+    m.onChange((old, now) => seen.push(`${old?.labels.zone ?? '-'}>${now?.labels.zone ?? '-'}`));
+    m.set(node('n1', { zone: 'a' }));
+    m.set(node('n1', { zone: 'a' }));
+    m.set(node('n1', { zone: 'b' }));
+    m.delete('n1');
+    m.delete('n1');
+    m.reset([node('n2', { zone: 'c' })]);
+    assert.deepEqual(seen, ['->a', 'a>b', 'b>-']);
   });
 });

@@ -8,7 +8,8 @@ import type { KubeObject } from '../../kube/objects.ts';
 import type { ReflectorOptions } from '../../kube/reflector.ts';
 import { KIND_DEPLOYMENT_GRID, KIND_SERVICE_GRID, KIND_STATEFULSET_GRID, LABEL_GRID, LABEL_UNIT } from '../api/v1alpha1.ts';
 import type { ControllerMetrics } from '../metrics.ts';
-import { jsonEqual } from '../render/common.ts';
+import { NodeMembership } from '../nodeunit/membership.ts';
+import type { NodeView } from '../nodeunit/render.ts';
 import { BlockerWatches } from './blockers.ts';
 import { deploymentView, endpointSliceView, podView, serviceView, slimNode, statefulSetView } from './cache-views.ts';
 import { CONTROLLER_WRITE_CONCURRENCY, WriteLimiter } from './concurrency.ts';
@@ -84,6 +85,8 @@ export class GridController {
   readonly serviceGrids: Informer<KubeObject>;
   readonly statefulSetGrids: Informer<KubeObject>;
   readonly nodes: Informer<KubeObject>;
+  /** The Node cache grouped by label value: the units of each grid's key (shared with the NodeUnit controller). */
+  readonly membership: NodeMembership;
   readonly deployments: Informer<KubeObject>;
   readonly statefulSets: Informer<KubeObject>;
   readonly services: Informer<KubeObject>;
@@ -105,11 +108,6 @@ export class GridController {
   private started = false;
   private stopping = false;
   private readonly unitCounts = new Map<string, { total: number; ready: number }>();
-  /**
-   * `unitsFor` by label key, until a node's labels change: a new unit syncs every grid keyed on
-   * its label, and they all ask for the same units.
-   */
-  private readonly unitsByKey = new Map<string, readonly string[]>();
 
   constructor(opts: ControllerOptions) {
     this.opts = opts;
@@ -136,6 +134,7 @@ export class GridController {
     // slimmed as they arrive rather than a metadata-only one: one Node watch for both.
     // Paged: the watch cache would answer the first list of 10,000 Nodes in one body of ~100 MB.
     this.nodes = informer(NODES, { keep: slimNode, pagedLists: true });
+    this.membership = NodeMembership.following(this.nodes);
     // Only labelled objects are cached; a same-name foreign object is found when a write runs into it.
     this.deployments = informer(DEPLOYMENTS, { labelSelector: LABEL_GRID, keep: deploymentView });
     this.statefulSets = informer(STATEFULSETS, { labelSelector: LABEL_GRID, keep: statefulSetView });
@@ -190,7 +189,7 @@ export class GridController {
     ]);
 
     for (const [kind, { grids }] of this.kinds) grids.on((type, obj, old) => this.onGrid(kind, type, obj, old));
-    this.nodes.on((type, node, old) => this.onNode(type, node, old));
+    this.membership.onChange((old, now) => this.onNode(old, now));
     this.deployments.on((type, obj) => this.onOwned(KIND_DEPLOYMENT_GRID, DEPLOYMENTS, type, obj));
     this.statefulSets.on((type, obj) => this.onOwned(KIND_STATEFULSET_GRID, STATEFULSETS, type, obj));
     this.services.on((type, obj) => this.onOwned(KIND_SERVICE_GRID, SERVICES, type, obj));
@@ -208,6 +207,7 @@ export class GridController {
   private onGrid(kind: string, type: string, obj: KubeObject, old?: KubeObject): void {
     this.ctx.statuses.seen(obj, type === 'delete');
     const key = gridKey(kind, obj.metadata!.namespace!, obj.metadata!.name!);
+    if (type !== 'update' || old?.spec?.gridUniqKey !== obj.spec?.gridUniqKey) this.indexGridKeys();
     if (type === 'delete') {
       this.forgetGrid(key, obj.metadata?.uid);
     } else if (
@@ -229,14 +229,21 @@ export class GridController {
     this.updateBlocked(key, []);
   }
 
-  /** A node's unit label changes matter to every grid keyed on that label. */
-  private onNode(type: string, node: KubeObject, old?: KubeObject): void {
-    const now = (node.metadata?.labels ?? {}) as Record<string, string>;
-    const before = (type === 'update' ? (old?.metadata?.labels ?? {}) : {}) as Record<string, string>;
-    const after = type === 'delete' ? {} : now;
-    // Most Node events are status updates (a heartbeat per node and minute): nothing for grids.
-    if (jsonEqual(before, after)) return;
-    this.unitsByKey.clear();
+  /** The label keys of every grid are grouped by value in the node membership. */
+  private indexGridKeys(): void {
+    const keys = new Set<string>();
+    for (const { grids } of this.kinds.values())
+      for (const g of grids.list()) if (g.spec?.gridUniqKey) keys.add(g.spec.gridUniqKey as string);
+    this.membership.indexKeys('grids', keys);
+  }
+
+  /**
+   * A node's unit label changes matter to every grid keyed on that label. Only changes of labels,
+   * readiness or presence get here, not the heartbeats that make most Node events.
+   */
+  private onNode(old: NodeView | undefined, now: NodeView | undefined): void {
+    const before = old?.labels ?? {};
+    const after = now?.labels ?? {};
     for (const [kind, { grids }] of this.kinds) {
       for (const g of grids.list()) {
         const key = g.spec?.gridUniqKey as string | undefined;
@@ -298,20 +305,6 @@ export class GridController {
       // Objects of other grids are in the labelled caches, whose delete events cover them.
       if (!b.blocker.metadata?.labels?.[LABEL_GRID]) this.blockers.watch(b.ref, b.resource, b.blocker);
     }
-  }
-
-  /** Distinct non-empty values of `key` on nodes, sorted. */
-  unitsFor(key: string): readonly string[] {
-    let units = this.unitsByKey.get(key);
-    if (units) return units;
-    const values = new Set<string>();
-    for (const n of this.nodes.list()) {
-      const v = n.metadata?.labels?.[key];
-      if (v) values.add(v);
-    }
-    units = [...values].sort();
-    this.unitsByKey.set(key, units);
-    return units;
   }
 
   async start(): Promise<void> {
@@ -474,7 +467,7 @@ export class GridController {
     // The status is what the grid holds: our last write until the cache shows it. Condition times
     // and the rollout's progress are carried over from it.
     const grid = { ...obj, kind, status: this.ctx.statuses.held(obj) } as GridObject;
-    const result = await syncGrid(this.ctx, entry.parts, grid, this.unitsFor(grid.spec?.gridUniqKey), objectsWritten);
+    const result = await syncGrid(this.ctx, entry.parts, grid, this.membership.values(grid.spec?.gridUniqKey), objectsWritten);
     this.unitCounts.set(key, { total: result.totalUnits, ready: result.readyUnits });
     this.updateBlocked(key, result.blocked);
     return result;
