@@ -280,27 +280,26 @@ describe('controllers when things go wrong (in process)', () => {
     ]);
     await until('status names unit x', async () => (await units()) === 'x');
     await controller.waitIdle();
-    client.lagMs = 1500;
     try {
-      await label('h-b', 'y');
-      await until('status names units x and y', async () => (await units()) === 'x,y');
-      // The controller's cache still shows a status naming x only, which is right again now.
-      await label('h-b', null);
-      await until('status names unit x again', async () => (await units()) === 'x', 15_000);
-      // And it stays so once the late events have all arrived.
-      await new Promise((r) => setTimeout(r, 2000));
-      await controller.waitIdle();
-      assert.equal(await units(), 'x');
+      await client.lagging(1_500, async () => {
+        await label('h-b', 'y');
+        await until('status names units x and y', async () => (await units()) === 'x,y');
+        // The controller's cache still shows a status naming x only, which is right again now.
+        await label('h-b', null);
+        await until('status names unit x again', async () => (await units()) === 'x', 15_000);
+        // And it stays so once the late events have all arrived.
+        await new Promise((r) => setTimeout(r, 2000));
+        await controller.waitIdle();
+        assert.equal(await units(), 'x');
+      });
     } finally {
-      client.lagMs = 0;
       await label('h-a', null);
     }
   });
 
   test('a sync in a later second, before the grid watch shows the first status write, writes no second status (condition times come from what the grid holds)', async () => {
     const statusWrites = () => controllerWrites((w) => w.resource === 'servicegrids' && w.name === 'late' && w.subresource === 'status');
-    client.lagMs = 3_000;
-    try {
+    await client.lagging(3_000, async () => {
       await cluster().apply([
         {
           apiVersion: 'servicegroup.io/v1alpha1',
@@ -319,9 +318,7 @@ describe('controllers when things go wrong (in process)', () => {
       controller.resyncAll();
       await controller.waitIdle();
       await new Promise((r) => setTimeout(r, 4_000));
-    } finally {
-      client.lagMs = 0;
-    }
+    });
     await new Promise((r) => setTimeout(r, 1_000));
     const writes = await statusWrites();
     assert.equal(writes.length, 1, JSON.stringify(writes));

@@ -50,12 +50,22 @@ export async function installRbac(cluster: Cluster): Promise<string> {
  * requests answer at once. Everything still comes from the real apiserver.
  */
 export class LaggingWatch extends KubeClient {
-  lagMs = 0;
+  private lagMs = 0;
   private readonly resource: string;
 
   constructor(config: Credentials, resource: string) {
     super(config);
     this.resource = resource;
+  }
+
+  /** Runs `fn` with the watch `lagMs` late, then delivers on time again (the late events still come). */
+  async lagging<T>(lagMs: number, fn: () => Promise<T>): Promise<T> {
+    this.lagMs = lagMs;
+    try {
+      return await fn();
+    } finally {
+      this.lagMs = 0;
+    }
   }
 
   override async stream(method: string, path: string, opts: StreamOptions): Promise<IncomingMessage> {

@@ -163,8 +163,7 @@ describe('NodeUnit controller', () => {
     const settled = async () => (await members('zone.a')) === '["u-a1","u-a2"]' && (await members('zone.b')) === '["u-b"]';
     await until('memberships before', settled);
     await controller.waitIdle();
-    controllerClient.lagMs = 1_500;
-    try {
+    await controllerClient.lagging(1_500, async () => {
       await label('u-a2', { zone: 'b' });
       await until('u-a2 written into zone.b', async () => (await members('zone.b')) === '["u-a2","u-b"]', 5_000, explainUnits);
       // The controller's cache still shows u-a2 in zone.a: the membership it must write now equals
@@ -174,9 +173,7 @@ describe('NodeUnit controller', () => {
       await new Promise((r) => setTimeout(r, 3_000));
       assert.equal(await members('zone.a'), '["u-a1","u-a2"]', await explainUnits());
       assert.equal(await members('zone.b'), '["u-b"]', await explainUnits());
-    } finally {
-      controllerClient.lagMs = 0;
-    }
+    });
   });
 
   test('a sync in a later second, before the NodeUnit watch shows the first status write, writes no second status (condition times come from what the unit holds)', async () => {
@@ -187,8 +184,7 @@ describe('NodeUnit controller', () => {
       (await cluster().writeRequests(CONTROLLER_USER)).filter(
         (w) => w.resource === 'nodeunits' && w.name === 'zone.d' && w.subresource === 'status',
       );
-    controllerClient.lagMs = 3_000;
-    try {
+    await controllerClient.lagging(3_000, async () => {
       await label('u-d', { zone: 'd' });
       await until(
         'zone.d written with its node',
@@ -200,9 +196,7 @@ describe('NodeUnit controller', () => {
       await label('u-b', { unrelated: 'x' });
       await controller.waitIdle();
       await new Promise((r) => setTimeout(r, 4_000));
-    } finally {
-      controllerClient.lagMs = 0;
-    }
+    });
     await new Promise((r) => setTimeout(r, 1_000));
     const writes = await statusWrites();
     assert.equal(writes.length, 1, JSON.stringify(writes));

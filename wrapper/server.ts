@@ -1,8 +1,8 @@
 // The HTTP side, on Node's own HTTP server: routes for health, discovery, the served resources
 // and forwarded event writes. Anything not routed is refused with 403: the wrapper holds its own
-// credentials and must not lend them. Not a web framework and proxy library: at the scale of
-// bench/wrapper-scale.ts they cost the wrapper a fifth of its resident memory (README,
-// "The wrapper's memory at that scale").
+// credentials and must not lend them. Not a web framework and proxy library: imported on top of
+// Node's HTTP modules they cost 4.1 MiB of RSS and 2.4 MiB of heap, in a process of ~92 MiB
+// (README, "The wrapper's memory at that scale").
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
