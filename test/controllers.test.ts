@@ -456,6 +456,29 @@ describe('controllers (in process)', () => {
       assert.equal(new Set(ds.map((d) => d.metadata.name)).size, 4);
     });
 
+    test('a grid keyed on another label: its units become that label values, and relabels on it are followed', async () => {
+      const units = async () => (await listDeployments('rekey')).map((d) => d.metadata.name).join(',');
+      await cluster().apply([deploymentGrid('rekey', { gridUniqKey: 'zone', template: podSpec('nginx') })]);
+      await until('rekey on zone', async () => (await units()) === 'rekey-a,rekey-b');
+      const setRoom = (node: string, room: string | null) =>
+        admin.mergePatch(`/api/v1/nodes/${node}`, { metadata: { labels: { room } } }, 'operator');
+      await setRoom('n-a1', 'r1');
+      await setRoom('n-b', 'r2');
+      try {
+        await cluster().apply([deploymentGrid('rekey', { gridUniqKey: 'room', template: podSpec('nginx') })]);
+        await until('rekey on room', async () => (await units()) === 'rekey-r1,rekey-r2', 60_000, explainGrid);
+        await setRoom('n-a2', 'r3');
+        await until('a relabel on the new key adds a unit', async () => (await units()) === 'rekey-r1,rekey-r2,rekey-r3');
+        await until('status names the new units', async () => {
+          const g = await admin.get<Obj>(DG('rekey'));
+          return g.status?.units?.map((u: Obj) => u.name).join(',') === 'r1,r2,r3';
+        });
+      } finally {
+        await admin.request('DELETE', DG('rekey'));
+        for (const n of ['n-a1', 'n-a2', 'n-b']) await setRoom(n, null);
+      }
+    });
+
     test('deleting a grid garbage-collects its Deployments', async () => {
       await admin.request('DELETE', DG('odd'));
       await until('odd deployments collected', async () => (await listDeployments('odd')).length === 0, 90_000);

@@ -108,6 +108,8 @@ export class GridController {
   private started = false;
   private stopping = false;
   private readonly unitCounts = new Map<string, { total: number; ready: number }>();
+  /** Label key → how many grids are keyed on it. */
+  private readonly gridKeys = new Map<string, number>();
 
   constructor(opts: ControllerOptions) {
     this.opts = opts;
@@ -207,7 +209,9 @@ export class GridController {
   private onGrid(kind: string, type: string, obj: KubeObject, old?: KubeObject): void {
     this.ctx.statuses.seen(obj, type === 'delete');
     const key = gridKey(kind, obj.metadata!.namespace!, obj.metadata!.name!);
-    if (type !== 'update' || old?.spec?.gridUniqKey !== obj.spec?.gridUniqKey) this.indexGridKeys();
+    const was = type === 'add' ? undefined : (type === 'delete' ? obj : old)?.spec?.gridUniqKey;
+    const is = type === 'delete' ? undefined : obj.spec?.gridUniqKey;
+    if (was !== is) this.countGridKeys(was as string | undefined, is as string | undefined);
     if (type === 'delete') {
       this.forgetGrid(key, obj.metadata?.uid);
     } else if (
@@ -229,12 +233,20 @@ export class GridController {
     this.updateBlocked(key, []);
   }
 
-  /** The label keys of every grid are grouped by value in the node membership. */
-  private indexGridKeys(): void {
-    const keys = new Set<string>();
-    for (const { grids } of this.kinds.values())
-      for (const g of grids.list()) if (g.spec?.gridUniqKey) keys.add(g.spec.gridUniqKey as string);
-    this.membership.indexKeys('grids', keys);
+  /** A grid left label key `was` for `is`: the keys of all grids are grouped by value in the node membership. */
+  private countGridKeys(was: string | undefined, is: string | undefined): void {
+    let changed = false;
+    if (was) {
+      const n = (this.gridKeys.get(was) ?? 1) - 1;
+      if (n > 0) this.gridKeys.set(was, n);
+      else changed = this.gridKeys.delete(was);
+    }
+    if (is) {
+      const n = this.gridKeys.get(is) ?? 0;
+      this.gridKeys.set(is, n + 1);
+      changed ||= n === 0;
+    }
+    if (changed) this.membership.indexKeys('grids', new Set(this.gridKeys.keys()));
   }
 
   /**
