@@ -445,6 +445,43 @@ describe('NodeUnit controller', () => {
       // The Namespace opts out again: every Service in it is served whole.
       await admin.mergePatch(`/api/v1/namespaces/${optin}`, { metadata: { annotations: { 'servicegroup.io/topology-keys': null } } });
       await until('api served whole', async () => (await slices()).api === '10.9.0.1,10.9.0.2');
+
+      // The apiserver's own Service keeps its endpoints (on no node) when `default` opts in. This
+      // apiserver, on loopback, publishes none itself: the slice is made here as it would be.
+      const apiserverSlice = {
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: { name: 'kubernetes', namespace: 'default', labels: { 'kubernetes.io/service-name': 'kubernetes' } },
+        addressType: 'IPv4',
+        ports: [{ name: 'https', port: 6443, protocol: 'TCP' }],
+        endpoints: [{ addresses: ['10.9.9.9'], conditions: { ready: true } }],
+      };
+      const apiserverEndpoints = async () => {
+        const r = await httpText(`${wrapper!.url}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes`);
+        assert.equal(r.status, 200, r.body);
+        return (JSON.parse(r.body).endpoints ?? []).length as number;
+      };
+      const annotateDefault = (value: string | null) =>
+        admin.mergePatch('/api/v1/namespaces/default', { metadata: { annotations: { 'servicegroup.io/topology-keys': value } } });
+      await c.apply([
+        apiserverSlice,
+        ...[service('probe'), slice('probe')].map((o) => ({ ...o, metadata: { ...o.metadata, namespace: 'default' } })),
+      ]);
+      const probe = async () => {
+        const r = await httpText(`${wrapper!.url}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/probe`);
+        return r.status === 200 ? (JSON.parse(r.body).endpoints ?? []).length : -1;
+      };
+      await annotateDefault('["zone"]');
+      try {
+        // Another Service of `default` shows the annotation has reached the wrapper.
+        await until('default opted in', async () => (await probe()) === 1);
+        assert.equal(await apiserverEndpoints(), 1, 'default/kubernetes keeps the apiservers');
+      } finally {
+        await annotateDefault(null);
+        await admin.request('DELETE', '/api/v1/namespaces/default/services/probe');
+        await admin.request('DELETE', '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/probe');
+        await admin.request('DELETE', '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes');
+      }
     });
   });
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ANNOTATION_TOPOLOGY_KEYS, ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE } from '../controllers/api/v1alpha1.ts';
 import type { KubeObject } from '../kube/objects.ts';
-import { filterEndpointSlices, filterEndpoints, type NodeUnitContext, topologyKeysOf } from './filter.ts';
+import { effectiveTopologyKeys, filterEndpointSlices, filterEndpoints, type NodeUnitContext, topologyKeysOf } from './filter.ts';
 
 const nodes: Record<string, Record<string, string>> = {
   a1: { zone: 'a', region: 'r1' },
@@ -88,4 +88,20 @@ test('core/v1 Endpoints follow the same rule', () => {
   ]);
   assert.deepEqual(r.stats, { kept: 2, dropped: 2 });
   assert.equal(filterEndpoints(keys(['zone']), endpoints, ctx('c1')).endpoints.subsets, undefined);
+});
+
+test("a Namespace's keys: taken by its Services without an annotation of their own, never by default/kubernetes", () => {
+  const zone = topologyKeysOf({ metadata: { name: 'ns', annotations: { [ANNOTATION_TOPOLOGY_KEYS]: '["zone"]' } } });
+  const service = (namespace: string, name: string, annotations?: Record<string, string>): KubeObject => ({
+    metadata: { namespace, name, ...(annotations ? { annotations } : {}) },
+  });
+  assert.deepEqual(effectiveTopologyKeys(service('default', 'web'), zone), zone);
+  assert.deepEqual(effectiveTopologyKeys(service('default', 'kubernetes'), zone), { kind: 'none' }, 'the apiservers are on no node');
+  assert.deepEqual(effectiveTopologyKeys(service('other', 'kubernetes'), zone), zone);
+  assert.deepEqual(
+    effectiveTopologyKeys(service('default', 'kubernetes', { [ANNOTATION_TOPOLOGY_KEYS]: '["zone"]' }), { kind: 'none' }),
+    zone,
+    'its own annotation still counts',
+  );
+  assert.deepEqual(effectiveTopologyKeys(service('default', 'web', { [ANNOTATION_TOPOLOGY_KEYS]: '[]' }), zone).kind, 'none');
 });

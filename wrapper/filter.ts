@@ -55,12 +55,19 @@ export function namespaceTopologyKeysOf(namespace: KubeObject | undefined): Topo
 }
 
 /**
- * The keys that decide a Service's endpoints: its own annotation when it has one (so `[]` opts a
- * Service out of its Namespace's keys), else its Namespace's.
+ * Whether a Service takes its Namespace's keys: when it has no annotation of its own (so `[]`
+ * opts a Service out). The apiserver's own Service, default/kubernetes, never does: its endpoints
+ * are the apiservers, on no node, and would all be removed.
  */
+export function inheritsNamespaceKeys(service: KubeObject): boolean {
+  const { namespace, name } = service.metadata;
+  return !hasTopologyAnnotation(service) && !(namespace === 'default' && name === 'kubernetes');
+}
+
+/** The keys that decide a Service's endpoints: its own annotation's, or its Namespace's when it inherits them. */
 export function effectiveTopologyKeys(service: KubeObject | undefined, namespaceKeys: TopologyKeys): TopologyKeys {
   if (!service) return { kind: 'none' };
-  return hasTopologyAnnotation(service) ? topologyKeysOf(service) : namespaceKeys;
+  return inheritsNamespaceKeys(service) ? namespaceKeys : topologyKeysOf(service);
 }
 
 export type NodeLabelsLookup = (nodeName: string) => Record<string, string> | undefined;

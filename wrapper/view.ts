@@ -8,7 +8,7 @@ import {
   type FilterStats,
   filterEndpointSlices,
   filterEndpoints,
-  hasTopologyAnnotation,
+  inheritsNamespaceKeys,
   type NodeUnitContext,
   namespaceTopologyKeysOf,
   type TopologyKeys,
@@ -184,7 +184,7 @@ export class NodeUnitView {
 
   private serviceChanged(key: string, svc: KubeObject | undefined): void {
     const ns = key.slice(0, Math.max(0, key.indexOf('/')));
-    if (svc && !hasTopologyAnnotation(svc)) addTo(this.inheriting, ns, key);
+    if (svc && inheritsNamespaceKeys(svc)) addTo(this.inheriting, ns, key);
     else removeFrom(this.inheriting, ns, key);
     this.topologyChanged(key, effectiveTopologyKeys(svc, this.namespaceTopology.get(ns) ?? { kind: 'none' }));
   }

@@ -258,6 +258,8 @@ describe('renderServiceGrid', () => {
     assert.equal(a.service!.spec!.type, 'ClusterIP');
     assert.deepEqual(a.service!.spec!.selector, { app: 'web', [LABEL_UNIT]: 'a' });
     assert.deepEqual(a.service!.spec!.ports, [{ name: 'http', port: 80, targetPort: 8080 }]);
+    // Reachable from every unit, also in a Namespace that makes its Services unit-local.
+    assert.equal(a.service!.metadata!.annotations![ANNOTATION_TOPOLOGY_KEYS], '[]');
     const z = units.find((u) => u.unit === 'Zone_A')!;
     assert.match(z.name, /^web-svc-zone-a-[0-9a-f]{8}$/);
     assert.equal(z.service!.metadata!.labels![LABEL_UNIT], 'Zone_A');

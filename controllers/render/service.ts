@@ -43,7 +43,9 @@ export function renderSharedService(grid: ServiceGrid): V1Service {
 
 /**
  * A unit's Service keeps only what addresses pods (selector, ports, families): it is internal,
- * so node ports, load balancers and external IPs of the template stay on the shared Service.
+ * so node ports, load balancers and external IPs of the template stay on the shared Service. It
+ * says it is not unit-local (`[]`): it addresses one unit's pods from every unit, also in a
+ * Namespace whose annotation makes its other Services unit-local.
  */
 export function renderUnitService(grid: ServiceGrid, unit: string, name: string, template: V1ServiceSpec): V1Service {
   const headless = (grid.spec.unitServices ?? 'Headless') === 'Headless';
@@ -63,6 +65,7 @@ export function renderUnitService(grid: ServiceGrid, unit: string, name: string,
       name,
       namespace: grid.metadata.namespace,
       labels: gridLabels(grid, unit),
+      annotations: { [ANNOTATION_TOPOLOGY_KEYS]: '[]' },
       ownerReferences: [controllerRef(grid)],
     },
     spec,
