@@ -9,7 +9,7 @@
 // the wrapper's view keeps only what it serves.
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
-import { ApiError, type KubeClient } from './client.ts';
+import { ApiError, isStatus, type KubeClient } from './client.ts';
 import { releasePage, splitList } from './jsonlist.ts';
 import { LineSplitter } from './lines.ts';
 import { type GroupVersionResource, type KubeObject, objectKey, resourcePath } from './objects.ts';
@@ -61,6 +61,13 @@ export interface ReflectorOptions {
    * clients cut off together (a site whose link returns) do not all list at the same moment.
    */
   relistJitterMs?: number;
+  /**
+   * The resource may not be served by this apiserver (an API newer than the cluster, such as
+   * networking.k8s.io/v1 ServiceCIDRs before Kubernetes 1.33): a list answered 404 then counts as
+   * an empty collection, so the cache is synced (and loses what it held), and the list is tried
+   * again this often. Without it a 404 is retried as a failure and the cache never syncs.
+   */
+  absentRecheckMs?: number;
   /** Told when the apiserver answers a list or watch (true) and when one fails (false). */
   onContact?: (reached: boolean) => void;
   metrics?: ReflectorMetrics;
@@ -130,6 +137,8 @@ export class Reflector {
   private listFromStorage = false;
   private readonly abort = new AbortController();
   private hasSynced = false;
+  /** The last list found the resource not served (absentRecheckMs). */
+  private absent = false;
   private syncedResolve!: () => void;
   /** Resolves after the first complete list has been delivered to the sink. */
   readonly synced: Promise<void> = new Promise((r) => {
@@ -190,7 +199,10 @@ export class Reflector {
     while (!signal.aborted) {
       try {
         if (needList) {
-          await this.relist();
+          if (!(await this.relist())) {
+            await sleep(this.opts.absentRecheckMs!, signal);
+            continue;
+          }
           needList = false;
         }
         const started = Date.now();
@@ -224,8 +236,11 @@ export class Reflector {
     }
   }
 
-  /** Lists page by page and delivers the difference to what the sink already has, deletions included. */
-  private async relist(): Promise<void> {
+  /**
+   * Lists page by page and delivers the difference to what the sink already has, deletions
+   * included. Returns false when the resource is absent from this apiserver (see absentRecheckMs).
+   */
+  private async relist(): Promise<boolean> {
     const seen = new Set<string>();
     let rv = '';
     let cont: string | undefined;
@@ -234,18 +249,26 @@ export class Reflector {
     // Continued pages carry their version in the token.
     const fromCache =
       this.listFromStorage || this.opts.pagedLists ? {} : { resourceVersion: this.rv || '0', resourceVersionMatch: 'NotOlderThan' };
+    let absent = false;
     do {
-      const res = await this.client.stream('GET', this.path, {
-        query: {
-          labelSelector: this.opts.labelSelector,
-          fieldSelector: this.opts.fieldSelector,
-          limit: this.opts.pageSize ?? DEFAULT_PAGE_SIZE,
-          ...(cont ? { continue: cont } : fromCache),
-        },
-        accept: this.opts.metadataOnly ? ACCEPT_METADATA_LIST : ACCEPT_JSON,
-        signal: this.abort.signal,
-        idleTimeoutMs: LIST_IDLE_TIMEOUT_MS,
-      });
+      let res: IncomingMessage;
+      try {
+        res = await this.client.stream('GET', this.path, {
+          query: {
+            labelSelector: this.opts.labelSelector,
+            fieldSelector: this.opts.fieldSelector,
+            limit: this.opts.pageSize ?? DEFAULT_PAGE_SIZE,
+            ...(cont ? { continue: cont } : fromCache),
+          },
+          accept: this.opts.metadataOnly ? ACCEPT_METADATA_LIST : ACCEPT_JSON,
+          signal: this.abort.signal,
+          idleTimeoutMs: LIST_IDLE_TIMEOUT_MS,
+        });
+      } catch (err) {
+        if (cont || !this.opts.absentRecheckMs || !isStatus(err, 404)) throw err;
+        absent = true;
+        break;
+      }
       const body = await readAll(res);
       const page = splitList<KubeObject>(body);
       for (const item of page.items()) {
@@ -258,7 +281,13 @@ export class Reflector {
       cont = (page.head.metadata as { continue?: string } | undefined)?.continue || undefined;
       releasePage(body);
     } while (cont);
-    if (this.hasSynced) this.opts.metrics?.relist(this.resource.resource);
+    if (absent !== this.absent)
+      this.log.info(
+        absent ? { recheckInMs: this.opts.absentRecheckMs } : {},
+        absent ? 'not served by this apiserver; served as an empty collection' : 'served by this apiserver now',
+      );
+    this.absent = absent;
+    if (this.hasSynced && !absent) this.opts.metrics?.relist(this.resource.resource);
     for (const key of this.known) {
       if (seen.has(key)) continue;
       this.known.delete(key);
@@ -275,6 +304,7 @@ export class Reflector {
       this.hasSynced = true;
       this.syncedResolve();
     }
+    return !absent;
   }
 
   /** The apiserver answered a list or a watch. */

@@ -218,6 +218,74 @@ users: [{name: u, user: {tokenFile: token}}]
     admin.close();
   });
 
+  test('an API this apiserver does not serve: with absentRecheckMs the cache syncs empty, fills once it is served, and empties when it goes', async () => {
+    const admin = new KubeClient(loadKubeconfig(cluster().adminKubeconfigPath));
+    const log = pino({ level: 'silent' });
+    const WIDGETS = { group: 'absent.example.com', version: 'v1', resource: 'widgets' };
+    const strict = new Informer<KubeObject>(admin, WIDGETS, log, { maxBackoffMs: 100 });
+    const tolerant = new Informer<KubeObject>(admin, WIDGETS, log, { absentRecheckMs: 300 });
+    const sized = async (cache: Informer<KubeObject>, n: number, what: string) => {
+      const deadline = Date.now() + 60_000;
+      while (cache.size !== n) {
+        if (Date.now() > deadline) throw new Error(`${what}: the cache holds ${cache.size}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    const crd = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions';
+    try {
+      strict.start();
+      tolerant.start();
+      await tolerant.synced;
+      assert.equal(tolerant.size, 0);
+      const strictSynced = await Promise.race([strict.synced.then(() => true), new Promise((r) => setTimeout(() => r(false), 1_000))]);
+      assert.equal(strictSynced, false, 'without the option a 404 is a failure: the cache never syncs');
+      assert.equal(strict.failing, true);
+
+      await admin.request('POST', crd, {
+        body: {
+          apiVersion: 'apiextensions.k8s.io/v1',
+          kind: 'CustomResourceDefinition',
+          metadata: { name: 'widgets.absent.example.com' },
+          spec: {
+            group: 'absent.example.com',
+            scope: 'Cluster',
+            names: { plural: 'widgets', singular: 'widget', kind: 'Widget' },
+            versions: [
+              {
+                name: 'v1',
+                served: true,
+                storage: true,
+                schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
+              },
+            ],
+          },
+        },
+      });
+      // The CRD is established within moments; until then the create is refused.
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        try {
+          await admin.request('POST', '/apis/absent.example.com/v1/widgets', {
+            body: { apiVersion: 'absent.example.com/v1', kind: 'Widget', metadata: { name: 'w1' } },
+          });
+          break;
+        } catch (err) {
+          if (Date.now() > deadline) throw err;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+      await sized(tolerant, 1, 'the widget once the API is served');
+      await sized(strict, 1, 'the widget, in the cache that retried');
+      await admin.request('DELETE', `${crd}/widgets.absent.example.com`);
+      await sized(tolerant, 0, 'the API went');
+    } finally {
+      strict.stop();
+      tolerant.stop();
+      await admin.request('DELETE', `${crd}/widgets.absent.example.com`).catch(() => undefined);
+      admin.close();
+    }
+  });
+
   test('after the apiserver restarts, the next request opens a new connection', async () => {
     const client = new KubeClient(loadKubeconfig(cluster().adminKubeconfigPath));
     await client.get('/api/v1/namespaces/default');

@@ -9,7 +9,7 @@ import { apiVersionOf, type GroupVersionResource } from '../kube/objects.ts';
 import { Reflector } from '../kube/reflector.ts';
 import { DurableView } from './durable-view.ts';
 import { WrapperMetrics } from './metrics.ts';
-import { NODE_UNITS, NODES, SERVED_RESOURCES } from './resources.ts';
+import { NODE_UNITS, NODES, type ResourceSpec, SERVED_RESOURCES } from './resources.ts';
 import { RvClock } from './rv-clock.ts';
 import { ServedResource } from './served.ts';
 import { buildServer } from './server.ts';
@@ -124,6 +124,8 @@ if (restored) {
 // saved state is served, first lists) spread over a random delay, so that a site whose link
 // returns does not list all at once.
 const RECONNECT = { maxBackoffMs: 1_000, relistJitterMs: 500 };
+/** How often an API this apiserver did not serve is looked for again (after an upgrade). */
+const ABSENT_RECHECK_MS = 5 * 60_000;
 const upstreamLog = log.child({ component: 'upstream' });
 // From NodeUnits, the only Node watched is this node's own (as kube-proxy itself does).
 const selectorOf = (spec: GroupVersionResource) =>
@@ -134,6 +136,7 @@ const reflectorFor = (spec: GroupVersionResource) =>
     ...RECONNECT,
     startJitterMs: restored ? RECONNECT.relistJitterMs : 0,
     onContact: (reached) => (reached ? durable.contact(spec.resource) : durable.lost(spec.resource)),
+    absentRecheckMs: (spec as ResourceSpec).newerThanSome ? ABSENT_RECHECK_MS : undefined,
     ...selectorOf(spec),
   });
 const reflectors = [...SERVED_RESOURCES.map(reflectorFor), ...(membership === 'nodeunits' ? [reflectorFor(NODE_UNITS)] : [])];

@@ -9,6 +9,8 @@ export interface ResourceSpec extends GroupVersionResource {
   /** Field selectors accepted besides metadata.name and metadata.namespace. */
   extraFields: readonly string[];
   shortNames?: readonly string[];
+  /** Not served by every Kubernetes version this program supports: absent, it is served empty. */
+  newerThanSome?: boolean;
 }
 
 export const SERVICES: ResourceSpec = {
@@ -46,7 +48,10 @@ export const NODES: ResourceSpec = {
   extraFields: [],
   shortNames: ['no'],
 };
-/** networking.k8s.io/v1 ServiceCIDR: GA in 1.33, what kube-proxy 1.33+ lists and watches. */
+/**
+ * networking.k8s.io/v1 ServiceCIDR: GA in 1.33, what kube-proxy 1.33+ lists and watches. An
+ * apiserver before 1.33 does not serve it (kube-proxy there does not ask for it either).
+ */
 export const SERVICE_CIDRS: ResourceSpec = {
   resource: 'servicecidrs',
   group: 'networking.k8s.io',
@@ -54,6 +59,7 @@ export const SERVICE_CIDRS: ResourceSpec = {
   kind: 'ServiceCIDR',
   namespaced: false,
   extraFields: [],
+  newerThanSome: true,
 };
 
 /**
