@@ -214,6 +214,43 @@ describe('examples/', () => {
     assert.ok(args.includes('--health-probe-bind-address=:8081') && args.includes('--metrics-bind-address=:8080'), args.join(' '));
   });
 
+  test("static-pod/: the wrapper as a static Pod is the DaemonSet's container with a kubeconfig; its group may read what the wrapper serves and nothing else", async () => {
+    const c = cluster();
+    type Spec = { containers: k8s.V1Container[]; initContainers?: k8s.V1Container[] };
+    const installed = k8s.loadAllYaml(await readFile(join(root, 'examples/install/wrapper.yaml'), 'utf8')) as {
+      kind: string;
+      spec: { template: { spec: Spec } };
+    }[];
+    const ds = installed.find((d) => d.kind === 'DaemonSet')!.spec.template.spec;
+    const podFile = join(root, 'examples/static-pod/application-grid-wrapper.yaml');
+    const pod = (k8s.loadYaml(await readFile(podFile, 'utf8')) as { spec: Spec }).spec;
+    const [want, got] = [ds.containers[0]!, pod.containers[0]!];
+    for (const field of ['image', 'command', 'livenessProbe', 'readinessProbe', 'resources', 'securityContext'] as const)
+      assert.deepEqual(got[field], want[field], field);
+    assert.deepEqual(
+      got.args?.filter((a) => !a.startsWith('--kubeconfig=')),
+      want.args,
+    );
+    assert.ok(got.args?.includes('--kubeconfig=/etc/application-grid-wrapper/kubeconfig'));
+    // The DaemonSet names the control plane through the in-cluster variables; the kubeconfig does here.
+    assert.deepEqual(
+      got.env,
+      want.env?.filter((e) => !e.name.startsWith('KUBERNETES_SERVICE_')),
+    );
+    assert.deepEqual(pod.initContainers, ds.initContainers);
+    const dry = await c.kubectl(['apply', '--dry-run=server', '-f', podFile]);
+    assert.equal(dry.code, 0, dry.stderr);
+
+    const rbac = await c.kubectl(['apply', '--server-side', '-f', join(root, 'examples/static-pod/rbac.yaml')]);
+    assert.equal(rbac.code, 0, rbac.stderr);
+    const canI = async (...args: string[]) =>
+      (await c.kubectl(['auth', 'can-i', ...args, '--as=wrapper-edge-1', '--as-group=servicegroup:application-grid-wrappers'])).stdout.trim();
+    assert.equal(await canI('watch', 'nodeunits.servicegroup.io'), 'yes');
+    assert.equal(await canI('list', 'endpointslices.discovery.k8s.io', '-A'), 'yes');
+    assert.equal(await canI('list', 'secrets', '-A'), 'no');
+    assert.equal(await canI('patch', 'nodes'), 'no');
+  });
+
   test("overlays/control-plane-endpoint: the documented patch sets the wrapper's control-plane endpoint and nothing else", async () => {
     const c = cluster();
     const render = async (dir: string) => {

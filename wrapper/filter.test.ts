@@ -53,6 +53,33 @@ test('first key with a ready endpoint anywhere in the Service wins', () => {
   assert.deepEqual(ips(filterEndpointSlices(keys(['zone', '*']), unknown, ctx('a2')).slices), [['9']]);
 });
 
+test("SuperEdge's topologyKeys keeps endpoints matching the local node under any key, as SuperEdge's wrapper does", () => {
+  const superedge = (v: string[]) => topologyKeysOf(svc({ [ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE]: JSON.stringify(v) }));
+  const slices = [slice('s1', [ep('1', 'c1'), ep('2', 'a1')]), slice('s2', [ep('3', 'b1')])];
+  // a2: zone a (endpoint 2) or region r1 (endpoints 2 and 3); ours would stop at zone.
+  assert.deepEqual(ips(filterEndpointSlices(superedge(['zone', 'region']), slices, ctx('a2')).slices), [['2'], ['3']]);
+  assert.deepEqual(ips(filterEndpointSlices(keys(['zone', 'region']), slices, ctx('a2')).slices), [['2'], []]);
+  // One key: the same either way.
+  assert.deepEqual(ips(filterEndpointSlices(superedge(['zone']), slices, ctx('a2')).slices), [['2'], []]);
+  const eps: KubeObject = {
+    metadata: { name: 's', namespace: 'ns' },
+    subsets: [
+      {
+        addresses: [
+          { ip: '1', nodeName: 'c1' },
+          { ip: '2', nodeName: 'a1' },
+          { ip: '3', nodeName: 'b1' },
+        ],
+      },
+    ],
+  };
+  const kept = filterEndpoints(superedge(['zone', 'region']), eps, ctx('a2')).endpoints;
+  assert.deepEqual(
+    (kept.subsets as { addresses: { ip: string }[] }[])[0]!.addresses.map((a) => a.ip),
+    ['2', '3'],
+  );
+});
+
 test('no nodeName, unknown node, local node without the key: excluded, never a crash', () => {
   const slices = [slice('s', [ep('1', undefined), ep('2', 'ghost'), ep('3', 'a1'), { addresses: ['4'] }])];
   assert.deepEqual(ips(filterEndpointSlices(keys(['zone']), slices, ctx('a2')).slices), [['3']]);

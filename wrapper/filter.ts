@@ -110,6 +110,18 @@ export function chooseKey(keys: string[], endpoints: Iterable<EndpointPlacement>
   return keys[0]!;
 }
 
+/**
+ * Which endpoints a node keeps: by the key `chooseKey` picks, for our annotation (an ordered
+ * fallback); under any of the keys, for SuperEdge's `topologyKeys`, as SuperEdge's own wrapper
+ * reads it, so that its Services behave the same after a switch.
+ */
+function localRule(keys: { keys: string[]; source: string }, endpoints: EndpointPlacement[], ctx: NodeUnitContext) {
+  if (keys.source === ANNOTATION_TOPOLOGY_KEYS_SUPEREDGE)
+    return (nodeName: string | undefined) => keys.keys.some((k) => inLocalUnit(k, nodeName, ctx));
+  const key = chooseKey(keys.keys, endpoints, ctx);
+  return (nodeName: string | undefined) => inLocalUnit(key, nodeName, ctx);
+}
+
 export interface FilterStats {
   kept: number;
   dropped: number;
@@ -132,15 +144,15 @@ export function filterEndpointSlices(
 ): { slices: KubeObject[]; stats: FilterStats } {
   const all = slices.flatMap((s) => (s.endpoints as SliceEndpoint[] | undefined) ?? []);
   if (keys.kind !== 'keys') return { slices, stats: { kept: all.length, dropped: 0 } };
-  const key = chooseKey(
-    keys.keys,
+  const local = localRule(
+    keys,
     all.map((e) => ({ nodeName: e.nodeName, ready: sliceEndpointReady(e) })),
     ctx,
   );
   const stats = { kept: 0, dropped: 0 };
   const out = slices.map((s) => {
     const eps = (s.endpoints as SliceEndpoint[] | undefined) ?? [];
-    const kept = eps.filter((e) => inLocalUnit(key, e.nodeName, ctx));
+    const kept = eps.filter((e) => local(e.nodeName));
     stats.kept += kept.length;
     stats.dropped += eps.length - kept.length;
     return { ...s, endpoints: kept };
@@ -169,8 +181,8 @@ export function filterEndpoints(
     ...(s.addresses ?? []).map((a) => ({ nodeName: a.nodeName, ready: true })),
     ...(s.notReadyAddresses ?? []).map((a) => ({ nodeName: a.nodeName, ready: false })),
   ]);
-  const key = chooseKey(keys.keys, placements, ctx);
-  const keep = (list: EndpointAddress[] | undefined) => list?.filter((a) => inLocalUnit(key, a.nodeName, ctx));
+  const local = localRule(keys, placements, ctx);
+  const keep = (list: EndpointAddress[] | undefined) => list?.filter((a) => local(a.nodeName));
   const out: EndpointSubset[] = [];
   for (const s of subsets) {
     const addresses = keep(s.addresses);
