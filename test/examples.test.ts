@@ -244,7 +244,9 @@ describe('examples/', () => {
     const rbac = await c.kubectl(['apply', '--server-side', '-f', join(root, 'examples/static-pod/rbac.yaml')]);
     assert.equal(rbac.code, 0, rbac.stderr);
     const canI = async (...args: string[]) =>
-      (await c.kubectl(['auth', 'can-i', ...args, '--as=wrapper-edge-1', '--as-group=servicegroup:application-grid-wrappers'])).stdout.trim();
+      (
+        await c.kubectl(['auth', 'can-i', ...args, '--as=wrapper-edge-1', '--as-group=servicegroup:application-grid-wrappers'])
+      ).stdout.trim();
     assert.equal(await canI('watch', 'nodeunits.servicegroup.io'), 'yes');
     assert.equal(await canI('list', 'endpointslices.discovery.k8s.io', '-A'), 'yes');
     assert.equal(await canI('list', 'secrets', '-A'), 'no');
