@@ -4,7 +4,7 @@
 
 import { hostname } from 'node:os';
 import { KubeClient } from '../kube/client.ts';
-import { boolFlag, durationFlag, enumFlag, intFlag, listenFlag, parseCommandLine, stringFlag } from '../kube/flags.ts';
+import { boolFlag, durationFlag, enumFlag, intFlag, kubeconfigFlag, listenFlag, parseCommandLine, stringFlag } from '../kube/flags.ts';
 import { collectIdleHeap } from '../kube/idle-gc.ts';
 import { loadCredentials } from '../kube/kubeconfig.ts';
 import { stdoutLogger } from '../kube/log.ts';
@@ -19,7 +19,7 @@ const flags = parseCommandLine({
   program: 'servicegroup-controller',
   summary: 'Reconciles DeploymentGrids, ServiceGrids and StatefulSetGrids (servicegroup.io/v1alpha1).',
   flags: {
-    kubeconfig: stringFlag({ help: 'Path to a kubeconfig. Default: $KUBECONFIG, ~/.kube/config, then the in-cluster ServiceAccount.' }),
+    kubeconfig: kubeconfigFlag(),
     'metrics-bind-address': listenFlag({ default: '127.0.0.1:8080', disable: true, help: 'Address to serve /metrics on.' }),
     'health-probe-bind-address': listenFlag({
       default: '127.0.0.1:8081',

@@ -107,6 +107,13 @@ export function stringFlag(opts: { default?: string; help: string; validate?: (v
   };
 }
 
+/** `--kubeconfig`, the same for both programs: the order is that of `loadCredentials`. */
+export function kubeconfigFlag(): Flag<string> {
+  return stringFlag({
+    help: 'Path to a kubeconfig for the apiserver. Default: the first file of $KUBECONFIG, then ~/.kube/config, then the in-cluster ServiceAccount.',
+  });
+}
+
 export function boolFlag(opts: { default: boolean; help: string }): Flag<boolean> {
   return {
     help: opts.help,

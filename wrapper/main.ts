@@ -1,7 +1,16 @@
 // application-grid-wrapper: wires flags, the upstream client, the view and the HTTP servers.
 import { mkdirSync } from 'node:fs';
 import { KubeClient } from '../kube/client.ts';
-import { durationFlag, enumFlag, formatListenAddress, intFlag, listenFlag, parseCommandLine, stringFlag } from '../kube/flags.ts';
+import {
+  durationFlag,
+  enumFlag,
+  formatListenAddress,
+  intFlag,
+  kubeconfigFlag,
+  listenFlag,
+  parseCommandLine,
+  stringFlag,
+} from '../kube/flags.ts';
 import { collectIdleHeap } from '../kube/idle-gc.ts';
 import { loadCredentials } from '../kube/kubeconfig.ts';
 import { stdoutLogger } from '../kube/log.ts';
@@ -22,7 +31,7 @@ const flags = parseCommandLine({
   flags: {
     listen: listenFlag({ default: '127.0.0.1:51006', help: 'Address kube-proxy connects to (resources, /healthz, /readyz, /metrics).' }),
     'node-name': stringFlag({ default: process.env.NODE_NAME ?? '', help: 'Name of the node this wrapper serves. Default: $NODE_NAME.' }),
-    kubeconfig: stringFlag({ help: 'Path to a kubeconfig for the apiserver. Default: the first file of $KUBECONFIG, then in-cluster.' }),
+    kubeconfig: kubeconfigFlag(),
     'metrics-bind-address': listenFlag({
       default: '0',
       disable: true,
