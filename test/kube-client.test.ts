@@ -15,6 +15,7 @@ import { Informer } from '../kube/informer.ts';
 import { loadKubeconfig } from '../kube/kubeconfig.ts';
 import type { KubeObject } from '../kube/objects.ts';
 import { useCluster } from './cluster/cluster.ts';
+import { waitFor } from './cluster/processes.ts';
 
 const cluster = useCluster({});
 
@@ -224,13 +225,8 @@ users: [{name: u, user: {tokenFile: token}}]
     const WIDGETS = { group: 'absent.example.com', version: 'v1', resource: 'widgets' };
     const strict = new Informer<KubeObject>(admin, WIDGETS, log, { maxBackoffMs: 100 });
     const tolerant = new Informer<KubeObject>(admin, WIDGETS, log, { absentRecheckMs: 300 });
-    const sized = async (cache: Informer<KubeObject>, n: number, what: string) => {
-      const deadline = Date.now() + 60_000;
-      while (cache.size !== n) {
-        if (Date.now() > deadline) throw new Error(`${what}: the cache holds ${cache.size}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    };
+    const sized = (cache: Informer<KubeObject>, n: number, what: string) =>
+      waitFor(what, async () => cache.size === n || undefined, { intervalMs: 100 });
     const crd = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions';
     try {
       strict.start();
@@ -262,18 +258,16 @@ users: [{name: u, user: {tokenFile: token}}]
         },
       });
       // The CRD is established within moments; until then the create is refused.
-      const deadline = Date.now() + 30_000;
-      for (;;) {
-        try {
-          await admin.request('POST', '/apis/absent.example.com/v1/widgets', {
+      await waitFor('the widget created', () =>
+        admin
+          .request('POST', '/apis/absent.example.com/v1/widgets', {
             body: { apiVersion: 'absent.example.com/v1', kind: 'Widget', metadata: { name: 'w1' } },
-          });
-          break;
-        } catch (err) {
-          if (Date.now() > deadline) throw err;
-          await new Promise((r) => setTimeout(r, 200));
-        }
-      }
+          })
+          .then(
+            () => true,
+            () => undefined,
+          ),
+      );
       await sized(tolerant, 1, 'the widget once the API is served');
       await sized(strict, 1, 'the widget, in the cache that retried');
       await admin.request('DELETE', `${crd}/widgets.absent.example.com`);

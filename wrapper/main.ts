@@ -139,13 +139,13 @@ const upstreamLog = log.child({ component: 'upstream' });
 // From NodeUnits, the only Node watched is this node's own (as kube-proxy itself does).
 const selectorOf = (spec: GroupVersionResource) =>
   spec === NODES && membership === 'nodeunits' ? { fieldSelector: `metadata.name=${nodeName}` } : {};
-const reflectorFor = (spec: GroupVersionResource) =>
+const reflectorFor = (spec: GroupVersionResource & Pick<ResourceSpec, 'mayBeAbsent'>) =>
   new Reflector(spec, upstream, durable, upstreamLog, {
     metrics,
     ...RECONNECT,
     startJitterMs: restored ? RECONNECT.relistJitterMs : 0,
     onContact: (reached) => (reached ? durable.contact(spec.resource) : durable.lost(spec.resource)),
-    absentRecheckMs: (spec as ResourceSpec).newerThanSome ? ABSENT_RECHECK_MS : undefined,
+    absentRecheckMs: spec.mayBeAbsent ? ABSENT_RECHECK_MS : undefined,
     ...selectorOf(spec),
   });
 const reflectors = [...SERVED_RESOURCES.map(reflectorFor), ...(membership === 'nodeunits' ? [reflectorFor(NODE_UNITS)] : [])];

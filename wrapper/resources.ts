@@ -10,7 +10,7 @@ export interface ResourceSpec extends GroupVersionResource {
   extraFields: readonly string[];
   shortNames?: readonly string[];
   /** Not served by every Kubernetes version this program supports: absent, it is served empty. */
-  newerThanSome?: boolean;
+  mayBeAbsent?: boolean;
 }
 
 export const SERVICES: ResourceSpec = {
@@ -59,7 +59,7 @@ export const SERVICE_CIDRS: ResourceSpec = {
   kind: 'ServiceCIDR',
   namespaced: false,
   extraFields: [],
-  newerThanSome: true,
+  mayBeAbsent: true,
 };
 
 /**

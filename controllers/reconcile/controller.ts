@@ -256,6 +256,8 @@ export class GridController {
   private onNode(old: NodeView | undefined, now: NodeView | undefined): void {
     const before = old?.labels ?? {};
     const after = now?.labels ?? {};
+    // Readiness, other labels: no grid's units change, and no pass over the grids is needed.
+    if (![...this.gridKeys.keys()].some((key) => before[key] !== after[key])) return;
     for (const [kind, { grids }] of this.kinds) {
       for (const g of grids.list()) {
         const key = g.spec?.gridUniqKey as string | undefined;
